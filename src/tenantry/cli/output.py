@@ -1,0 +1,58 @@
+"""Print results as a table for people or as JSON/YAML for scripts.
+
+Commands build plain rows (lists of dicts with JSON-safe values) and hand them
+here, so every command supports ``--output`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+Format = Literal["table", "json", "yaml"]
+
+# Progress and messages go to stderr so stdout stays parseable under --output json.
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: Format, *, title: str = "") -> None:
+    """Print ``data`` in ``fmt``; a mapping prints as one record, a sequence as rows."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(_plain(data), sort_keys=False))
+        return
+    rows = [data] if isinstance(data, Mapping) else list(data)
+    if not rows:
+        out_console.print(f"(no {title or 'rows'})")
+        return
+    table = Table(title=title or None, title_justify="left")
+    columns = list(rows[0].keys())
+    for column in columns:
+        table.add_column(column.upper().replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    out_console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _plain(data: Any) -> Any:
+    # yaml.safe_dump refuses Path and other non-builtin values; JSON's rules are the contract.
+    return json.loads(json.dumps(data, default=str))

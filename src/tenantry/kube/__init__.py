@@ -1,0 +1,1 @@
+"""The Kubernetes adapter (`client`, `waits`) and real local clusters (`kwokconfig`, `localcluster`)."""

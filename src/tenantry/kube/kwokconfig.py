@@ -1,0 +1,144 @@
+"""What a local cluster is made of, as data: the kwokctl configuration and the fake nodes.
+
+Pure: no I/O. `tenantry.kube.localcluster` writes the configuration to disk and
+runs kwokctl with it; these functions only decide what the cluster looks like, so
+they are tested on their own.
+
+The control plane is real (kube-apiserver, kube-controller-manager, kube-scheduler,
+etcd). Only nodes and pod status are simulated by kwok: pods are scheduled, bound
+and marked Running and Ready, but no container runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Admission plugins the local clusters enforce. Explicit rather than "the defaults"
+# so a Kubernetes upgrade cannot silently drop one that tenancy relies on.
+ADMISSION_PLUGINS: tuple[str, ...] = (
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "DefaultStorageClass",
+    "DefaultTolerationSeconds",
+    "ResourceQuota",
+    "PodSecurity",
+    "Priority",
+    "StorageObjectInUseProtection",
+    "PersistentVolumeClaimResize",
+    "RuntimeClass",
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
+    "DefaultIngressClass",
+    "TaintNodesByCondition",
+    "ValidatingAdmissionPolicy",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionWebhook",
+)
+
+# Every local server listens on loopback only.
+BIND_ADDRESS = "127.0.0.1"
+
+# The annotation kwok uses to pick the nodes it simulates.
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+DEFAULT_NODES = 3
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Absolute paths of the binaries a local cluster runs."""
+
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    etcd: Path
+    kwok: Path
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Versions kwokctl must be told, since it adapts flags to them."""
+
+    kubernetes: str
+    etcd: str
+    kwok: str
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """Capacity of each simulated node."""
+
+    cpu: str = "8"
+    memory: str = "32Gi"
+    pods: str = "110"
+
+
+def kwokctl_configuration(binaries: Binaries, versions: Versions) -> dict[str, Any]:
+    """The KwokctlConfiguration for one local cluster with the binary runtime."""
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {
+            "runtime": "binary",
+            "kubeVersion": versions.kubernetes,
+            "etcdVersion": versions.etcd.lstrip("v"),
+            "kwokVersion": versions.kwok,
+            "kubeApiserverBinary": str(binaries.kube_apiserver),
+            "kubeControllerManagerBinary": str(binaries.kube_controller_manager),
+            "kubeSchedulerBinary": str(binaries.kube_scheduler),
+            "kubectlBinary": str(binaries.kubectl),
+            "etcdBinary": str(binaries.etcd),
+            "kwokControllerBinary": str(binaries.kwok),
+            "kubeAuthorization": True,
+            "kubeAdmission": True,
+            "securePort": True,
+            "bindAddress": BIND_ADDRESS,
+            "disableQPSLimits": True,
+        },
+        "componentsPatches": [
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [
+                    {"key": "enable-admission-plugins", "value": ",".join(ADMISSION_PLUGINS)},
+                ],
+            },
+        ],
+    }
+
+
+def node_manifest(name: str, shape: NodeShape = NodeShape()) -> dict[str, Any]:
+    """A Node object that kwok will simulate (heartbeats, Ready condition, pod status)."""
+    resources: Mapping[str, str] = {"cpu": shape.cpu, "memory": shape.memory, "pods": shape.pods}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/role": "agent",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": dict(resources),
+            "capacity": dict(resources),
+            "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"},
+        },
+    }
+
+
+def node_names(cluster: str, count: int) -> list[str]:
+    """Names of the ``count`` simulated nodes of ``cluster``."""
+    return [f"{cluster}-node-{i}" for i in range(count)]

@@ -1,0 +1,1 @@
+"""`tenantry up/down/status`: the whole platform on one machine."""

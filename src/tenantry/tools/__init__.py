@@ -1,0 +1,1 @@
+"""Pinned non-Python tools: what they are (`catalog`) and how they are built (`install`)."""

@@ -1,0 +1,203 @@
+"""The pinned non-Python tools Tenantry needs, and how to check each one.
+
+Each Go tool is a small Go module under ``tools/go/<name>/`` whose ``go.mod``
+requires the upstream module at an exact version and whose ``go.sum`` pins every
+dependency. That ``require`` line is the one place a version is written: the
+catalog reads it from there, so bumping a tool is one edit plus ``go mod tidy``.
+
+This module is pure: it describes tools and parses text; `tenantry.tools.install`
+does the building.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+GO_MODULES_DIR = Path(__file__).parent / "go"
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One executable a tool builds, and how to read its version back."""
+
+    name: str
+    package: str
+    version_args: tuple[str, ...]
+    # A regex whose first group is the version the binary reports about itself.
+    version_pattern: str
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """A group of binaries built from one pinned upstream Go module."""
+
+    name: str
+    module: str
+    binaries: tuple[Binary, ...]
+    # ``{version}``, ``{major}`` and ``{minor}`` are filled from the pinned version.
+    ldflags: tuple[str, ...] = ()
+    purpose: str = ""
+
+    @property
+    def module_dir(self) -> Path:
+        """The Go module in this repository that pins the tool."""
+        return GO_MODULES_DIR / self.name
+
+    @property
+    def version(self) -> str:
+        """The pinned version, read from the ``require`` line of the tool's go.mod."""
+        return pinned_version((self.module_dir / "go.mod").read_text(), self.module)
+
+    def rendered_ldflags(self) -> str:
+        """The linker flags with the version filled in (stamps ``--version`` output)."""
+        major, minor = _major_minor(self.version)
+        fields = {"version": self.version, "major": major, "minor": minor}
+        return " ".join(["-s", "-w", *(flag.format(**fields) for flag in self.ldflags)])
+
+    def fingerprint(self, go_version: str) -> str:
+        """A digest of everything that decides the build output; a change means rebuild."""
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum"):
+            digest.update((self.module_dir / name).read_bytes())
+        digest.update(self.rendered_ldflags().encode())
+        digest.update(" ".join(b.package for b in self.binaries).encode())
+        digest.update(go_version.encode())
+        return digest.hexdigest()[:16]
+
+
+def pinned_version(go_mod: str, module: str) -> str:
+    """Return the version ``go_mod`` requires of ``module``.
+
+    >>> pinned_version("require k8s.io/kubernetes v1.36.3\\n", "k8s.io/kubernetes")
+    'v1.36.3'
+    """
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod, re.MULTILINE)
+    if not match:
+        raise ValueError(f"go.mod does not require {module}")
+    return match.group(1)
+
+
+def parse_reported_version(binary: Binary, output: str) -> str | None:
+    """Extract the version a binary printed, or None if it printed something else."""
+    match = re.search(binary.version_pattern, output)
+    return match.group(1) if match else None
+
+
+def _major_minor(version: str) -> tuple[str, str]:
+    parts = version.lstrip("v").split(".")
+    return parts[0], parts[1] if len(parts) > 1 else "0"
+
+
+_KUBE_VERSION_VARS = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+
+
+def _kube_binary(name: str) -> Binary:
+    return Binary(
+        name=name,
+        package=f"k8s.io/kubernetes/cmd/{name}",
+        version_args=("--version",),
+        version_pattern=r"Kubernetes (v\d+\.\d+\.\d+)",
+    )
+
+
+KUBERNETES = GoTool(
+    name="kubernetes",
+    module="k8s.io/kubernetes",
+    purpose="control plane of the local clusters, and kubectl for people",
+    binaries=(
+        _kube_binary("kube-apiserver"),
+        _kube_binary("kube-controller-manager"),
+        _kube_binary("kube-scheduler"),
+        Binary(
+            name="kubectl",
+            package="k8s.io/kubernetes/cmd/kubectl",
+            version_args=("version", "--client"),
+            version_pattern=r"Client Version: (v\d+\.\d+\.\d+)",
+        ),
+    ),
+    # Without these the binaries report v0.0.0-master and kwokctl cannot tell the version.
+    ldflags=tuple(
+        f"-X {pkg}.{var}={value}"
+        for pkg in _KUBE_VERSION_VARS
+        for var, value in (
+            ("gitVersion", "{version}"),
+            ("gitMajor", "{major}"),
+            ("gitMinor", "{minor}"),
+            ("gitTreeState", "clean"),
+        )
+    ),
+)
+
+ETCD = GoTool(
+    name="etcd",
+    module="go.etcd.io/etcd/server/v3",
+    purpose="the local clusters' datastore",
+    binaries=(
+        Binary(
+            name="etcd",
+            package="go.etcd.io/etcd/server/v3",
+            version_args=("--version",),
+            version_pattern=r"etcd Version: (\d+\.\d+\.\d+)",
+        ),
+    ),
+)
+
+KWOK = GoTool(
+    name="kwok",
+    module="sigs.k8s.io/kwok",
+    purpose="kwokctl runs the local clusters; kwok simulates their nodes and pods",
+    binaries=(
+        Binary(
+            name="kwokctl",
+            package="sigs.k8s.io/kwok/cmd/kwokctl",
+            version_args=("--version",),
+            version_pattern=r"version v?(\d+\.\d+\.\d+)",
+        ),
+        Binary(
+            name="kwok",
+            package="sigs.k8s.io/kwok/cmd/kwok",
+            version_args=("--version",),
+            version_pattern=r"version v?(\d+\.\d+\.\d+)",
+        ),
+    ),
+)
+
+HELM = GoTool(
+    name="helm",
+    module="helm.sh/helm/v4",
+    purpose="renders, installs and tests charts",
+    binaries=(
+        Binary(
+            name="helm",
+            package="helm.sh/helm/v4/cmd/helm",
+            version_args=("version", "--short"),
+            version_pattern=r"(v\d+\.\d+\.\d+)",
+        ),
+    ),
+    ldflags=(
+        "-X helm.sh/helm/v4/internal/version.version={version}",
+        "-X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+    ),
+)
+
+# Build order: cheapest first, so a missing Go toolchain or proxy fails fast.
+GO_TOOLS: tuple[GoTool, ...] = (HELM, KWOK, ETCD, KUBERNETES)
+
+# Oldest Go that builds every pinned module (their go.mod files say `go 1.26.0`).
+MIN_GO = (1, 26)
+
+
+def tool_for_binary(name: str) -> GoTool:
+    """Return the tool that builds the binary called ``name``."""
+    for tool in GO_TOOLS:
+        if any(b.name == name for b in tool.binaries):
+            return tool
+    raise KeyError(name)
+
+
+def comparable_version(version: str) -> str:
+    """Versions as binaries print them: etcd and kwok drop the leading ``v``."""
+    return version.lstrip("v")

@@ -1,0 +1,263 @@
+"""Build the pinned tools into the per-machine tool cache, and find them again.
+
+The cache (`tenantry.paths.tools_dir`) holds one directory per tool and version,
+``<name>-<version>/``, stamped with a fingerprint of the go.mod, go.sum, linker
+flags and Go version that produced it, plus ``bin/`` with a link per binary. A
+second install with nothing changed only re-checks versions; a changed pin builds
+into a fresh directory and switches the links, so a failed build never leaves a
+half-written tool in use. Go's own build cache (outside the repository too) makes
+a rebuild after a small bump fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tenantry import errors, paths
+from tenantry.tools import catalog
+
+FINGERPRINT_FILE = ".fingerprint"
+
+Status = Literal["installed", "missing", "outdated"]
+
+
+@dataclass(frozen=True)
+class ToolState:
+    """What the cache holds for one binary."""
+
+    name: str
+    tool: str
+    version: str
+    path: Path
+    status: Status
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A line of progress from a running build, for the CLI to show."""
+
+    tool: str
+    packages: int
+    elapsed_s: float
+    current: str
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """How one tool ended up: built now, or already in the cache."""
+
+    tool: str
+    version: str
+    action: Literal["built", "cached"]
+    seconds: float
+    binaries: tuple[Path, ...]
+
+
+def bin_dir() -> Path:
+    """The directory with a link to every installed binary (put it first on PATH)."""
+    return paths.tools_dir() / "bin"
+
+
+def binary(name: str) -> Path:
+    """Return the installed binary ``name``, or raise `ToolMissingError` saying how to get it."""
+    path = bin_dir() / name
+    if not path.exists():
+        tool = catalog.tool_for_binary(name)
+        raise errors.ToolMissingError(
+            f"{name} {tool.version} is not installed in {paths.tools_dir()}",
+            fix="run `tenantry tools install` (the first build takes many minutes)",
+        )
+    return path
+
+
+def go_version() -> str:
+    """Return the version of the Go toolchain on PATH, e.g. ``go1.26.8``."""
+    go = shutil.which("go")
+    if go is None:
+        raise errors.ToolMissingError(
+            "the Go toolchain is not on PATH; Tenantry builds Kubernetes, etcd, kwok and helm "
+            "from their pinned Go modules",
+            fix="install Go 1.26 or newer (`apt-get install golang` or https://go.dev/dl) "
+            "and run `tenantry tools install` again",
+        )
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise errors.ToolError(f"`go env GOVERSION` failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def list_tools() -> list[ToolState]:
+    """Report every pinned binary and whether the cache has it at the pinned version."""
+    states: list[ToolState] = []
+    for tool in catalog.GO_TOOLS:
+        tool_dir = _tool_dir(tool)
+        for b in tool.binaries:
+            link = bin_dir() / b.name
+            if (tool_dir / b.name).exists() and link.resolve() == (tool_dir / b.name).resolve():
+                status: Status = "installed"
+            elif link.exists():
+                status = "outdated"
+            else:
+                status = "missing"
+            states.append(
+                ToolState(
+                    name=b.name,
+                    tool=tool.name,
+                    version=tool.version,
+                    path=tool_dir / b.name,
+                    status=status,
+                )
+            )
+    return states
+
+
+def install(
+    tools: tuple[catalog.GoTool, ...] = catalog.GO_TOOLS,
+    *,
+    on_progress: Callable[[BuildProgress], None] | None = None,
+    on_start: Callable[[catalog.GoTool], None] | None = None,
+) -> list[InstallResult]:
+    """Build every tool that the cache lacks at its pinned version; verify each binary."""
+    gover = go_version()
+    bin_dir().mkdir(parents=True, exist_ok=True)
+    results = []
+    for tool in tools:
+        started = time.monotonic()
+        target = _tool_dir(tool)
+        fingerprint = tool.fingerprint(gover)
+        if _is_current(target, tool, fingerprint):
+            action: Literal["built", "cached"] = "cached"
+        else:
+            if on_start:
+                on_start(tool)
+            _build(tool, target, fingerprint, gover, on_progress)
+            action = "built"
+        for b in tool.binaries:
+            _verify(b, target / b.name, tool.version)
+            _link(bin_dir() / b.name, target / b.name)
+        results.append(
+            InstallResult(
+                tool=tool.name,
+                version=tool.version,
+                action=action,
+                seconds=time.monotonic() - started,
+                binaries=tuple(target / b.name for b in tool.binaries),
+            )
+        )
+    return results
+
+
+def _tool_dir(tool: catalog.GoTool) -> Path:
+    return paths.tools_dir() / f"{tool.name}-{tool.version}"
+
+
+def _is_current(target: Path, tool: catalog.GoTool, fingerprint: str) -> bool:
+    stamp = target / FINGERPRINT_FILE
+    if not stamp.exists() or stamp.read_text().strip() != fingerprint:
+        return False
+    return all((target / b.name).exists() for b in tool.binaries)
+
+
+def _go_env(gover: str) -> dict[str, str]:
+    env = dict(os.environ)
+    match = re.match(r"go(\d+)\.(\d+)", gover)
+    if match and (int(match.group(1)), int(match.group(2))) < catalog.MIN_GO:
+        # An older local Go may fetch the required toolchain through the module proxy.
+        env["GOTOOLCHAIN"] = "auto"
+    env.setdefault("CGO_ENABLED", "0")
+    return env
+
+
+def _build(
+    tool: catalog.GoTool,
+    target: Path,
+    fingerprint: str,
+    gover: str,
+    on_progress: Callable[[BuildProgress], None] | None,
+) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{tool.name}-", dir=target.parent))
+    argv = [
+        "go",
+        "build",
+        "-v",
+        "-trimpath",
+        "-mod=readonly",
+        "-ldflags",
+        tool.rendered_ldflags(),
+        "-o",
+        f"{staging}/",
+        *(b.package for b in tool.binaries),
+    ]
+    started = time.monotonic()
+    tail: list[str] = []
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=tool.module_dir,
+            env=_go_env(gover),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise errors.ToolError(f"could not start the Go toolchain: {e}") from e
+    assert proc.stderr is not None
+    packages = 0
+    for line in proc.stderr:
+        line = line.rstrip()
+        tail = [*tail[-19:], line]
+        # `go build -v` names each package as it compiles it; anything else is an error.
+        if line and " " not in line:
+            packages += 1
+            if on_progress:
+                on_progress(
+                    BuildProgress(tool.name, packages, time.monotonic() - started, line)
+                )
+    if proc.wait() != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        detail = "\n".join(tail)
+        raise errors.ToolError(
+            f"building {tool.name} {tool.version} failed (go build in {tool.module_dir}):\n{detail}",
+            fix="check network access to the Go module proxy and free disk space, then retry",
+        )
+    (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _verify(b: catalog.Binary, path: Path, pinned: str) -> None:
+    try:
+        out = subprocess.run(
+            [str(path), *b.version_args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise errors.ToolError(
+            f"{path} does not run: {e}", fix="run `tenantry tools install` to rebuild it"
+        ) from e
+    reported = catalog.parse_reported_version(b, out.stdout + out.stderr)
+    if reported is None or catalog.comparable_version(reported) != catalog.comparable_version(
+        pinned
+    ):
+        raise errors.ToolError(
+            f"{b.name} at {path} reports version {reported or '(none)'}, expected {pinned}",
+            fix=f"delete {path.parent} and run `tenantry tools install`",
+        )
+
+
+def _link(link: Path, target: Path) -> None:
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
