@@ -13,6 +13,8 @@ adapters translate them here, chaining the original as ``__cause__``.
     │   └── ClusterNotFoundError  no local cluster has that name
     ├── KubeError                 the Kubernetes API server refused or failed a request
     │   ├── ForbiddenError        RBAC said no (403)
+    │   ├── AdmissionDeniedError  an admission plugin said no (PodSecurity, policy)
+    │   │   └── QuotaExceededError  ResourceQuota said no
     │   ├── NotFoundError         the object does not exist (404)
     │   ├── ConflictError         apply conflict or already exists (409)
     │   ├── InvalidError          validation or admission refused the object (422/400)
@@ -114,6 +116,14 @@ class KubeError(TenantryError):
 
 class ForbiddenError(KubeError):
     """RBAC or an authorizer refused the request (HTTP 403)."""
+
+
+class AdmissionDeniedError(KubeError):
+    """An admission plugin (PodSecurity, a ValidatingAdmissionPolicy) refused the object."""
+
+
+class QuotaExceededError(AdmissionDeniedError):
+    """The namespace's ResourceQuota has no room for the object."""
 
 
 class NotFoundError(KubeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -48,16 +49,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    output_format: output.Format = typer.Option(
-        "table",
-        "--output",
-        "-o",
-        help="How to print results: table for people, json or yaml for scripts.",
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    output_format: Annotated[
+        output.Format,
+        typer.Option(
+            "--output",
+            "-o",
+            help="How to print results: table for people, json or yaml for scripts.",
+        ),
+    ] = "table",
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = Options(output=output_format, debug=debug)
 

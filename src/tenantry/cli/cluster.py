@@ -23,7 +23,10 @@ def create_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Cluster name: lowercase letters, digits and '-'."),
     nodes: int = typer.Option(
-        kwokconfig.DEFAULT_NODES, "--nodes", "-n", help="Simulated nodes (8 CPU, 32Gi, 110 pods each)."
+        kwokconfig.DEFAULT_NODES,
+        "--nodes",
+        "-n",
+        help="Simulated nodes (8 CPU, 32Gi, 110 pods each).",
     ),
 ) -> None:
     """Start a new local cluster and wait until its nodes are Ready.

@@ -22,7 +22,9 @@ err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
 
-def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: Format, *, title: str = "") -> None:
+def emit(
+    data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: Format, *, title: str = ""
+) -> None:
     """Print ``data`` in ``fmt``; a mapping prints as one record, a sequence as rows."""
     if fmt == "json":
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,1 +1,2 @@
-"""The Kubernetes adapter (`client`, `waits`) and real local clusters (`kwokconfig`, `localcluster`)."""
+"""The Kubernetes adapter (`client`, `waits`) and real local clusters
+(`kwokconfig`, `localcluster`)."""

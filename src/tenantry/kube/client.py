@@ -101,7 +101,14 @@ def from_api_error(e: ApiError, action: str) -> errors.KubeError:
     code, reason, message = _status_of(e)
     kind: type[errors.KubeError]
     fix: str | None = None
-    if code == 403:
+    if code == 403 and "exceeded quota" in message:
+        kind, fix = errors.QuotaExceededError, "lower the requests or raise the tenant's quota"
+    elif code == 403 and "violates PodSecurity" in message:
+        kind, fix = (
+            errors.AdmissionDeniedError,
+            "make the pod meet the namespace's Pod Security level",
+        )
+    elif code == 403:
         kind, fix = errors.ForbiddenError, "the acting identity lacks the RBAC rule for this"
     elif code == 404:
         kind = errors.NotFoundError
@@ -149,6 +156,10 @@ class Kube:
     def __init__(self, client: lightkube.Client, *, identity: Identity | None = None) -> None:
         self.client = client
         self.identity = identity
+        # lightkube's overloads are keyed on global vs namespaced resource types, which a
+        # manifest loaded at run time cannot satisfy statically; the calls below are checked
+        # by the API server instead.
+        self._lk: Any = client
 
     @classmethod
     def connect(
@@ -197,7 +208,7 @@ class Kube:
         """
         obj = self.load(manifest)
         with translate(f"apply {describe(manifest)}"):
-            result: Resource = self.client.apply(
+            result: Resource = self._lk.apply(
                 obj, field_manager=FIELD_MANAGER, force=force, dry_run=dry_run
             )
             return result
@@ -206,27 +217,32 @@ class Kube:
         """Create ``manifest``; fails with `ConflictError` if it exists."""
         obj = self.load(manifest)
         with translate(f"create {describe(manifest)}"):
-            result: Resource = self.client.create(obj, dry_run=dry_run)
+            result: Resource = self._lk.create(obj, dry_run=dry_run)
             return result
 
     def get(self, kind: type[R], name: str, *, namespace: str | None = None) -> R:
         """Read one object; `NotFoundError` if it does not exist."""
         where = f"{namespace}/" if namespace else ""
         with translate(f"get {kind.__name__}/{where}{name}"):
-            return self.client.get(kind, name, namespace=namespace)  # type: ignore[call-overload,no-any-return]
+            obj: R = self._lk.get(kind, name, namespace=namespace)
+            return obj
 
     def list(
-        self, kind: type[R], *, namespace: str | None = None, labels: Mapping[str, str] | None = None
+        self,
+        kind: type[R],
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[R]:
         """List objects of ``kind``, optionally in one namespace and matching labels."""
         with translate(f"list {kind.__name__}"):
-            return list(self.client.list(kind, namespace=namespace, labels=labels))  # type: ignore[call-overload]
+            return list(self._lk.list(kind, namespace=namespace, labels=dict(labels or {})))
 
     def delete(self, kind: type[Resource], name: str, *, namespace: str | None = None) -> bool:
         """Delete one object; returns False if it was already gone."""
         try:
             with translate(f"delete {kind.__name__}/{name}"):
-                self.client.delete(kind, name, namespace=namespace)  # type: ignore[call-overload]
+                self._lk.delete(kind, name, namespace=namespace)
         except errors.NotFoundError:
             return False
         return True

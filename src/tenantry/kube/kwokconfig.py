@@ -134,7 +134,11 @@ def node_manifest(name: str, shape: NodeShape = NodeShape()) -> dict[str, Any]:
         "status": {
             "allocatable": dict(resources),
             "capacity": dict(resources),
-            "nodeInfo": {"kubeletVersion": "fake", "operatingSystem": "linux", "architecture": "amd64"},
+            "nodeInfo": {
+                "kubeletVersion": "fake",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         },
     }
 

@@ -136,7 +136,9 @@ def _kwokctl(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProces
             argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as e:
-        raise errors.ClusterError(f"`kwokctl {' '.join(args)}` did not finish in {timeout_s:.0f}s") from e
+        raise errors.ClusterError(
+            f"`kwokctl {' '.join(args)}` did not finish in {timeout_s:.0f}s"
+        ) from e
 
 
 def _log_tail(cluster_dir: Path, lines: int = 15) -> str:
@@ -168,12 +170,20 @@ def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
     config_path.write_text(yaml.safe_dump(kwokconfig.kwokctl_configuration(binaries, versions)))
     try:
         done = _kwokctl(
-            "create", "cluster", "--name", name, "--config", str(config_path), "--wait", _KWOKCTL_WAIT
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--config",
+            str(config_path),
+            "--wait",
+            _KWOKCTL_WAIT,
         )
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip()[-3000:]
+            logs = _log_tail(_cluster_dir(name))
             raise errors.ClusterError(
-                f"kwokctl could not create cluster {name!r}:\n{detail}\n{_log_tail(_cluster_dir(name))}",
+                f"kwokctl could not create cluster {name!r}:\n{detail}\n{logs}",
                 fix="read the component logs above; `tenantry tools install` rebuilds the binaries",
             )
         cluster = LocalCluster(name=name, workdir=_cluster_dir(name))

@@ -40,8 +40,7 @@ class RolloutState:
 
     def __str__(self) -> str:
         return (
-            f"{self.ready}/{self.desired} ready, {self.updated} updated, "
-            f"{self.available} available"
+            f"{self.ready}/{self.desired} ready, {self.updated} updated, {self.available} available"
         )
 
 
@@ -61,8 +60,10 @@ def rollout_state(deployment: Deployment) -> RolloutState:
     )
 
 
-def wait_for_rollout(kube: Kube, *, namespace: str, name: str, timeout_s: float = 120.0) -> RolloutState:
-    """Block until Deployment ``namespace/name`` is fully rolled out, or raise `WaitTimeoutError`."""
+def wait_for_rollout(
+    kube: Kube, *, namespace: str, name: str, timeout_s: float = 120.0
+) -> RolloutState:
+    """Block until Deployment ``namespace/name`` has rolled out; else `WaitTimeoutError`."""
     deadline = time.monotonic() + timeout_s
     state: RolloutState | None = None
     while time.monotonic() < deadline:
@@ -76,5 +77,5 @@ def wait_for_rollout(kube: Kube, *, namespace: str, name: str, timeout_s: float 
     seen = str(state) if state else "the Deployment does not exist"
     raise errors.WaitTimeoutError(
         f"Deployment {namespace}/{name} did not finish rolling out in {timeout_s:.0f}s ({seen})",
-        fix="check its pods' events: kubectl -n {ns} describe pods".format(ns=namespace),
+        fix=f"check its pods' events: kubectl -n {namespace} describe pods",
     )

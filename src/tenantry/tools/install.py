@@ -221,14 +221,13 @@ def _build(
         if line and " " not in line:
             packages += 1
             if on_progress:
-                on_progress(
-                    BuildProgress(tool.name, packages, time.monotonic() - started, line)
-                )
+                on_progress(BuildProgress(tool.name, packages, time.monotonic() - started, line))
     if proc.wait() != 0:
         shutil.rmtree(staging, ignore_errors=True)
         detail = "\n".join(tail)
         raise errors.ToolError(
-            f"building {tool.name} {tool.version} failed (go build in {tool.module_dir}):\n{detail}",
+            f"building {tool.name} {tool.version} failed "
+            f"(go build in {tool.module_dir}):\n{detail}",
             fix="check network access to the Go module proxy and free disk space, then retry",
         )
     (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")

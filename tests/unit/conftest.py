@@ -1,0 +1,1 @@
+"""Unit tests are pure: no cluster, no subprocess, no network."""

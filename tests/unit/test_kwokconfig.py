@@ -1,0 +1,53 @@
+"""What a local cluster is made of, decided without starting one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tenantry.kube import kwokconfig
+
+BINARIES = kwokconfig.Binaries(
+    kube_apiserver=Path("/t/kube-apiserver"),
+    kube_controller_manager=Path("/t/kube-controller-manager"),
+    kube_scheduler=Path("/t/kube-scheduler"),
+    kubectl=Path("/t/kubectl"),
+    etcd=Path("/t/etcd"),
+    kwok=Path("/t/kwok"),
+)
+VERSIONS = kwokconfig.Versions(kubernetes="v1.36.3", etcd="v3.6.16", kwok="v0.8.0")
+
+
+def test_configuration_uses_binary_runtime_on_loopback_with_rbac_and_admission() -> None:
+    options = kwokconfig.kwokctl_configuration(BINARIES, VERSIONS)["options"]
+    assert options["runtime"] == "binary"
+    assert options["bindAddress"] == "127.0.0.1"
+    assert options["kubeAuthorization"] is True
+    assert options["kubeAdmission"] is True
+    assert options["etcdVersion"] == "3.6.16"
+    assert options["kubeApiserverBinary"] == "/t/kube-apiserver"
+    assert options["kwokControllerBinary"] == "/t/kwok"
+
+
+def test_admission_plugins_include_what_tenancy_relies_on() -> None:
+    config = kwokconfig.kwokctl_configuration(BINARIES, VERSIONS)
+    patch = next(p for p in config["componentsPatches"] if p["name"] == "kube-apiserver")
+    plugins = dict((a["key"], a["value"]) for a in patch["extraArgs"])["enable-admission-plugins"]
+    for required in (
+        "NamespaceLifecycle",
+        "LimitRanger",
+        "ServiceAccount",
+        "ResourceQuota",
+        "PodSecurity",
+        "ValidatingAdmissionPolicy",
+    ):
+        assert required in plugins.split(",")
+
+
+def test_node_manifest_is_kwok_managed_with_the_requested_shape() -> None:
+    node = kwokconfig.node_manifest("c-node-0", kwokconfig.NodeShape(cpu="4", memory="8Gi"))
+    assert node["metadata"]["annotations"][kwokconfig.KWOK_NODE_ANNOTATION] == "fake"
+    assert node["status"]["allocatable"] == {"cpu": "4", "memory": "8Gi", "pods": "110"}
+
+
+def test_node_names_are_unique_per_cluster() -> None:
+    assert kwokconfig.node_names("a", 3) == ["a-node-0", "a-node-1", "a-node-2"]
