@@ -12,14 +12,19 @@ from tenantry import errors
 from tenantry.kube import client, waits
 
 
-def test_service_account_identity_carries_the_groups_a_real_token_has() -> None:
+def test_service_account_identity_leaves_groups_to_the_api_server() -> None:
     identity = client.Identity.service_account("team-a", "tenantry-deployer")
-    assert identity.user == "system:serviceaccount:team-a:tenantry-deployer"
     assert identity.headers() == [
         ("Impersonate-User", "system:serviceaccount:team-a:tenantry-deployer"),
-        ("Impersonate-Group", "system:serviceaccounts"),
-        ("Impersonate-Group", "system:serviceaccounts:team-a"),
-        ("Impersonate-Group", "system:authenticated"),
+    ]
+
+
+def test_groups_repeat_the_impersonate_group_header() -> None:
+    identity = client.Identity("alice", groups=("devs", "ops"))
+    assert identity.headers() == [
+        ("Impersonate-User", "alice"),
+        ("Impersonate-Group", "devs"),
+        ("Impersonate-Group", "ops"),
     ]
 
 

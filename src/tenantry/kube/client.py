@@ -27,11 +27,14 @@ from lightkube import codecs
 from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ApiError
-from lightkube.core.resource import Resource
+from lightkube.core.resource import NamespacedResource, Resource
 
 from tenantry import errors
 
 FIELD_MANAGER = "tenantry"
+
+# lightkube's spelling of "every namespace" for list and watch.
+ALL_NAMESPACES = "*"
 
 R = TypeVar("R", bound=Resource)
 
@@ -45,16 +48,13 @@ class Identity:
 
     @classmethod
     def service_account(cls, namespace: str, name: str) -> Identity:
-        """The identity of ServiceAccount ``namespace/name``, with the groups the API server
-        gives a real token for it (so group-bound RBAC applies too)."""
-        return cls(
-            user=f"system:serviceaccount:{namespace}:{name}",
-            groups=(
-                "system:serviceaccounts",
-                f"system:serviceaccounts:{namespace}",
-                "system:authenticated",
-            ),
-        )
+        """The identity of ServiceAccount ``namespace/name``.
+
+        No groups are sent: the API server then adds the ServiceAccount's own groups
+        itself, and the impersonator needs only ``impersonate`` on that one
+        ServiceAccount, not the cluster-wide right to impersonate groups.
+        """
+        return cls(user=f"system:serviceaccount:{namespace}:{name}")
 
     def headers(self) -> list[tuple[str, str]]:
         """The impersonation headers; ``Impersonate-Group`` repeats once per group."""
@@ -234,7 +234,9 @@ class Kube:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> list[R]:
-        """List objects of ``kind``, optionally in one namespace and matching labels."""
+        """List objects of ``kind`` matching ``labels``: in one namespace, or in all of them."""
+        if namespace is None and issubclass(kind, NamespacedResource):
+            namespace = ALL_NAMESPACES
         with translate(f"list {kind.__name__}"):
             return list(self._lk.list(kind, namespace=namespace, labels=dict(labels or {})))
 

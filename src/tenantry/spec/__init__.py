@@ -1,0 +1,1 @@
+"""The platform repository's files as typed, validated models (`models`, `repository`)."""

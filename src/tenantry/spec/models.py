@@ -1,0 +1,232 @@
+"""The platform repository's files as typed, immutable, validated models.
+
+``platform.yaml`` says which environments and clusters exist and what every tenant
+gets by default; ``tenants/<team>.yaml`` describes one team. Field names are
+camelCase in YAML, like Kubernetes objects, and unknown fields are errors (a typo
+such as ``quotas:`` must not silently mean "no quota").
+
+Rules that need more than one file (a tenant naming an environment the platform
+lacks, duplicate names) live in `tenantry.spec.repository`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from tenantry.spec import quantities
+
+API_VERSION: Final = "tenantry.dev/v1"
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+# Namespaces a tenant may never be called: Kubernetes' own, and names that would
+# read as the platform's.
+RESERVED_NAMES = frozenset(
+    {"default", "kube-system", "kube-public", "kube-node-lease", "tenantry", "platform"}
+)
+
+# Quota keys a tenant may set, as ResourceQuota spells them.
+QUOTA_KEYS = (
+    "cpu",
+    "memory",
+    "pods",
+    "services",
+    "persistentvolumeclaims",
+    "requests.storage",
+    "services.loadbalancers",
+)
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 40 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label of at most 40 characters "
+            "(lowercase letters, digits and '-', starting with a letter)"
+        )
+    return value
+
+
+def _quantity(value: str) -> str:
+    quantities.parse(value)
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+class Model(BaseModel):
+    """Base for every spec model: camelCase YAML, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+    )
+
+
+class Resources(Model):
+    """CPU and memory, as in a container's requests or limits."""
+
+    cpu: Quantity
+    memory: Quantity
+
+
+class ContainerDefaults(Model):
+    """What the LimitRange fills in for containers that do not say."""
+
+    requests: Resources
+    limits: Resources
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> ContainerDefaults:
+        for name in ("cpu", "memory"):
+            request = quantities.parse(getattr(self.requests, name))
+            limit = quantities.parse(getattr(self.limits, name))
+            if limit < request:
+                raise ValueError(
+                    f"limits.{name} {getattr(self.limits, name)} is below "
+                    f"requests.{name} {getattr(self.requests, name)}"
+                )
+        return self
+
+
+class Quota(Model):
+    """A tenant's ResourceQuota per namespace; unset keys take the platform default."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True
+    )
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    pods: Quantity | None = None
+    services: Quantity | None = None
+    persistentvolumeclaims: Quantity | None = None
+    requests_storage: Quantity | None = Field(default=None, alias="requests.storage")
+    services_loadbalancers: Quantity | None = Field(default=None, alias="services.loadbalancers")
+
+    def as_dict(self) -> dict[str, str]:
+        """The set keys, spelled as ResourceQuota spells them."""
+        return {
+            key: value for key, value in self.model_dump(by_alias=True).items() if value is not None
+        }
+
+    def merged_over(self, default: Quota) -> Quota:
+        """This quota with unset keys taken from ``default``."""
+        return Quota.model_validate({**default.as_dict(), **self.as_dict()})
+
+
+class ClusterRef(Model):
+    """One cluster of an environment: a local cluster or a kubeconfig context."""
+
+    name: DnsLabel
+    role: Literal["primary", "canary"] = "primary"
+    local: DnsLabel | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_reach_it(self) -> ClusterRef:
+        if (self.local is None) == (self.kubeconfig is None):
+            raise ValueError("set exactly one of `local` (a local cluster) or `kubeconfig`")
+        return self
+
+
+class Environment(Model):
+    """A stage of delivery (staging, production) and the clusters that serve it."""
+
+    name: DnsLabel
+    clusters: tuple[ClusterRef, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_primary(self) -> Environment:
+        primaries = [c.name for c in self.clusters if c.role == "primary"]
+        if len(primaries) != 1:
+            raise ValueError(f"needs exactly one cluster with role primary, has {primaries}")
+        return self
+
+
+class PlatformNamespaces(Model):
+    """The platform's own namespaces whose pods may reach every tenant."""
+
+    ingress: DnsLabel = "tenantry-ingress"
+    monitoring: DnsLabel = "tenantry-monitoring"
+
+
+class Defaults(Model):
+    """What every tenant gets unless its file says otherwise."""
+
+    quota: Quota
+    container: ContainerDefaults
+
+
+class Platform(Model):
+    """``platform.yaml``: environments, clusters, defaults, allowed registries."""
+
+    api_version: Literal["tenantry.dev/v1"] = API_VERSION
+    kind: Literal["Platform"] = "Platform"
+    name: DnsLabel
+    environments: tuple[Environment, ...] = Field(min_length=1)
+    defaults: Defaults
+    registries: tuple[str, ...] = Field(min_length=1)
+    platform_namespaces: PlatformNamespaces = PlatformNamespaces()
+
+    def environment(self, name: str) -> Environment:
+        """The environment called ``name``; KeyError if there is none."""
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+
+class People(Model):
+    """Users and groups, as the clusters' authenticator names them."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+class SecretRef(Model):
+    """A key of a Kubernetes Secret in the platform namespace; the value never enters git."""
+
+    name: DnsLabel
+    key: str
+
+
+class Alerts(Model):
+    """Where a tenant's alerts go (used by the observability issue)."""
+
+    slack: SecretRef | None = None
+    email: tuple[str, ...] = ()
+    pagerduty: SecretRef | None = None
+
+
+class Tenant(Model):
+    """``tenants/<team>.yaml``: one team's slice of the platform."""
+
+    api_version: Literal["tenantry.dev/v1"] = API_VERSION
+    kind: Literal["Tenant"] = "Tenant"
+    name: DnsLabel
+    owners: People
+    members: People = People()
+    environments: tuple[DnsLabel, ...] = Field(min_length=1)
+    quota: Quota = Quota()
+    container_defaults: ContainerDefaults | None = None
+    registries: tuple[str, ...] = ()
+    allow_from: tuple[DnsLabel, ...] = ()
+    alerts: Alerts = Alerts()
+    splunk_index: str | None = None
+    self_approval: bool = False
+
+    @model_validator(mode="after")
+    def _has_an_owner(self) -> Tenant:
+        if not self.owners.users and not self.owners.groups:
+            raise ValueError("owners needs at least one user or group")
+        return self

@@ -1,0 +1,264 @@
+"""Load a platform repository: every file checked, every problem reported at once.
+
+Pure apart from reading the files. `load` either returns a fully valid
+`Repository` or raises `SpecError` listing every problem as
+``file: field: message (fix)``; callers never see a half-valid repository, which is
+what lets `tenants apply` promise that nothing is applied when anything is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tenantry import errors
+from tenantry.spec import models
+
+PLATFORM_FILE = "platform.yaml"
+TENANTS_DIR = "tenants"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A valid platform repository."""
+
+    root: Path
+    platform: models.Platform
+    tenants: tuple[models.Tenant, ...]
+
+    def tenant(self, name: str) -> models.Tenant:
+        """The tenant called ``name``; `UsageError` naming the known ones if absent."""
+        for tenant in self.tenants:
+            if tenant.name == name:
+                return tenant
+        known = ", ".join(t.name for t in self.tenants) or "none"
+        raise errors.UsageError(f"no tenant named {name!r} (known: {known})")
+
+
+def load(root: Path) -> Repository:
+    """Read and validate ``root``; raise `SpecError` with every problem found."""
+    problems: list[errors.SpecProblem] = []
+    platform = _load_model(root / PLATFORM_FILE, models.Platform, root, problems)
+    tenants: list[tuple[str, models.Tenant]] = []
+    tenants_dir = root / TENANTS_DIR
+    if tenants_dir.is_dir():
+        for path in sorted(tenants_dir.iterdir()):
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                tenant = _load_model(path, models.Tenant, root, problems)
+                if tenant is not None:
+                    tenants.append((_rel(path, root), tenant))
+    if platform is not None:
+        problems += _platform_problems(platform)
+        problems += _tenant_problems(platform, tenants)
+    if problems:
+        raise errors.SpecError(problems)
+    assert platform is not None
+    return Repository(root=root, platform=platform, tenants=tuple(t for _, t in tenants))
+
+
+def load_text(text: str, model: type[BaseModel], file: str) -> BaseModel:
+    """Validate one file's text as ``model``; `SpecError` on any problem (for tests/tools)."""
+    problems: list[errors.SpecProblem] = []
+    result = _validate_text(text, model, file, problems)
+    if problems or result is None:
+        raise errors.SpecError(problems)
+    return result
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _load_model(
+    path: Path, model: type[M], root: Path, problems: list[errors.SpecProblem]
+) -> M | None:
+    file = _rel(path, root)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        problems.append(errors.SpecProblem(file, "(file)", "does not exist", f"create {file}"))
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(errors.SpecProblem(file, "(file)", f"cannot be read: {e}", "fix the file"))
+        return None
+    result = _validate_text(text, model, file, problems)
+    if result is not None and isinstance(result, models.Tenant) and path.stem != result.name:
+        problems.append(
+            errors.SpecProblem(
+                file,
+                "name",
+                f"is {result.name!r} but the file is {path.name}",
+                f"rename the file to {result.name}.yaml or set name: {path.stem}",
+            )
+        )
+    return result
+
+
+def _validate_text(
+    text: str, model: type[M], file: str, problems: list[errors.SpecProblem]
+) -> M | None:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        problems.append(
+            errors.SpecProblem(
+                file, where, f"invalid YAML: {getattr(e, 'problem', e)}", "fix the YAML syntax"
+            )
+        )
+        return None
+    if not isinstance(data, Mapping):
+        problems.append(
+            errors.SpecProblem(
+                file,
+                "(document)",
+                f"is a {type(data).__name__}, not a mapping",
+                f"write the {model.__name__} fields as `key: value` lines",
+            )
+        )
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems += [_problem(file, err) for err in e.errors()]
+        return None
+
+
+def _problem(file: str, err: Mapping[str, Any]) -> errors.SpecProblem:
+    field = ".".join(str(p) for p in err["loc"]) or "(document)"
+    kind = err["type"]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return errors.SpecProblem(
+            file,
+            field,
+            "is not a known field",
+            "remove it or fix its spelling (see README, platform repository)",
+        )
+    if kind == "missing":
+        return errors.SpecProblem(file, field, "is required", "add it")
+    if kind == "literal_error":
+        return errors.SpecProblem(
+            file, field, f"{value!r}: {message}", "use one of the values shown"
+        )
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, Mapping) else ""
+    return errors.SpecProblem(file, field, f"{message}{shown}", "correct the value")
+
+
+def _platform_problems(platform: models.Platform) -> list[errors.SpecProblem]:
+    problems = []
+    seen: dict[str, str] = {}
+    env_names = [e.name for e in platform.environments]
+    for dup in sorted({n for n in env_names if env_names.count(n) > 1}):
+        problems.append(
+            errors.SpecProblem(
+                PLATFORM_FILE,
+                "environments",
+                f"{dup!r} appears twice",
+                "give each environment a unique name",
+            )
+        )
+    for env in platform.environments:
+        for i, cluster in enumerate(env.clusters):
+            if cluster.name in seen:
+                problems.append(
+                    errors.SpecProblem(
+                        PLATFORM_FILE,
+                        f"environments.{env.name}.clusters.{i}.name",
+                        f"cluster {cluster.name!r} is already in environment "
+                        f"{seen[cluster.name]!r}",
+                        "a cluster serves one environment: tenant namespaces are named "
+                        "after the team alone",
+                    )
+                )
+            seen[cluster.name] = env.name
+    return problems
+
+
+def _registry_allowed(registry: str, allowed: tuple[str, ...]) -> bool:
+    return any(registry == a or registry.startswith(a.rstrip("/") + "/") for a in allowed)
+
+
+def _tenant_problems(
+    platform: models.Platform, tenants: list[tuple[str, models.Tenant]]
+) -> list[errors.SpecProblem]:
+    problems = []
+    env_names = {e.name for e in platform.environments}
+    reserved = models.RESERVED_NAMES | {
+        platform.platform_namespaces.ingress,
+        platform.platform_namespaces.monitoring,
+    }
+    first_file: dict[str, str] = {}
+    names = {t.name for _, t in tenants}
+    for file, tenant in tenants:
+        if tenant.name in first_file:
+            problems.append(
+                errors.SpecProblem(
+                    file,
+                    "name",
+                    f"{tenant.name!r} is already used by {first_file[tenant.name]}",
+                    "choose another name",
+                )
+            )
+        first_file.setdefault(tenant.name, file)
+        if tenant.name in reserved or tenant.name.startswith("kube-"):
+            problems.append(
+                errors.SpecProblem(
+                    file,
+                    "name",
+                    f"{tenant.name!r} is reserved for the system or the platform",
+                    "choose another name",
+                )
+            )
+        for i, env in enumerate(tenant.environments):
+            if env not in env_names:
+                problems.append(
+                    errors.SpecProblem(
+                        file,
+                        f"environments.{i}",
+                        f"{env!r} is not an environment of the platform",
+                        f"use one of: {', '.join(sorted(env_names))}",
+                    )
+                )
+        for i, registry in enumerate(tenant.registries):
+            if not _registry_allowed(registry, platform.registries):
+                problems.append(
+                    errors.SpecProblem(
+                        file,
+                        f"registries.{i}",
+                        f"{registry!r} is not allowed by the platform",
+                        f"use one of, or a path under: {', '.join(platform.registries)}",
+                    )
+                )
+        for i, other in enumerate(tenant.allow_from):
+            if other not in names:
+                problems.append(
+                    errors.SpecProblem(
+                        file,
+                        f"allowFrom.{i}",
+                        f"{other!r} is not a tenant",
+                        "name a tenant that has a file in tenants/",
+                    )
+                )
+            elif other == tenant.name:
+                problems.append(
+                    errors.SpecProblem(
+                        file,
+                        f"allowFrom.{i}",
+                        "a tenant always reaches itself",
+                        "remove this entry",
+                    )
+                )
+    return problems

@@ -1,0 +1,251 @@
+"""Make every cluster match the platform repository: observe → plan → apply.
+
+`plan_all` reads what each cluster has (one LIST per managed kind) and plans with
+the pure `tenantry.tenancy.plan`; `apply_all` first checks every destructive step
+in every cluster (a namespace that still holds Helm releases is only deleted with
+``force``) and only then applies, cluster by cluster, wave by wave, with a small
+pool of connections. Applies are server-side with field manager ``tenantry`` and
+``force``, so a hand edit of a managed field is drift and is put back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightkube.core.resource import Resource
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+)
+from lightkube.resources.core_v1 import (
+    LimitRange,
+    Namespace,
+    ResourceQuota,
+    Secret,
+    ServiceAccount,
+)
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.rbac_authorization_v1 import ClusterRole, RoleBinding
+
+from tenantry import errors
+from tenantry.kube import localcluster
+from tenantry.kube.client import Kube
+from tenantry.spec import models
+from tenantry.spec.repository import Repository
+from tenantry.tenancy import objects
+from tenantry.tenancy.plan import Change, ObjectKey, Plan, plan, wave
+
+# Every kind the tenancy planner manages, so observe and delete can find them.
+KINDS: dict[str, type[Resource]] = {
+    "Namespace": Namespace,
+    "ResourceQuota": ResourceQuota,
+    "LimitRange": LimitRange,
+    "ServiceAccount": ServiceAccount,
+    "RoleBinding": RoleBinding,
+    "NetworkPolicy": NetworkPolicy,
+    "ClusterRole": ClusterRole,
+    "ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
+    "ValidatingAdmissionPolicyBinding": ValidatingAdmissionPolicyBinding,
+}
+
+# Concurrent applies per cluster: enough to hide request latency, few enough that
+# two cores are not spent on context switches.
+WORKERS = 8
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """One cluster of one environment, resolved to a kubeconfig."""
+
+    environment: str
+    name: str
+    kubeconfig: Path
+    context: str | None
+
+    def connect(self) -> Kube:
+        """An admin connection (the platform's own identity)."""
+        return Kube.connect(self.kubeconfig, context=self.context)
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What applying one cluster's plan did."""
+
+    cluster: str
+    environment: str
+    created: int
+    updated: int
+    deleted: int
+    unchanged: int
+    seconds: float
+
+
+def resolve(cluster: models.ClusterRef, environment: str, repo_root: Path) -> ClusterTarget:
+    """Where to reach ``cluster``: a local cluster by name, or a kubeconfig and context."""
+    if cluster.local is not None:
+        kubeconfig = localcluster.get(cluster.local).kubeconfig
+    else:
+        assert cluster.kubeconfig is not None
+        kubeconfig = (repo_root / cluster.kubeconfig).expanduser()
+    return ClusterTarget(environment, cluster.name, kubeconfig, cluster.context)
+
+
+def targets(repo: Repository) -> list[ClusterTarget]:
+    """Every cluster of every environment."""
+    return [
+        resolve(cluster, env.name, repo.root)
+        for env in repo.platform.environments
+        for cluster in env.clusters
+    ]
+
+
+def desired(repo: Repository, environment: str) -> list[objects.Manifest]:
+    """Everything a cluster of ``environment`` should hold (pure)."""
+    manifests = objects.platform_objects(repo.platform)
+    for tenant in repo.tenants:
+        if environment in tenant.environments:
+            manifests += objects.tenant_objects(tenant, repo.platform, environment=environment)
+    return manifests
+
+
+def observe(kube: Kube) -> dict[ObjectKey, dict[str, Any]]:
+    """Every object in the cluster that the platform manages, by key."""
+    found: dict[ObjectKey, dict[str, Any]] = {}
+    for kind, resource in KINDS.items():
+        for obj in kube.list(resource, labels=objects.MANAGED_BY):
+            manifest: dict[str, Any] = obj.to_dict()  # type: ignore[attr-defined]
+            manifest["kind"] = kind
+            found[ObjectKey.of(manifest)] = manifest
+    return found
+
+
+def plan_cluster(repo: Repository, target: ClusterTarget) -> Plan:
+    """The plan for one cluster."""
+    with target.connect() as kube:
+        return plan(target.name, desired(repo, target.environment), observe(kube))
+
+
+def plan_all(repo: Repository) -> list[tuple[ClusterTarget, Plan]]:
+    """Plans for every cluster; reads only."""
+    return [(target, plan_cluster(repo, target)) for target in targets(repo)]
+
+
+def helm_releases(kube: Kube, namespace: str) -> list[str]:
+    """Names of the Helm releases stored in ``namespace``."""
+    secrets = kube.list(Secret, namespace=namespace, labels={"owner": "helm"})
+    return sorted({(s.metadata.labels or {}).get("name", "?") for s in secrets if s.metadata})
+
+
+def check_deletions(plans: list[tuple[ClusterTarget, Plan]], *, force: bool) -> None:
+    """Refuse, before anything is applied, to delete a namespace that has Helm releases."""
+    if force:
+        return
+    blocked = []
+    for target, cluster_plan in plans:
+        namespaces = [c.key.name for c in cluster_plan.of("delete") if c.key.kind == "Namespace"]
+        if not namespaces:
+            continue
+        with target.connect() as kube:
+            for ns in namespaces:
+                releases = helm_releases(kube, ns)
+                if releases:
+                    blocked.append(f"{target.name}/{ns} ({', '.join(releases)})")
+    if blocked:
+        raise errors.TenantryError(
+            "refusing to delete tenant namespaces that still have Helm releases: "
+            + "; ".join(blocked),
+            fix="uninstall those releases first, or run `tenantry tenants apply --force` "
+            "to delete the namespaces with everything in them",
+        )
+
+
+@contextmanager
+def _pool(target: ClusterTarget) -> Iterator[Callable[[], Kube]]:
+    # One connection per worker thread: simpler than reasoning about sharing one pool.
+    local = threading.local()
+    opened: list[Kube] = []
+    lock = threading.Lock()
+
+    def get() -> Kube:
+        kube = getattr(local, "kube", None)
+        if kube is None:
+            kube = target.connect()
+            local.kube = kube
+            with lock:
+                opened.append(kube)
+        return kube
+
+    try:
+        yield get
+    finally:
+        for kube in opened:
+            kube.close()
+
+
+def _execute(kube: Kube, change: Change) -> None:
+    if change.action in ("create", "update"):
+        assert change.manifest is not None
+        kube.apply(change.manifest)
+    elif change.action == "delete":
+        kube.delete(KINDS[change.key.kind], change.key.name, namespace=change.key.namespace or None)
+
+
+def apply_plan(
+    target: ClusterTarget,
+    cluster_plan: Plan,
+    *,
+    on_change: Callable[[ClusterTarget, Change], None] | None = None,
+) -> ApplyReport:
+    """Apply one cluster's plan: waves in order, changes within a wave concurrently."""
+    started = time.monotonic()
+    todo = [c for c in cluster_plan.changes if c.action != "unchanged"]
+    applies = [c for c in todo if c.action != "delete"]
+    deletes = [c for c in todo if c.action == "delete"]
+    with _pool(target) as connection, ThreadPoolExecutor(max_workers=WORKERS) as pool:
+
+        def run(change: Change) -> None:
+            _execute(connection(), change)
+            if on_change:
+                on_change(target, change)
+
+        for level in sorted({wave(c.key) for c in applies}):
+            batch = [c for c in applies if wave(c.key) == level]
+            list(pool.map(run, batch))  # list() re-raises the first failure
+        for level in sorted({wave(c.key) for c in deletes}, reverse=True):
+            batch = [c for c in deletes if wave(c.key) == level]
+            list(pool.map(run, batch))
+    counts = cluster_plan.summary()
+    return ApplyReport(
+        cluster=target.name,
+        environment=target.environment,
+        created=counts["create"],
+        updated=counts["update"],
+        deleted=counts["delete"],
+        unchanged=counts["unchanged"],
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+def apply_all(
+    repo: Repository,
+    *,
+    force: bool = False,
+    on_plan: Callable[[ClusterTarget, Plan], None] | None = None,
+    on_change: Callable[[ClusterTarget, Change], None] | None = None,
+) -> list[ApplyReport]:
+    """Plan every cluster, check every deletion, then apply cluster by cluster."""
+    plans = plan_all(repo)
+    check_deletions(plans, force=force)
+    reports = []
+    for target, cluster_plan in plans:
+        if on_plan:
+            on_plan(target, cluster_plan)
+        reports.append(apply_plan(target, cluster_plan, on_change=on_change))
+    return reports
