@@ -83,3 +83,15 @@ def test_unrecognised_version_output_is_none() -> None:
 def test_tool_for_unknown_binary_raises_key_error() -> None:
     with pytest.raises(KeyError):
         catalog.tool_for_binary("docker")
+
+
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [
+        ("go.etcd.io/etcd/server/v3", "server"),
+        ("k8s.io/kubernetes/cmd/kubectl", "kubectl"),
+        ("helm.sh/helm/v4/cmd/helm", "helm"),
+    ],
+)
+def test_go_output_name_follows_go_build(package: str, name: str) -> None:
+    assert catalog.go_output_name(package) == name

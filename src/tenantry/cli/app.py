@@ -16,7 +16,7 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
-from tenantry.cli import cluster, local, output, tools
+from tenantry.cli import cluster, local, output, tenants, tools
 
 app = typer.Typer(
     name="tenantry",
@@ -70,6 +70,7 @@ def _root(
 
 app.add_typer(tools.app, name="tools")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(tenants.app, name="tenants")
 local.register(app)
 
 

@@ -12,9 +12,18 @@ lacks, duplicate names) live in `tenantry.spec.repository`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from tenantry.spec import quantities
@@ -208,6 +217,41 @@ class Alerts(Model):
     pagerduty: SecretRef | None = None
 
 
+@dataclass(frozen=True)
+class TenantContext:
+    """What a tenant file is checked against: the platform and the other tenants.
+
+    Passed as pydantic's validation context so that one pass over a file reports
+    every problem in it, the cross-file ones included.
+    """
+
+    environments: frozenset[str]
+    registries: tuple[str, ...]
+    reserved: frozenset[str]
+    tenants: frozenset[str]
+
+    @classmethod
+    def of(cls, platform: Platform, tenant_names: frozenset[str]) -> TenantContext:
+        """The context for tenants of ``platform`` beside ``tenant_names``."""
+        pns = platform.platform_namespaces
+        return cls(
+            environments=frozenset(e.name for e in platform.environments),
+            registries=platform.registries,
+            reserved=RESERVED_NAMES | {pns.ingress, pns.monitoring},
+            tenants=tenant_names,
+        )
+
+
+def registry_allowed(registry: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``registry`` is one of ``allowed`` or a path under one."""
+    return any(registry == a or registry.startswith(a.rstrip("/") + "/") for a in allowed)
+
+
+def _context(info: ValidationInfo) -> TenantContext | None:
+    context = info.context
+    return context if isinstance(context, TenantContext) else None
+
+
 class Tenant(Model):
     """``tenants/<team>.yaml``: one team's slice of the platform."""
 
@@ -225,8 +269,55 @@ class Tenant(Model):
     splunk_index: str | None = None
     self_approval: bool = False
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str, info: ValidationInfo) -> str:
+        context = _context(info)
+        reserved = context.reserved if context else RESERVED_NAMES
+        if name in reserved or name.startswith("kube-"):
+            raise ValueError(f"{name!r} is reserved for the system or the platform")
+        return name
+
+    @field_validator("environments")
+    @classmethod
+    def _known_environments(cls, envs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        context = _context(info)
+        if context:
+            unknown = [e for e in envs if e not in context.environments]
+            if unknown:
+                raise ValueError(
+                    f"{', '.join(map(repr, unknown))} not an environment of the platform "
+                    f"(it has: {', '.join(sorted(context.environments))})"
+                )
+        return envs
+
+    @field_validator("registries")
+    @classmethod
+    def _allowed_registries(cls, regs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        context = _context(info)
+        if context:
+            bad = [r for r in regs if not registry_allowed(r, context.registries)]
+            if bad:
+                raise ValueError(
+                    f"{', '.join(map(repr, bad))} not allowed by the platform "
+                    f"(use one of, or a path under: {', '.join(context.registries)})"
+                )
+        return regs
+
+    @field_validator("allow_from")
+    @classmethod
+    def _known_tenants(cls, names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        context = _context(info)
+        if context:
+            unknown = [n for n in names if n not in context.tenants]
+            if unknown:
+                raise ValueError(f"{', '.join(map(repr, unknown))} not a tenant of the platform")
+        return names
+
     @model_validator(mode="after")
     def _has_an_owner(self) -> Tenant:
         if not self.owners.users and not self.owners.groups:
             raise ValueError("owners needs at least one user or group")
+        if self.name in self.allow_from:
+            raise ValueError("allowFrom names the tenant itself; a tenant always reaches itself")
         return self

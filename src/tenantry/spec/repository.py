@@ -45,28 +45,50 @@ class Repository:
 def load(root: Path) -> Repository:
     """Read and validate ``root``; raise `SpecError` with every problem found."""
     problems: list[errors.SpecProblem] = []
-    platform = _load_model(root / PLATFORM_FILE, models.Platform, root, problems)
-    tenants: list[tuple[str, models.Tenant]] = []
-    tenants_dir = root / TENANTS_DIR
-    if tenants_dir.is_dir():
-        for path in sorted(tenants_dir.iterdir()):
-            if path.suffix in (".yaml", ".yml") and path.is_file():
-                tenant = _load_model(path, models.Tenant, root, problems)
-                if tenant is not None:
-                    tenants.append((_rel(path, root), tenant))
+    platform = _load_model(root / PLATFORM_FILE, models.Platform, root, problems, context=None)
     if platform is not None:
         problems += _platform_problems(platform)
-        problems += _tenant_problems(platform, tenants)
+    tenants_dir = root / TENANTS_DIR
+    paths = (
+        sorted(p for p in tenants_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if tenants_dir.is_dir()
+        else []
+    )
+    context = (
+        models.TenantContext.of(platform, frozenset(_declared_names(paths)))
+        if platform is not None
+        else None
+    )
+    tenants: list[tuple[str, models.Tenant]] = []
+    for path in paths:
+        tenant = _load_model(path, models.Tenant, root, problems, context=context)
+        if tenant is not None:
+            tenants.append((_rel(path, root), tenant))
+    problems += _duplicate_names(tenants)
     if problems:
         raise errors.SpecError(problems)
     assert platform is not None
     return Repository(root=root, platform=platform, tenants=tuple(t for _, t in tenants))
 
 
+def _declared_names(paths: list[Path]) -> list[str]:
+    # The names other tenants may refer to in allowFrom, read leniently: a file that
+    # fails to parse is reported by its own validation, not here.
+    names = []
+    for path in paths:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, Mapping) and isinstance(data.get("name"), str):
+            names.append(data["name"])
+    return names
+
+
 def load_text(text: str, model: type[BaseModel], file: str) -> BaseModel:
     """Validate one file's text as ``model``; `SpecError` on any problem (for tests/tools)."""
     problems: list[errors.SpecProblem] = []
-    result = _validate_text(text, model, file, problems)
+    result = _validate_text(text, model, file, problems, context=None)
     if problems or result is None:
         raise errors.SpecError(problems)
     return result
@@ -80,7 +102,12 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _load_model(
-    path: Path, model: type[M], root: Path, problems: list[errors.SpecProblem]
+    path: Path,
+    model: type[M],
+    root: Path,
+    problems: list[errors.SpecProblem],
+    *,
+    context: models.TenantContext | None,
 ) -> M | None:
     file = _rel(path, root)
     try:
@@ -91,7 +118,7 @@ def _load_model(
     except (OSError, UnicodeDecodeError) as e:
         problems.append(errors.SpecProblem(file, "(file)", f"cannot be read: {e}", "fix the file"))
         return None
-    result = _validate_text(text, model, file, problems)
+    result = _validate_text(text, model, file, problems, context=context)
     if result is not None and isinstance(result, models.Tenant) and path.stem != result.name:
         problems.append(
             errors.SpecProblem(
@@ -105,7 +132,12 @@ def _load_model(
 
 
 def _validate_text(
-    text: str, model: type[M], file: str, problems: list[errors.SpecProblem]
+    text: str,
+    model: type[M],
+    file: str,
+    problems: list[errors.SpecProblem],
+    *,
+    context: models.TenantContext | None,
 ) -> M | None:
     try:
         data = yaml.safe_load(text)
@@ -129,7 +161,7 @@ def _validate_text(
         )
         return None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as e:
         problems += [_problem(file, err) for err in e.errors()]
         return None
@@ -142,19 +174,14 @@ def _problem(file: str, err: Mapping[str, Any]) -> errors.SpecProblem:
     value = err.get("input")
     if kind == "extra_forbidden":
         return errors.SpecProblem(
-            file,
-            field,
-            "is not a known field",
-            "remove it or fix its spelling (see README, platform repository)",
+            file, field, "is not a known field", "remove it or correct its spelling"
         )
     if kind == "missing":
         return errors.SpecProblem(file, field, "is required", "add it")
-    if kind == "literal_error":
-        return errors.SpecProblem(
-            file, field, f"{value!r}: {message}", "use one of the values shown"
-        )
-    shown = f" (got {value!r})" if value is not None and not isinstance(value, Mapping) else ""
-    return errors.SpecProblem(file, field, f"{message}{shown}", "correct the value")
+    if kind == "value_error":
+        return errors.SpecProblem(file, field, message, "correct the value")
+    shown = f"{value!r}: " if isinstance(value, str | int | float | bool) else ""
+    return errors.SpecProblem(file, field, f"{shown}{message}", "correct the value")
 
 
 def _platform_problems(platform: models.Platform) -> list[errors.SpecProblem]:
@@ -187,21 +214,9 @@ def _platform_problems(platform: models.Platform) -> list[errors.SpecProblem]:
     return problems
 
 
-def _registry_allowed(registry: str, allowed: tuple[str, ...]) -> bool:
-    return any(registry == a or registry.startswith(a.rstrip("/") + "/") for a in allowed)
-
-
-def _tenant_problems(
-    platform: models.Platform, tenants: list[tuple[str, models.Tenant]]
-) -> list[errors.SpecProblem]:
+def _duplicate_names(tenants: list[tuple[str, models.Tenant]]) -> list[errors.SpecProblem]:
     problems = []
-    env_names = {e.name for e in platform.environments}
-    reserved = models.RESERVED_NAMES | {
-        platform.platform_namespaces.ingress,
-        platform.platform_namespaces.monitoring,
-    }
     first_file: dict[str, str] = {}
-    names = {t.name for _, t in tenants}
     for file, tenant in tenants:
         if tenant.name in first_file:
             problems.append(
@@ -213,52 +228,4 @@ def _tenant_problems(
                 )
             )
         first_file.setdefault(tenant.name, file)
-        if tenant.name in reserved or tenant.name.startswith("kube-"):
-            problems.append(
-                errors.SpecProblem(
-                    file,
-                    "name",
-                    f"{tenant.name!r} is reserved for the system or the platform",
-                    "choose another name",
-                )
-            )
-        for i, env in enumerate(tenant.environments):
-            if env not in env_names:
-                problems.append(
-                    errors.SpecProblem(
-                        file,
-                        f"environments.{i}",
-                        f"{env!r} is not an environment of the platform",
-                        f"use one of: {', '.join(sorted(env_names))}",
-                    )
-                )
-        for i, registry in enumerate(tenant.registries):
-            if not _registry_allowed(registry, platform.registries):
-                problems.append(
-                    errors.SpecProblem(
-                        file,
-                        f"registries.{i}",
-                        f"{registry!r} is not allowed by the platform",
-                        f"use one of, or a path under: {', '.join(platform.registries)}",
-                    )
-                )
-        for i, other in enumerate(tenant.allow_from):
-            if other not in names:
-                problems.append(
-                    errors.SpecProblem(
-                        file,
-                        f"allowFrom.{i}",
-                        f"{other!r} is not a tenant",
-                        "name a tenant that has a file in tenants/",
-                    )
-                )
-            elif other == tenant.name:
-                problems.append(
-                    errors.SpecProblem(
-                        file,
-                        f"allowFrom.{i}",
-                        "a tenant always reaches itself",
-                        "remove this entry",
-                    )
-                )
     return problems

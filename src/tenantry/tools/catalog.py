@@ -86,6 +86,18 @@ def parse_reported_version(binary: Binary, output: str) -> str | None:
     return match.group(1) if match else None
 
 
+def go_output_name(package: str) -> str:
+    """The file name `go build -o DIR/` gives a main package's binary.
+
+    >>> go_output_name("go.etcd.io/etcd/server/v3")
+    'server'
+    """
+    parts = package.rstrip("/").split("/")
+    if len(parts) > 1 and re.fullmatch(r"v\d+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
 def _major_minor(version: str) -> tuple[str, str]:
     parts = version.lstrip("v").split(".")
     return parts[0], parts[1] if len(parts) > 1 else "0"

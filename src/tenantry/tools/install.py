@@ -230,7 +230,12 @@ def _build(
             f"(go build in {tool.module_dir}):\n{detail}",
             fix="check network access to the Go module proxy and free disk space, then retry",
         )
+    for b in tool.binaries:
+        built = staging / catalog.go_output_name(b.package)
+        if built.name != b.name:
+            built.rename(staging / b.name)
     (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
+    staging.chmod(0o755)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)

@@ -1,0 +1,231 @@
+"""The platform repository's files: valid ones load, every invalid one is a clear error."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tenantry import errors
+from tenantry.spec import models, quantities, repository
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    target = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+def problems_of(root: Path) -> list[str]:
+    with pytest.raises(errors.SpecError) as raised:
+        repository.load(root)
+    return [str(p) for p in raised.value.problems]
+
+
+def write_tenant(root: Path, name: str, body: dict | str) -> None:
+    text = body if isinstance(body, str) else yaml.safe_dump(body)
+    (root / "tenants" / f"{name}.yaml").write_text(text)
+
+
+def test_example_repository_is_valid() -> None:
+    loaded = repository.load(EXAMPLE)
+    assert loaded.platform.name == "acme"
+    assert [t.name for t in loaded.tenants] == ["checkout", "payments"]
+    assert loaded.tenant("payments").allow_from == ("checkout",)
+
+
+def test_unknown_tenant_lookup_names_the_known_ones() -> None:
+    with pytest.raises(errors.UsageError, match="known: checkout, payments"):
+        repository.load(EXAMPLE).tenant("nope")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("name: [unclosed\n", "tenants/t.yaml: line 2, column 1: invalid YAML"),
+        ("- a list\n", "tenants/t.yaml: (document): is a list, not a mapping"),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"], "quotas": {}},
+            "tenants/t.yaml: quotas: is not a known field",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"],
+             "quota": {"cpu": "lots"}},
+            "tenants/t.yaml: quota.cpu: 'lots' is not a Kubernetes quantity",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["qa"]},
+            "tenants/t.yaml: environments: 'qa' not an environment of the platform",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"],
+             "registries": ["docker.io/library"]},
+            "tenants/t.yaml: registries: 'docker.io/library' not allowed by the platform",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"],
+             "registries": ["registry.acme.example.evil.com"]},
+            "not allowed by the platform",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"],
+             "allowFrom": ["ghost"]},
+            "tenants/t.yaml: allowFrom: 'ghost' not a tenant of the platform",
+        ),
+        (
+            {"name": "t", "owners": {}, "environments": ["staging"]},
+            "owners needs at least one user or group",
+        ),
+        (
+            {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"],
+             "containerDefaults": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                   "limits": {"cpu": "500m", "memory": "1Gi"}}},
+            "limits.cpu 500m is below requests.cpu 1",
+        ),
+        ({"owners": {"users": ["u"]}, "environments": ["staging"]}, "tenants/t.yaml: name: is required"),
+    ],
+)  # fmt: skip
+def test_invalid_tenant_files_name_file_field_and_fix(
+    repo: Path, body: dict | str, expected: str
+) -> None:
+    write_tenant(repo, "t", body)
+    assert any(expected in p for p in problems_of(repo)), problems_of(repo)
+
+
+@pytest.mark.parametrize("name", ["kube-system", "default", "kube-anything", "tenantry-ingress"])
+def test_system_and_platform_names_are_reserved(repo: Path, name: str) -> None:
+    write_tenant(
+        repo, name, {"name": name, "owners": {"users": ["u"]}, "environments": ["staging"]}
+    )
+    assert any("is reserved for the system or the platform" in p for p in problems_of(repo))
+
+
+@pytest.mark.parametrize("name", ["Payments", "team_a", "-a", "a" * 41])
+def test_names_must_be_dns_labels(repo: Path, name: str) -> None:
+    write_tenant(repo, "x", {"name": name, "owners": {"users": ["u"]}, "environments": ["staging"]})
+    assert any("is not a DNS-1123 label" in p for p in problems_of(repo))
+
+
+def test_duplicate_tenant_names_are_reported(repo: Path) -> None:
+    write_tenant(repo, "payments-2", (repo / "tenants" / "payments.yaml").read_text())
+    found = problems_of(repo)
+    assert any("name: 'payments' is already used by tenants/payments" in p for p in found)
+
+
+def test_file_name_must_match_tenant_name(repo: Path) -> None:
+    write_tenant(
+        repo, "other", {"name": "t", "owners": {"users": ["u"]}, "environments": ["staging"]}
+    )
+    assert any("rename the file to t.yaml" in p for p in problems_of(repo))
+
+
+def test_every_problem_in_the_repository_is_reported_at_once(repo: Path) -> None:
+    write_tenant(repo, "a", {"name": "a", "owners": {"users": ["u"]}, "environments": ["qa"]})
+    write_tenant(
+        repo, "b", {"name": "b", "owners": {"users": ["u"]}, "environments": ["staging"], "x": 1}
+    )
+    found = problems_of(repo)
+    assert any(p.startswith("tenants/a.yaml") for p in found)
+    assert any(p.startswith("tenants/b.yaml") for p in found)
+
+
+def test_missing_platform_file(tmp_path: Path) -> None:
+    assert problems_of(tmp_path) == ["platform.yaml: (file): does not exist (create platform.yaml)"]
+
+
+def test_a_cluster_may_serve_only_one_environment(repo: Path) -> None:
+    platform = yaml.safe_load((repo / "platform.yaml").read_text())
+    platform["environments"][1]["clusters"][0]["name"] = "staging"
+    (repo / "platform.yaml").write_text(yaml.safe_dump(platform))
+    assert any(
+        "cluster 'staging' is already in environment 'staging'" in p for p in problems_of(repo)
+    )
+
+
+def test_an_environment_needs_one_primary(repo: Path) -> None:
+    platform = yaml.safe_load((repo / "platform.yaml").read_text())
+    platform["environments"][1]["clusters"][0]["role"] = "canary"
+    (repo / "platform.yaml").write_text(yaml.safe_dump(platform))
+    assert any("needs exactly one cluster with role primary" in p for p in problems_of(repo))
+
+
+def test_quota_merges_over_the_platform_default() -> None:
+    default = models.Quota(cpu="8", memory="16Gi", pods="50")
+    assert models.Quota(cpu="2").merged_over(default).as_dict() == {
+        "cpu": "2",
+        "memory": "16Gi",
+        "pods": "50",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", "0.5"),
+        ("2", "2"),
+        ("1Gi", str(2**30)),
+        ("1.5k", "1500"),
+        ("1e3", "1000"),
+        (".5", "0.5"),
+    ],
+)
+def test_quantities_parse_like_the_api_server(text: str, value: str) -> None:
+    from decimal import Decimal
+
+    assert quantities.parse(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1 Gi", "1GB", "Gi", "1..5", "--1"])
+def test_non_quantities_are_refused(text: str) -> None:
+    assert not quantities.is_quantity(text)
+
+
+_yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+_yaml_values = st.recursive(
+    _yaml_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_tenant_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(st.sampled_from(["payments", "x", "kube-system", "Bad"]), st.text(max_size=10)),
+        "owners": st.one_of(_yaml_values, st.just({"users": ["u"]})),
+        "environments": st.one_of(_yaml_values, st.just(["staging"])),
+        "quota": st.one_of(_yaml_values, st.dictionaries(
+            st.sampled_from(["cpu", "memory", "pods", "bogus"]), st.text(max_size=6), max_size=3)),
+        "registries": _yaml_values,
+        "allowFrom": _yaml_values,
+        "unknownField": _yaml_values,
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_tenant_like, _yaml_values))
+def test_any_tenant_document_is_a_model_or_a_spec_error(data: object) -> None:
+    try:
+        result = repository.load_text(yaml.safe_dump(data), models.Tenant, "tenants/t.yaml")
+    except errors.SpecError as e:
+        assert e.problems
+        assert all(p.file == "tenants/t.yaml" and p.field and p.message for p in e.problems)
+    else:
+        assert isinstance(result, models.Tenant)
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=200))
+def test_any_text_is_a_model_or_a_spec_error(text: str) -> None:
+    try:
+        repository.load_text(text, models.Tenant, "tenants/t.yaml")
+    except errors.SpecError as e:
+        assert e.problems
