@@ -89,7 +89,10 @@ def test_unknown_tenant_lookup_names_the_known_ones() -> None:
                                    "limits": {"cpu": "500m", "memory": "1Gi"}}},
             "limits.cpu 500m is below requests.cpu 1",
         ),
-        ({"owners": {"users": ["u"]}, "environments": ["staging"]}, "tenants/t.yaml: name: is required"),
+        (
+            {"owners": {"users": ["u"]}, "environments": ["staging"]},
+            "tenants/t.yaml: name: is required",
+        ),
     ],
 )  # fmt: skip
 def test_invalid_tenant_files_name_file_field_and_fix(
@@ -198,7 +201,9 @@ _yaml_values = st.recursive(
 _tenant_like = st.fixed_dictionaries(
     {},
     optional={
-        "name": st.one_of(st.sampled_from(["payments", "x", "kube-system", "Bad"]), st.text(max_size=10)),
+        "name": st.one_of(
+            st.sampled_from(["payments", "x", "kube-system", "Bad"]), st.text(max_size=10)
+        ),
         "owners": st.one_of(_yaml_values, st.just({"users": ["u"]})),
         "environments": st.one_of(_yaml_values, st.just(["staging"])),
         "quota": st.one_of(_yaml_values, st.dictionaries(
