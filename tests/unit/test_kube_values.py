@@ -63,6 +63,11 @@ def test_api_errors_map_to_types_and_keep_the_status(code: int, kind: type) -> N
             errors.AdmissionDeniedError,
         ),
         ('pods is forbidden: User "u" cannot create resource "pods"', errors.ForbiddenError),
+        (
+            "deployments.apps \"web\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p' "
+            "denied request: images x are not from the tenant's allowed registries",
+            errors.AdmissionDeniedError,
+        ),
     ],
 )
 def test_forbidden_is_split_by_who_refused(message: str, kind: type) -> None:

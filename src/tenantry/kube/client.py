@@ -16,6 +16,7 @@ lightkube's and httpx's exceptions stop here: `translate` turns them into
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource, Resource
+from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource
 
 from tenantry import errors
 
@@ -108,6 +110,8 @@ def from_api_error(e: ApiError, action: str) -> errors.KubeError:
             errors.AdmissionDeniedError,
             "make the pod meet the namespace's Pod Security level",
         )
+    elif code in (403, 422) and "ValidatingAdmissionPolicy" in message:
+        kind, fix = errors.AdmissionDeniedError, "change the object to meet the policy quoted above"
     elif code == 403:
         kind, fix = errors.ForbiddenError, "the acting identity lacks the RBAC rule for this"
     elif code == 404:
@@ -251,12 +255,31 @@ class Kube:
 
     @staticmethod
     def load(manifest: Mapping[str, Any]) -> Resource:
-        """A lightkube object for a raw manifest; unknown kinds are a clear `InvalidError`."""
+        """A lightkube object for a raw manifest, kept as a plain dict.
+
+        lightkube's typed models insist on fields the API server itself would
+        default (a Node's ``status.nodeInfo.bootID``, say), so manifests are sent
+        untyped and validated where it matters: by the API server.
+        """
         try:
-            obj: Resource = codecs.from_dict(dict(manifest))
-        except Exception as e:  # lightkube raises LoadResourceError or TypeError on bad input
+            raw_class = _raw_resource(str(manifest["apiVersion"]), str(manifest["kind"]))
+        except (KeyError, AttributeError, ValueError) as e:
             raise errors.InvalidError(
-                f"{describe(manifest)} is not a Kubernetes object this client knows: {e}",
-                fix="check apiVersion and kind",
+                f"{describe(manifest)}: unknown apiVersion/kind "
+                f"{manifest.get('apiVersion')}/{manifest.get('kind')}",
+                fix="check apiVersion and kind against `kubectl api-resources`",
             ) from e
+        obj: Resource = raw_class(dict(manifest))  # type: ignore[call-arg]
         return obj
+
+
+@functools.cache
+def _raw_resource(api_version: str, kind: str) -> type[Resource]:
+    # Same API endpoint as lightkube's typed class, but the body stays a dict.
+    typed = codecs.resource_registry.load(api_version, kind)
+    base: type[Resource] = (
+        GenericNamespacedResource
+        if issubclass(typed, NamespacedResource)
+        else GenericGlobalResource
+    )
+    return type(kind, (base,), {"_api_info": typed._api_info})
