@@ -17,34 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import machine
 from tenantry import helm
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
-from tenantry.tools import catalog
 
 CHART = Path(__file__).resolve().parent.parent / "tests" / "data" / "charts" / "rollout"
-
-
-def machine() -> dict[str, str]:
-    """The facts a reader needs to compare figures across machines."""
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores {mem_kb // 1024 // 1024} GiB",
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        **{tool.name: tool.version for tool in catalog.GO_TOOLS},
-    }
 
 
 def timed_create(name: str) -> float:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,12 @@ COMMANDS = [
     ["up"],
     ["down"],
     ["status"],
+    ["tenants"],
+    ["tenants", "validate"],
+    ["tenants", "plan"],
+    ["tenants", "apply"],
+    ["tenants", "list"],
+    ["tenants", "show"],
 ]
 
 
@@ -41,10 +49,8 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage:" in done.stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS[4:9], ids=" ".join)
-def test_cluster_commands_show_an_example(command: list[str]) -> None:
-    if command == ["cluster"]:
-        return
+@pytest.mark.parametrize("command", [c for c in COMMANDS if len(c) == 2], ids=" ".join)
+def test_every_leaf_command_shows_an_example(command: list[str]) -> None:
     assert "Example:" in tenantry(*command, "--help").stdout
 
 
@@ -87,3 +93,32 @@ def test_tools_list_json_has_name_version_and_absolute_path(tmp_path) -> None:
         assert row["path"].startswith(str(tmp_path))
         assert row["status"] == "missing"
         assert row["version"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
+
+
+def test_tenants_validate_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "repo")
+    (tmp_path / "repo" / "tenants" / "bad.yaml").write_text(
+        "name: bad\nowners: {users: [u]}\nenvironments: [qa]\nquota: {cpu: lots}\n"
+    )
+    done = tenantry("tenants", "validate", "--repo", str(tmp_path / "repo"))
+    assert done.returncode == 1
+    assert "tenants/bad.yaml: environments: 'qa' not an environment" in done.stderr
+    assert "tenants/bad.yaml: quota.cpu: 'lots' is not a Kubernetes quantity" in done.stderr
+    assert "2 problem(s)" in done.stderr
+
+
+def test_tenants_show_json_has_namespace_and_deployer_per_cluster() -> None:
+    done = tenantry("-o", "json", "tenants", "show", "payments", "--repo", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    placements = {(p["environment"], p["cluster"]): p for p in record["placements"]}
+    assert set(placements) == {
+        ("staging", "staging"),
+        ("production", "prod-primary"),
+        ("production", "prod-canary"),
+    }
+    assert placements["staging", "staging"]["namespace"] == "payments"
+    assert placements["staging", "staging"]["deployer"] == "payments/tenantry-deployer"
