@@ -35,6 +35,9 @@ class TenantryError(Exception):
     """Base of every error Tenantry reports; ``fix`` tells the user what to do next."""
 
     exit_code: int = 1
+    # Whether trying the same thing again later may succeed; callers that retry
+    # (the deployer, waits) decide by type, never by parsing messages.
+    retryable: bool = False
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         super().__init__(message)
@@ -133,6 +136,8 @@ class NotFoundError(KubeError):
 class ConflictError(KubeError):
     """The object already exists or another field manager owns the field (HTTP 409)."""
 
+    retryable = True
+
 
 class InvalidError(KubeError):
     """Validation, quota or an admission policy refused the object (HTTP 400/422)."""
@@ -140,6 +145,8 @@ class InvalidError(KubeError):
 
 class KubeUnavailableError(KubeError):
     """The API server did not answer or answered 5xx; retrying later may succeed."""
+
+    retryable = True
 
 
 class HelmError(TenantryError):

@@ -144,3 +144,9 @@ def test_errors_print_their_fix() -> None:
     assert str(err) == "helm is not installed (run `tenantry tools install`)"
     assert err.exit_code == 1
     assert errors.UsageError("x").exit_code == 2
+
+
+def test_retry_policy_is_in_the_type() -> None:
+    assert errors.KubeUnavailableError("x").retryable
+    assert not errors.ForbiddenError("x").retryable
+    assert not errors.SpecError([]).retryable
