@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from lightkube.resources.core_v1 import Node
@@ -41,13 +40,5 @@ def test_second_cluster_runs_beside_the_first_and_delete_is_idempotent(
     assert localcluster.delete(other.name) is False
     assert not other.workdir.exists()
     for pid in pids:
-        assert not _alive(pid), f"process {pid} of the deleted cluster still runs"
+        assert not localcluster.process_running(pid), f"process {pid} of the deleted cluster runs"
     assert cluster.reachable()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

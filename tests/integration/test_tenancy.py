@@ -146,8 +146,8 @@ def deployment(name: str, namespace: str, image: str) -> dict:
 
 
 SAMPLES: dict[str, tuple[type, Callable[[str], dict]]] = {
-    "pods": (Pod, lambda ns: pod("x", ns)),
-    "deployments": (Deployment, lambda ns: deployment("x", ns, f"{REGISTRY}/app:1")),
+    "pods": (Pod, lambda ns: pod("x", ns, image=f"{REGISTRY}/{ns}/app:1")),
+    "deployments": (Deployment, lambda ns: deployment("x", ns, f"{REGISTRY}/{ns}/app:1")),
     "secrets": (Secret, lambda ns: {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": ns}}),
     "configmaps": (ConfigMap, lambda ns: {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": ns}}),
     "services": (Service, lambda ns: {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "namespace": ns},
@@ -364,7 +364,7 @@ def test_removing_a_tenant_removes_its_objects_but_not_under_a_live_release(
 
     (root / "tenants" / "delta.yaml").unlink()
     (root / "tenants" / "charlie.yaml").unlink()
-    with pytest.raises(errors.TenantryError, match=r"delta/delta \(web\)"):
+    with pytest.raises(errors.TenantryError, match=rf"{cluster.name}/delta \(web\)"):
         reconcile.apply_all(repository.load(root))
     # Nothing was applied: charlie, which had no release, is still there too.
     assert admin.get(Namespace, "charlie") and admin.get(Namespace, "delta")

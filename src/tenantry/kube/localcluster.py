@@ -10,9 +10,11 @@ clusters survive the command that made them and `tenantry cluster delete` or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 # kwokctl's own wait for the control plane; a cold start here takes ~10 s.
 _KWOKCTL_WAIT = "120s"
 _READY_TIMEOUT_S = 90.0
+# How long a stopped component may take to exit before it is killed.
+_STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -229,15 +233,51 @@ def delete(name: str) -> bool:
     cluster_dir = _cluster_dir(name)
     if not cluster_dir.exists():
         return False
+    pids = _pids(cluster_dir)
     done = _kwokctl("delete", "cluster", "--name", name)
     if done.returncode != 0 and cluster_dir.exists():
         raise errors.ClusterError(
             f"kwokctl could not delete cluster {name!r}: {(done.stderr or done.stdout).strip()}",
             fix=f"stop the processes listed in {cluster_dir / 'pids'} and remove {cluster_dir}",
         )
+    _reap(pids)
     shutil.rmtree(cluster_dir, ignore_errors=True)
     (workdir() / "configs" / f"{name}.yaml").unlink(missing_ok=True)
     return True
+
+
+def _pids(cluster_dir: Path) -> list[int]:
+    pids = []
+    for pid_file in (cluster_dir / "pids").glob("*.pid"):
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the parenthesised command name, which may itself contain spaces.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _reap(pids: list[int], *, grace_s: float = _STOP_GRACE_S) -> None:
+    # kwokctl signals its processes and returns; wait for them so a deleted cluster's
+    # ports are free, and kill by pid any that outlive the grace period.
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not any(process_running(pid) for pid in pids):
+            return
+        time.sleep(0.1)
+    for pid in pids:
+        if process_running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def start(name: str) -> LocalCluster:

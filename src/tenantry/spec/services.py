@@ -1,0 +1,112 @@
+"""``services/<team>/<svc>/service.yaml``: the few lines a team writes per service.
+
+A descriptor becomes the base chart's values (`values`, pure). Instead of a
+descriptor a team may keep its own chart in ``services/<team>/<svc>/chart/``; it
+is held to the same policy on its rendered objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from tenantry.spec.models import API_VERSION, DnsLabel, Model, Resources
+
+SERVICES_DIR = "services"
+DESCRIPTOR = "service.yaml"
+OWN_CHART = "chart"
+
+
+class ContainerResources(Model):
+    """Requests and limits of the service's container."""
+
+    requests: Resources
+    limits: Resources
+
+
+class Probes(Model):
+    """HTTP paths the kubelet probes."""
+
+    readiness: str = Field(default="/ready", pattern=r"^/")
+    liveness: str = Field(default="/healthz", pattern=r"^/")
+
+
+class Ingress(Model):
+    """An optional public host name."""
+
+    host: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class Autoscaling(Model):
+    """A HorizontalPodAutoscaler on CPU."""
+
+    min_replicas: int = Field(default=2, ge=1)
+    max_replicas: int = Field(default=10, ge=1)
+    target_cpu_utilization_percentage: int = Field(default=75, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"maxReplicas {self.max_replicas} is below minReplicas {self.min_replicas}"
+            )
+        return self
+
+
+class Slo(Model):
+    """What healthy means; the canary analysis holds a new version to it."""
+
+    success_rate: float = Field(default=99.5, gt=0, le=100)
+    latency_p99_ms: float = Field(default=500, gt=0)
+
+
+class ServiceDescriptor(Model):
+    """One service, described in a few lines."""
+
+    api_version: Literal["tenantry.dev/v1"] = API_VERSION
+    kind: Literal["Service"] = "Service"
+    name: DnsLabel
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+    image: str = Field(min_length=1, pattern=r"^[^\s:/]+(\.[^\s:/]+)*(:\d+)?/\S+$")
+    port: int = Field(default=8080, ge=1, le=65535)
+    replicas: int = Field(default=2, ge=0, le=1000)
+    resources: ContainerResources = ContainerResources(
+        requests=Resources(cpu="100m", memory="128Mi"),
+        limits=Resources(cpu="500m", memory="256Mi"),
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, str] = Field(default_factory=dict)
+    probes: Probes = Probes()
+    ingress: Ingress | None = None
+    autoscaling: Autoscaling | None = None
+    slo: Slo = Slo()
+
+
+def values(descriptor: ServiceDescriptor, *, tenant: str) -> dict[str, Any]:
+    """The base chart's values for ``descriptor`` (pure)."""
+    autoscaling = descriptor.autoscaling
+    return {
+        "tenant": tenant,
+        "service": descriptor.name,
+        "version": descriptor.version,
+        "image": descriptor.image,
+        "port": descriptor.port,
+        "replicas": descriptor.replicas,
+        "resources": descriptor.resources.model_dump(),
+        "env": dict(descriptor.env),
+        "config": dict(descriptor.config),
+        "probes": descriptor.probes.model_dump(),
+        "ingress": {"host": descriptor.ingress.host if descriptor.ingress else ""},
+        "autoscaling": {
+            "enabled": autoscaling is not None,
+            **(autoscaling.model_dump(by_alias=True) if autoscaling else {}),
+        },
+        "slo": descriptor.slo.model_dump(by_alias=True),
+    }
+
+
+def descriptor_path(repo_root: Path, tenant: str, service: str) -> Path:
+    """Where the descriptor of ``tenant/service`` lives."""
+    return repo_root / SERVICES_DIR / tenant / service / DESCRIPTOR
