@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import yaml
 from rich.console import Console
@@ -17,9 +17,18 @@ from rich.table import Table
 
 Format = Literal["table", "json", "yaml"]
 
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default,
+# so paths and URLs stay on one line.
+_PIPE_WIDTH = 200
+
+
+def _width(stream: TextIO) -> int | None:
+    return None if stream.isatty() else _PIPE_WIDTH
+
+
 # Progress and messages go to stderr so stdout stays parseable under --output json.
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+out_console = Console(highlight=False, width=_width(sys.stdout))
 
 
 def emit(

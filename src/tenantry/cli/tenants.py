@@ -179,6 +179,7 @@ def show_cmd(
         "placements": placements,
     }
     if ctx.obj.output == "table":
-        output.emit(placements, "table", title=f"tenant {tenant.name}")
+        rows = [{k: v for k, v in p.items() if k != "deployerUser"} for p in placements]
+        output.emit(rows, "table", title=f"tenant {tenant.name}")
     else:
         output.emit(record, ctx.obj.output)
