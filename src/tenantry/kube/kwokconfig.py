@@ -112,6 +112,70 @@ def kwokctl_configuration(binaries: Binaries, versions: Versions) -> dict[str, A
     }
 
 
+# Pods labelled with this never become ready: kwok reports their container in
+# CrashLoopBackOff. Tests and `verify` use it to prove a failed rollout is caught.
+SIMULATE_LABEL = "tenantry.dev/simulate"
+NEVER_READY = "never-ready"
+
+_CRASHLOOP_STATUS = """\
+{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  started: false
+  restartCount: 5
+  state:
+    waiting:
+      reason: CrashLoopBackOff
+      message: "back-off restarting failed container (simulated by kwok)"
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+
+
+def never_ready_stage() -> dict[str, Any]:
+    """A kwok Stage that keeps pods labelled ``tenantry.dev/simulate: never-ready`` unready.
+
+    Its weight beats kwok's default pod-ready stage, which matches the same pods.
+    """
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "tenantry-pod-never-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {
+                        "key": f'.metadata.labels["{SIMULATE_LABEL}"]',
+                        "operator": "In",
+                        "values": [NEVER_READY],
+                    },
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                ]
+            },
+            "weight": 10000,
+            "next": {"statusTemplate": _CRASHLOOP_STATUS},
+        },
+    }
+
+
 def node_manifest(name: str, shape: NodeShape = NodeShape()) -> dict[str, Any]:
     """A Node object that kwok will simulate (heartbeats, Ready condition, pod status)."""
     resources: Mapping[str, str] = {"cpu": shape.cpu, "memory": shape.memory, "pods": shape.pods}

@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from lightkube.resources.core_v1 import Node, ServiceAccount
@@ -132,6 +133,14 @@ def _versions() -> kwokconfig.Versions:
     )
 
 
+def _default_stages() -> list[dict[str, Any]]:
+    stages = []
+    for path in catalog.KWOK_DEFAULT_STAGES:
+        stage = yaml.safe_load(install.data_file(catalog.KWOK, path).read_text())
+        stages.append(stage)
+    return stages
+
+
 def _kwokctl(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KWOK_WORKDIR=str(workdir()))
     argv = [str(install.binary("kwokctl")), *args]
@@ -171,7 +180,12 @@ def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
     config_dir = workdir() / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
     config_path = config_dir / f"{name}.yaml"
-    config_path.write_text(yaml.safe_dump(kwokconfig.kwokctl_configuration(binaries, versions)))
+    documents = [
+        kwokconfig.kwokctl_configuration(binaries, versions),
+        *_default_stages(),
+        kwokconfig.never_ready_stage(),
+    ]
+    config_path.write_text(yaml.safe_dump_all(documents))
     try:
         done = _kwokctl(
             "create",

@@ -40,6 +40,9 @@ class GoTool:
     # ``{version}``, ``{major}`` and ``{minor}`` are filled from the pinned version.
     ldflags: tuple[str, ...] = ()
     purpose: str = ""
+    # Files of the upstream module (paths inside it) that Tenantry reads at run time;
+    # copied next to the binaries so nothing reads Go's module cache later.
+    data_files: tuple[str, ...] = ()
 
     @property
     def module_dir(self) -> Path:
@@ -64,6 +67,7 @@ class GoTool:
             digest.update((self.module_dir / name).read_bytes())
         digest.update(self.rendered_ldflags().encode())
         digest.update(" ".join(b.package for b in self.binaries).encode())
+        digest.update(" ".join(self.data_files).encode())
         digest.update(go_version.encode())
         return digest.hexdigest()[:16]
 
@@ -157,10 +161,22 @@ ETCD = GoTool(
     ),
 )
 
+# kwok's default simulation stages, as kwokctl uses them when given none. Tenantry
+# passes its own extra stages, and kwokctl then drops its defaults, so they are
+# passed back explicitly from the pinned release.
+KWOK_DEFAULT_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
 KWOK = GoTool(
     name="kwok",
     module="sigs.k8s.io/kwok",
     purpose="kwokctl runs the local clusters; kwok simulates their nodes and pods",
+    data_files=KWOK_DEFAULT_STAGES,
     binaries=(
         Binary(
             name="kwokctl",

@@ -26,6 +26,7 @@ from tenantry import errors, paths
 from tenantry.tools import catalog
 
 FINGERPRINT_FILE = ".fingerprint"
+DATA_DIR = "data"
 
 Status = Literal["installed", "missing", "outdated"]
 
@@ -77,6 +78,17 @@ def binary(name: str) -> Path:
             fix="run `tenantry tools install` (the first build takes many minutes)",
         )
     return path
+
+
+def data_file(tool: catalog.GoTool, path: str) -> Path:
+    """An installed data file of ``tool`` (one of its ``data_files``)."""
+    installed = _tool_dir(tool) / DATA_DIR / Path(path).name
+    if not installed.exists():
+        raise errors.ToolMissingError(
+            f"{tool.name} {tool.version} data file {Path(path).name} is not installed",
+            fix="run `tenantry tools install`",
+        )
+    return installed
 
 
 def go_version() -> str:
@@ -234,11 +246,30 @@ def _build(
         built = staging / catalog.go_output_name(b.package)
         if built.name != b.name:
             built.rename(staging / b.name)
+    if tool.data_files:
+        _copy_data_files(tool, staging / DATA_DIR, _go_env(gover))
     (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
     staging.chmod(0o755)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+
+
+def _copy_data_files(tool: catalog.GoTool, target: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", tool.module],
+        cwd=tool.module_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    source = Path(done.stdout.strip())
+    if done.returncode != 0 or not source.is_dir():
+        raise errors.ToolError(f"cannot find the source of {tool.module}: {done.stderr.strip()}")
+    target.mkdir(parents=True)
+    for path in tool.data_files:
+        shutil.copyfile(source / path, target / Path(path).name)
 
 
 def _verify(b: catalog.Binary, path: Path, pinned: str) -> None:
