@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ import yaml
 from tenantry import errors
 from tenantry.kube.client import Identity
 from tenantry.tools import install
+
+# How often a running helm command is checked for an early abort.
+_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,24 +75,52 @@ class Release:
 
 
 def run(
-    args: Sequence[str], *, stdin: str | None = None, timeout_s: float = 600.0, action: str = ""
+    args: Sequence[str],
+    *,
+    stdin: str | None = None,
+    timeout_s: float = 600.0,
+    action: str = "",
+    abort_if: Callable[[], str | None] | None = None,
 ) -> str:
-    """Run ``helm ARGS``; return stdout, or raise `HelmError` carrying helm's stderr."""
+    """Run ``helm ARGS``; return stdout, or raise `HelmError` carrying helm's stderr.
+
+    ``abort_if`` is polled while helm runs; when it returns a reason (a pod in
+    CrashLoopBackOff, a ReplicaSet refused by quota) helm is stopped at once and
+    the reason raised, instead of waiting for helm's own timeout.
+    """
     action = action or f"helm {args[0]}"
     argv = [str(install.binary("helm")), *args]
-    try:
-        done = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as e:
-        raise errors.HelmError(
-            f"{action} did not finish in {timeout_s:.0f}s",
-            fix="raise --timeout or check what the release is waiting for",
-        ) from e
-    if done.returncode != 0:
-        stderr = done.stderr.strip()
-        raise errors.HelmError(f"{action} failed: {stderr}", stderr=stderr)
-    return done.stdout
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    pending_input = stdin
+    while True:
+        try:
+            stdout, stderr = proc.communicate(pending_input, timeout=_POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            pending_input = None
+        reason = abort_if() if abort_if else None
+        if reason or time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            if reason:
+                raise errors.HelmError(f"{action} stopped: {reason}", stderr=reason) from None
+            raise errors.HelmError(
+                f"{action} did not finish in {timeout_s:.0f}s",
+                fix="raise --timeout or check what the release is waiting for",
+            )
+    if proc.returncode != 0:
+        # `helm lint` prints its findings on stdout and only a count on stderr.
+        findings = [line for line in stdout.splitlines() if line.startswith("[ERROR]")]
+        detail = "\n".join([*findings, stderr.strip()])
+        raise errors.HelmError(f"{action} failed: {detail}", stderr=detail)
+    return stdout
 
 
 def upgrade_install(
@@ -100,6 +132,7 @@ def upgrade_install(
     wait: bool = True,
     rollback_on_failure: bool = False,
     timeout_s: float = 300.0,
+    abort_if: Callable[[], str | None] | None = None,
 ) -> Release:
     """``helm upgrade --install`` one release; with ``wait``, until its resources are ready."""
     args = ["upgrade", "--install", release, str(chart), *target.flags(), "--output", "json"]
@@ -115,6 +148,7 @@ def upgrade_install(
         stdin=yaml.safe_dump(dict(values)) if values else None,
         timeout_s=timeout_s + 30,
         action=f"helm upgrade --install {release} in {target.namespace}",
+        abort_if=abort_if,
     )
     return Release.from_json(json.loads(out))
 
@@ -137,3 +171,47 @@ def list_releases(target: Target) -> list[dict[str, Any]]:
 def version() -> str:
     """The helm version string (``v4.x.y``)."""
     return run(["version", "--short"]).strip()
+
+
+def template(
+    chart: str | Path,
+    *,
+    release: str,
+    namespace: str,
+    values: Mapping[str, Any] | None = None,
+    api_versions: Sequence[str] = (),
+) -> str:
+    """``helm template``: the rendered manifests, without touching a cluster."""
+    args = ["template", release, str(chart), "--namespace", namespace]
+    for api_version in api_versions:
+        args += ["--api-versions", api_version]
+    if values:
+        args += ["--values", "-"]
+    return run(
+        args,
+        stdin=yaml.safe_dump(dict(values)) if values else None,
+        timeout_s=120,
+        action=f"helm template {chart}",
+    )
+
+
+def lint(chart: str | Path, *, values: Mapping[str, Any] | None = None) -> str:
+    """``helm lint --strict``; returns helm's report, raises `HelmError` if it fails."""
+    args = ["lint", "--strict", str(chart)]
+    if values:
+        args += ["--values", "-"]
+    return run(
+        args,
+        stdin=yaml.safe_dump(dict(values)) if values else None,
+        timeout_s=120,
+        action=f"helm lint {chart}",
+    )
+
+
+def test(target: Target, *, release: str, timeout_s: float = 120.0) -> str:
+    """``helm test``: run the release's test hooks and wait for them to succeed."""
+    return run(
+        ["test", release, *target.flags(), "--timeout", f"{int(timeout_s)}s"],
+        timeout_s=timeout_s + 30,
+        action=f"helm test {release} in {target.namespace}",
+    )

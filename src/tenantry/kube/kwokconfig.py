@@ -176,6 +176,59 @@ def never_ready_stage() -> dict[str, Any]:
     }
 
 
+_TEST_SUCCEEDED_STATUS = """\
+{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodCompleted
+  type: Ready
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+phase: Succeeded
+"""
+
+
+def helm_test_stage() -> dict[str, Any]:
+    """A kwok Stage that completes Helm test pods successfully.
+
+    kwok's defaults only complete pods owned by Jobs; `helm test` runs bare pods
+    and waits for them to succeed, so without this it would wait forever.
+    """
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "tenantry-helm-test-succeeds"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {
+                        "key": '.metadata.annotations["helm.sh/hook"]',
+                        "operator": "In",
+                        "values": ["test", "test-success"],
+                    },
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+                ]
+            },
+            "weight": 10000,
+            "next": {"statusTemplate": _TEST_SUCCEEDED_STATUS},
+        },
+    }
+
+
 def node_manifest(name: str, shape: NodeShape = NodeShape()) -> dict[str, Any]:
     """A Node object that kwok will simulate (heartbeats, Ready condition, pod status)."""
     resources: Mapping[str, str] = {"cpu": shape.cpu, "memory": shape.memory, "pods": shape.pods}

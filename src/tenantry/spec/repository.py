@@ -17,12 +17,28 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tenantry import errors
-from tenantry.spec import models
+from tenantry.spec import models, services
 
 PLATFORM_FILE = "platform.yaml"
 TENANTS_DIR = "tenants"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ServiceSource:
+    """One service of a tenant: a descriptor for the base chart, or the team's own chart."""
+
+    tenant: str
+    name: str
+    directory: Path
+    descriptor: services.ServiceDescriptor | None
+    own_chart: Path | None
+
+    @property
+    def ref(self) -> str:
+        """``tenant/service``, as users write it."""
+        return f"{self.tenant}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,15 @@ class Repository:
     root: Path
     platform: models.Platform
     tenants: tuple[models.Tenant, ...]
+    services: tuple[ServiceSource, ...] = ()
+
+    def service(self, ref: str) -> ServiceSource:
+        """The service ``tenant/service``; `UsageError` naming the known ones if absent."""
+        for service in self.services:
+            if service.ref == ref:
+                return service
+        known = ", ".join(s.ref for s in self.services) or "none"
+        raise errors.UsageError(f"no service {ref!r} (known: {known})")
 
     def tenant(self, name: str) -> models.Tenant:
         """The tenant called ``name``; `UsageError` naming the known ones if absent."""
@@ -65,10 +90,73 @@ def load(root: Path) -> Repository:
         if tenant is not None:
             tenants.append((_rel(path, root), tenant))
     problems += _duplicate_names(tenants)
+    found_services = _load_services(root, {t.name for _, t in tenants}, problems)
     if problems:
         raise errors.SpecError(problems)
     assert platform is not None
-    return Repository(root=root, platform=platform, tenants=tuple(t for _, t in tenants))
+    return Repository(
+        root=root,
+        platform=platform,
+        tenants=tuple(t for _, t in tenants),
+        services=tuple(found_services),
+    )
+
+
+def _load_services(
+    root: Path, tenant_names: set[str], problems: list[errors.SpecProblem]
+) -> list[ServiceSource]:
+    found: list[ServiceSource] = []
+    services_dir = root / services.SERVICES_DIR
+    if not services_dir.is_dir():
+        return found
+    for tenant_dir in sorted(d for d in services_dir.iterdir() if d.is_dir()):
+        for service_dir in sorted(d for d in tenant_dir.iterdir() if d.is_dir()):
+            where = _rel(service_dir, root)
+            if tenant_dir.name not in tenant_names:
+                problems.append(
+                    errors.SpecProblem(
+                        where, "(directory)", f"{tenant_dir.name!r} is not a tenant",
+                        f"move it under services/<tenant>/ or add tenants/{tenant_dir.name}.yaml",
+                    )
+                )  # fmt: skip
+                continue
+            descriptor_file = service_dir / services.DESCRIPTOR
+            chart_dir = service_dir / services.OWN_CHART
+            if descriptor_file.exists() == chart_dir.is_dir():
+                problems.append(
+                    errors.SpecProblem(
+                        where, "(directory)",
+                        "needs exactly one of service.yaml (base chart) or chart/ (own chart)",
+                        "keep one of them",
+                    )
+                )  # fmt: skip
+                continue
+            descriptor = None
+            if descriptor_file.exists():
+                descriptor = _load_model(
+                    descriptor_file, services.ServiceDescriptor, root, problems, context=None
+                )
+                if descriptor is None:
+                    continue
+                if descriptor.name != service_dir.name:
+                    problems.append(
+                        errors.SpecProblem(
+                            _rel(descriptor_file, root), "name",
+                            f"is {descriptor.name!r} but the directory is {service_dir.name}",
+                            f"set name: {service_dir.name} or rename the directory",
+                        )
+                    )  # fmt: skip
+                    continue
+            found.append(
+                ServiceSource(
+                    tenant=tenant_dir.name,
+                    name=service_dir.name,
+                    directory=service_dir,
+                    descriptor=descriptor,
+                    own_chart=chart_dir if descriptor is None else None,
+                )
+            )
+    return found
 
 
 def _declared_names(paths: list[Path]) -> list[str]:

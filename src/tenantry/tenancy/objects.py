@@ -319,14 +319,22 @@ def tenant_registries(tenant: models.Tenant, platform: models.Platform) -> tuple
 
 
 def tenant_objects(
-    tenant: models.Tenant, platform: models.Platform, *, environment: str
+    tenant: models.Tenant,
+    platform: models.Platform,
+    *,
+    environment: str,
+    namespace: str | None = None,
 ) -> list[Manifest]:
-    """Everything ``tenant`` gets in one cluster of ``environment``, in apply order."""
-    ns = tenant.name
+    """Everything ``tenant`` gets in one cluster of ``environment``, in apply order.
+
+    ``namespace`` overrides the namespace name (``<team>``); verification uses it to
+    onboard a tenant into a throwaway namespace on a shared cluster.
+    """
+    ns = namespace or tenant.name
     quota = tenant.quota.merged_over(platform.defaults.quota)
     container = tenant.container_defaults or platform.defaults.container
     pns = platform.platform_namespaces
-    namespace_meta = _meta(ns, tenant=ns)
+    namespace_meta = _meta(ns, tenant=tenant.name)
     namespace_meta["labels"].update(
         {
             ENVIRONMENT_LABEL: environment,
@@ -345,13 +353,13 @@ def tenant_objects(
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
-            "metadata": _meta("tenantry-quota", namespace=ns, tenant=ns),
+            "metadata": _meta("tenantry-quota", namespace=ns, tenant=tenant.name),
             "spec": {"hard": quota_hard(quota)},
         },
         {
             "apiVersion": "v1",
             "kind": "LimitRange",
-            "metadata": _meta("tenantry-defaults", namespace=ns, tenant=ns),
+            "metadata": _meta("tenantry-defaults", namespace=ns, tenant=tenant.name),
             "spec": {
                 "limits": [
                     {
@@ -365,27 +373,27 @@ def tenant_objects(
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(DEPLOYER_SA, namespace=ns, tenant=ns),
+            "metadata": _meta(DEPLOYER_SA, namespace=ns, tenant=tenant.name),
         },
         _binding(
             DEPLOYER_SA,
             ns,
-            ns,
+            tenant.name,
             ROLE_DEPLOYER,
             [{"kind": "ServiceAccount", "name": DEPLOYER_SA, "namespace": ns}],
         ),
         _binding(
             "tenantry-platform-impersonates-deployer",
             ns,
-            ns,
+            tenant.name,
             ROLE_IMPERSONATE,
             [{"kind": "ServiceAccount", "name": PLATFORM_SA, "namespace": PLATFORM_NAMESPACE}],
         ),
-        _binding("tenantry-owners", ns, ns, ROLE_OWNER, _people(tenant.owners)),
+        _binding("tenantry-owners", ns, tenant.name, ROLE_OWNER, _people(tenant.owners)),
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": _meta("tenantry-isolation", namespace=ns, tenant=ns),
+            "metadata": _meta("tenantry-isolation", namespace=ns, tenant=tenant.name),
             "spec": {
                 # Selecting every pod with only these ingress rules denies all other ingress.
                 "podSelector": {},
@@ -413,5 +421,5 @@ def tenant_objects(
     ]
     members = _people(tenant.members)
     if members:
-        objects.append(_binding("tenantry-members", ns, ns, ROLE_MEMBER, members))
+        objects.append(_binding("tenantry-members", ns, tenant.name, ROLE_MEMBER, members))
     return objects

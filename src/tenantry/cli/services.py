@@ -1,0 +1,204 @@
+"""`tenantry new service`, `render`, `lint`, `verify`: a team's services, before they ship."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tenantry import errors, gitrepo, helm
+from tenantry.charts import render, scaffold
+from tenantry.cli import output
+from tenantry.cli.tenants import RepoOption
+from tenantry.spec import repository
+from tenantry.verify import changes, junit
+from tenantry.verify import run as verification
+from tenantry.verify.results import ServiceReport
+
+new_app = typer.Typer(help="Scaffold new things in the platform repository.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to ``app``."""
+    app.add_typer(new_app, name="new")
+    app.command("render")(render_cmd)
+    app.command("lint")(lint_cmd)
+    app.command("verify")(verify_cmd)
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    tenant, sep, name = ref.partition("/")
+    if not sep or not tenant or not name or "/" in name:
+        raise errors.UsageError(f"{ref!r} is not TEAM/SERVICE", fix="write it like payments/api")
+    return tenant, name
+
+
+@new_app.command("service")
+def new_service_cmd(
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE, e.g. payments/api.")],
+    image: Annotated[str, typer.Option("--image", help="The container image, registry/path:tag.")],
+    port: Annotated[int, typer.Option("--port", help="The container port.")] = 8080,
+    repo: RepoOption = Path(),
+) -> None:
+    """Scaffold services/TEAM/SERVICE/service.yaml, commented. Refuses to overwrite.
+
+    Example: tenantry new service payments/api --image registry.acme.example/payments/api:0.1.0
+    """
+    tenant, name = _split_ref(ref)
+    loaded = repository.load(repo.resolve())
+    loaded.tenant(tenant)
+    path = scaffold.write(loaded.root, tenant, name, image=image, port=port)
+    repository.load(loaded.root)  # the scaffold must itself be valid
+    output.err_console.print(f"wrote {path}; next: tenantry render {ref} && tenantry lint")
+    typer.echo(str(path))
+
+
+def render_cmd(
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    repo: RepoOption = Path(),
+) -> None:
+    """Print the manifests a service renders to (through the real `helm template`).
+
+    Example: tenantry render payments/api | kubectl apply --dry-run=client -f -
+    """
+    loaded = repository.load(repo.resolve())
+    service = loaded.service(ref)
+    source = render.chart_input(service)
+    sys.stdout.write(
+        helm.template(
+            source.chart, release=source.release, namespace=service.tenant, values=source.values
+        )
+    )
+
+
+def _print_reports(reports: list[ServiceReport], fmt: output.Format) -> None:
+    rows = [
+        {
+            "service": report.ref,
+            "check": check.name,
+            "result": check.status,
+            "seconds": round(check.seconds, 2),
+            "detail": check.detail
+            if fmt != "table"
+            else check.detail.splitlines()[0][:120]
+            if check.detail
+            else "",
+        }
+        for report in reports
+        for check in report.checks
+    ]
+    output.emit(rows, fmt, title="checks")
+    for report in reports:
+        for check in report.checks:
+            if check.status == "failed" and fmt == "table":
+                output.err_console.print(
+                    f"\n[bold red]{report.ref}: {check.name} failed[/]", soft_wrap=True
+                )
+                output.err_console.print(check.detail, markup=False, soft_wrap=True)
+
+
+def _services_at(
+    loaded: repository.Repository, paths: list[Path]
+) -> list[repository.ServiceSource]:
+    if not paths:
+        return list(loaded.services)
+    chosen = []
+    for path in paths:
+        resolved = path.resolve()
+        matches = [
+            s for s in loaded.services
+            if resolved == s.directory or s.directory in resolved.parents
+            or resolved in s.directory.parents
+        ]  # fmt: skip
+        if not matches:
+            raise errors.UsageError(f"{path} is not in or under a service directory")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def lint_cmd(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Service directories (or parents); default: every service."),
+    ] = None,
+    repo: RepoOption = Path(),
+) -> None:
+    """Check descriptors, `helm lint`, and policy on the rendered objects. No cluster needed.
+
+    Each finding names the template file, the object, the field, the problem and the fix.
+
+    Example: tenantry lint services/payments
+    """
+    loaded = repository.load(repo.resolve())
+    reports = []
+    for service in _services_at(loaded, list(paths or [])):
+        checks, _ = verification.static_checks(loaded, service, namespace=service.tenant)
+        reports.append(ServiceReport(service.ref, tuple(checks)))
+    _print_reports(reports, ctx.obj.output)
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)
+
+
+def verify_cmd(
+    ctx: typer.Context,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Git ref the change starts from.")
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="Git ref of the change.")] = "HEAD",
+    all_services: Annotated[bool, typer.Option("--all", help="Verify every service.")] = False,
+    junit_file: Annotated[
+        Path | None, typer.Option("--junit", help="Also write JUnit XML here.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Services at a time.")] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds a service may take to roll out.")
+    ] = 120.0,
+    fresh_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-cluster", help="Use a new cluster for this run instead of the warm one."
+        ),
+    ] = False,
+    repo: RepoOption = Path(),
+) -> None:
+    """Verify changed services for real: lint, then install each as its tenant into a cluster.
+
+    Installs each service with `helm upgrade --install --wait` *as the tenant's deployer*
+    into a throwaway namespace on the warm local cluster `verify` (or a fresh cluster),
+    checks the rollout and the chart's tests, and cleans up. Exit 0 only if every
+    service passed. CI runs it on every pull request.
+
+    Example: tenantry verify --base origin/main --head HEAD --junit verify.xml
+    """
+    loaded = repository.load(repo.resolve())
+    if all_services:
+        chosen = list(loaded.services)
+    elif base:
+        chosen = changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
+    else:
+        raise errors.UsageError("say what to verify", fix="pass --all, or --base REF [--head REF]")
+    if not chosen:
+        output.err_console.print("no services changed; nothing to verify")
+        if junit_file:
+            junit_file.write_text(junit.to_xml([]))
+        return
+    output.err_console.print(f"verifying {', '.join(s.ref for s in chosen)} ...")
+    with verification.verification_cluster(fresh=fresh_cluster) as cluster:
+        reports = verification.verify_all(
+            loaded,
+            chosen,
+            cluster=cluster,
+            jobs=jobs,
+            options=verification.Options(timeout_s=timeout),
+            on_done=lambda r: output.err_console.print(
+                f"{r.ref}: {'passed' if r.passed else 'FAILED'} in {r.seconds:.1f}s"
+            ),
+        )
+    _print_reports(reports, ctx.obj.output)
+    if junit_file:
+        junit_file.write_text(junit.to_xml(reports))
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)

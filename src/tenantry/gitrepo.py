@@ -1,0 +1,26 @@
+"""The git adapter: which files changed between two refs of the platform repository."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tenantry import errors
+
+
+def changed_paths(root: Path, *, base: str, head: str) -> list[str]:
+    """Paths under ``root`` (relative to it) that differ between ``base`` and ``head``.
+
+    Three dots: what ``head`` changed since it left ``base``, as a pull request shows it.
+    """
+    argv = ["git", "-C", str(root), "diff", "--name-only", "--relative", f"{base}...{head}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise errors.TenantryError(f"git could not run in {root}: {e}") from e
+    if done.returncode != 0:
+        raise errors.UsageError(
+            f"git diff {base}...{head} failed in {root}: {done.stderr.strip()}",
+            fix="pass refs that exist (fetch the base branch first in CI: git fetch origin main)",
+        )
+    return [line for line in done.stdout.splitlines() if line]
