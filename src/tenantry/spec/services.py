@@ -7,16 +7,43 @@ is held to the same policy on its rendered objects.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from tenantry.spec.models import API_VERSION, DnsLabel, Model, Resources
 
 SERVICES_DIR = "services"
 DESCRIPTOR = "service.yaml"
 OWN_CHART = "chart"
+
+
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+# A registry host (with a dot or a port), a path, and a tag or digest.
+_IMAGE = re.compile(
+    r"^[a-z0-9.-]+(\.[a-z0-9-]+|:\d+)(/[a-z0-9._-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
+)
+
+
+def _semver(value: str) -> str:
+    if not _SEMVER.match(value):
+        raise ValueError(f"{value!r} is not SemVer MAJOR.MINOR.PATCH (e.g. 1.4.0)")
+    return value
+
+
+def _image(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise ValueError(
+            f"{value!r} is not REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST "
+            "(e.g. registry.acme.example/payments/api:1.4.0)"
+        )
+    return value
+
+
+SemVer = Annotated[str, AfterValidator(_semver)]
+Image = Annotated[str, AfterValidator(_image)]
 
 
 class ContainerResources(Model):
@@ -68,8 +95,8 @@ class ServiceDescriptor(Model):
     api_version: Literal["tenantry.dev/v1"] = API_VERSION
     kind: Literal["Service"] = "Service"
     name: DnsLabel
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
-    image: str = Field(min_length=1, pattern=r"^[^\s:/]+(\.[^\s:/]+)*(:\d+)?/\S+$")
+    version: SemVer
+    image: Image
     port: int = Field(default=8080, ge=1, le=65535)
     replicas: int = Field(default=2, ge=0, le=1000)
     resources: ContainerResources = ContainerResources(
