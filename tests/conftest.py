@@ -1,1 +1,92 @@
-"""Shared test configuration: unit tests need nothing; `cluster` tests need the pinned tools."""
+"""Shared fixtures. Unit tests use none of them; integration and e2e tests share one
+real local cluster, created once per session (only when a test asks for it).
+
+The cluster lives in its own state directory (so it never collides with a
+`tenantry up` platform) and is deleted at the end even when tests fail. Each test
+gets its own namespace, labelled with the session's id, removed after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from tenantry import errors
+from tenantry.kube import localcluster
+from tenantry.kube.client import Kube
+
+SESSION_ID = secrets.token_hex(3)
+TEST_LABEL = "tenantry.dev/test-session"
+CHARTS = Path(__file__).parent / "data" / "charts"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts or "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private state directory for this session's clusters."""
+    path = tmp_path_factory.mktemp("tenantry-state")
+    previous = os.environ.get("TENANTRY_STATE_DIR")
+    os.environ["TENANTRY_STATE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TENANTRY_STATE_DIR", None)
+    else:
+        os.environ["TENANTRY_STATE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def cluster(state_dir: Path) -> Iterator[localcluster.LocalCluster]:
+    """One real cluster (3 simulated nodes) shared by the whole session."""
+    name = f"it-{SESSION_ID}"
+    created = localcluster.create(name, nodes=3)
+    try:
+        yield created
+    finally:
+        localcluster.delete(name)
+
+
+@pytest.fixture(scope="session")
+def admin(cluster: localcluster.LocalCluster) -> Iterator[Kube]:
+    """The cluster's admin connection."""
+    with cluster.connect() as kube:
+        yield kube
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].rstrip("-")
+
+
+@pytest.fixture
+def namespace(admin: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, with its default ServiceAccount ready."""
+    name = f"{_slug(request.node.name)}-{secrets.token_hex(2)}"
+    admin.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {TEST_LABEL: SESSION_ID}},
+        }
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            admin.get(ServiceAccount, "default", namespace=name)
+            break
+        except errors.NotFoundError:
+            time.sleep(0.1)
+    try:
+        yield name
+    finally:
+        admin.delete(Namespace, name)

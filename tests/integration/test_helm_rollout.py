@@ -8,8 +8,7 @@ from tenantry import errors, helm
 from tenantry.kube import waits
 from tenantry.kube.client import Identity, Kube
 from tenantry.kube.localcluster import LocalCluster
-
-from .conftest import CHARTS
+from tests.conftest import CHARTS
 
 
 def test_deployment_installed_with_wait_becomes_ready(

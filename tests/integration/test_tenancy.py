@@ -33,8 +33,7 @@ from tenantry.kube import localcluster
 from tenantry.kube.client import Identity, Kube
 from tenantry.spec import repository
 from tenantry.tenancy import objects, reconcile
-
-from .conftest import CHARTS
+from tests.conftest import CHARTS
 
 REGISTRY = "registry.acme.example"
 

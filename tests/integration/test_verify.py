@@ -15,8 +15,7 @@ from tenantry.kube.client import Kube
 from tenantry.spec import repository
 from tenantry.verify import run as verification
 from tenantry.verify.results import ServiceReport
-
-from .conftest import CHARTS
+from tests.conftest import CHARTS
 
 CASES = ["good", "cross-namespace", "over-quota", "bad-registry", "never-ready", "template-error"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,23 @@ def translate(action: str) -> Iterator[None]:
         ) from e
 
 
+# msgspec (under lightkube) builds a model's decoder on its first use and crashes the
+# interpreter when two threads build one at once. The first typed read of each kind
+# therefore holds this lock; later reads of that kind run in parallel.
+_FIRST_DECODE = threading.Lock()
+_decoded_kinds: set[type[Resource]] = set()
+
+
+@contextlib.contextmanager
+def _first_decode_guard(kind: type[Resource]) -> Iterator[None]:
+    if kind in _decoded_kinds:
+        yield
+        return
+    with _FIRST_DECODE:
+        yield
+        _decoded_kinds.add(kind)
+
+
 def describe(manifest: Mapping[str, Any]) -> str:
     """``Kind/namespace/name`` of a manifest, for messages."""
     meta = manifest.get("metadata", {})
@@ -227,7 +245,7 @@ class Kube:
     def get(self, kind: type[R], name: str, *, namespace: str | None = None) -> R:
         """Read one object; `NotFoundError` if it does not exist."""
         where = f"{namespace}/" if namespace else ""
-        with translate(f"get {kind.__name__}/{where}{name}"):
+        with _first_decode_guard(kind), translate(f"get {kind.__name__}/{where}{name}"):
             obj: R = self._lk.get(kind, name, namespace=namespace)
             return obj
 
@@ -241,7 +259,7 @@ class Kube:
         """List objects of ``kind`` matching ``labels``: in one namespace, or in all of them."""
         if namespace is None and issubclass(kind, NamespacedResource):
             namespace = ALL_NAMESPACES
-        with translate(f"list {kind.__name__}"):
+        with _first_decode_guard(kind), translate(f"list {kind.__name__}"):
             return list(self._lk.list(kind, namespace=namespace, labels=dict(labels or {})))
 
     def delete(self, kind: type[Resource], name: str, *, namespace: str | None = None) -> bool:

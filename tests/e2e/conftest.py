@@ -1,0 +1,1 @@
+"""End-to-end: the user's workflow through the `tenantry` command on real clusters."""
