@@ -5,9 +5,13 @@ adapters (`kube`, `helm`, `tools`) → actions → `cli`. Callers import modules
 names, so the origin of every name stays visible (``errors.KubeError``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("tenantry")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+def version() -> str:
+    """The installed package's version (read on demand: importlib.metadata is slow to load)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("tenantry")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.0.0"

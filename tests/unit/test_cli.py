@@ -29,6 +29,10 @@ COMMANDS = [
     ["tenants", "apply"],
     ["tenants", "list"],
     ["tenants", "show"],
+    ["new", "service"],
+    ["render"],
+    ["lint"],
+    ["verify"],
 ]
 
 
@@ -49,7 +53,11 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage:" in done.stdout
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if len(c) == 2], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [c for c in COMMANDS if len(c) == 2 or c in (["render"], ["lint"], ["verify"])],
+    ids=" ".join,
+)
 def test_every_leaf_command_shows_an_example(command: list[str]) -> None:
     assert "Example:" in tenantry(*command, "--help").stdout
 
@@ -122,3 +130,39 @@ def test_tenants_show_json_has_namespace_and_deployer_per_cluster() -> None:
     }
     assert placements["staging", "staging"]["namespace"] == "payments"
     assert placements["staging", "staging"]["deployer"] == "payments/tenantry-deployer"
+
+
+def test_lint_names_file_object_field_and_fix(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "repo")
+    values = tmp_path / "repo" / "services" / "checkout" / "web" / "chart" / "values.yaml"
+    values.write_text("image: docker.io/library/nginx:1.27\nreplicas: 2\n")
+    done = tenantry("lint", "--repo", str(tmp_path / "repo"))
+    assert done.returncode == 1
+    assert (
+        "web/templates/deployment.yaml: Deployment/web: spec.template.spec.containers[0].image: "
+        "'docker.io/library/nginx:1.27' is not from the tenant's registries"
+    ) in done.stderr
+    assert "push the image to one of those registries" in done.stderr
+
+
+def test_new_service_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "repo")
+    args = [
+        "new",
+        "service",
+        "payments/refunds",
+        "--image",
+        "registry.acme.example/payments/refunds:0.1.0",
+    ]
+    done = tenantry(*args, "--repo", str(tmp_path / "repo"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "repo" / "services" / "payments" / "refunds" / "service.yaml").exists()
+    again = tenantry(*args, "--repo", str(tmp_path / "repo"))
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+
+
+def test_verify_needs_to_be_told_what_to_verify() -> None:
+    done = tenantry("verify", "--repo", str(EXAMPLE))
+    assert done.returncode == 2
+    assert "pass --all, or --base REF" in done.stderr

@@ -25,14 +25,13 @@ class ChartInput:
     release: str
 
 
-def chart_input(service: ServiceSource) -> ChartInput:
+def chart_input(service: ServiceSource, *, environment: str = "") -> ChartInput:
     """The chart, values and release name for ``service`` (pure)."""
     if service.descriptor is not None:
-        return ChartInput(
-            chart=BASE_CHART,
-            values=services.values(service.descriptor, tenant=service.tenant),
-            release=service.name,
-        )
+        values = services.values(service.descriptor, tenant=service.tenant)
+        if environment:
+            values["environment"] = environment
+        return ChartInput(chart=BASE_CHART, values=values, release=service.name)
     assert service.own_chart is not None
     return ChartInput(chart=service.own_chart, values={}, release=service.name)
 

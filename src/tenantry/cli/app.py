@@ -42,7 +42,7 @@ class Options:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"tenantry {tenantry.__version__}")
+        typer.echo(f"tenantry {tenantry.version()}")
         raise typer.Exit
 
 

@@ -57,15 +57,25 @@ def new_service_cmd(
 
 def render_cmd(
     ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Render for this environment (one the tenant uses)."),
+    ] = None,
     repo: RepoOption = Path(),
 ) -> None:
     """Print the manifests a service renders to (through the real `helm template`).
 
-    Example: tenantry render payments/api | kubectl apply --dry-run=client -f -
+    Example: tenantry render payments/api --env production | kubectl apply --dry-run=client -f -
     """
     loaded = repository.load(repo.resolve())
     service = loaded.service(ref)
-    source = render.chart_input(service)
+    tenant = loaded.tenant(service.tenant)
+    if env is not None and env not in tenant.environments:
+        raise errors.UsageError(
+            f"tenant {tenant.name} does not use environment {env!r}",
+            fix=f"use one of: {', '.join(tenant.environments)}",
+        )
+    source = render.chart_input(service, environment=env or tenant.environments[0])
     sys.stdout.write(
         helm.template(
             source.chart, release=source.release, namespace=service.tenant, values=source.values

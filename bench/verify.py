@@ -1,0 +1,110 @@
+"""Benchmark: `tenantry verify` of one service, cold and warm, against a bare helm install.
+
+Measures, in one process, for the example service payments/api (3 replicas, base chart):
+  * cold: `tenantry verify --fresh-cluster` — a new cluster is created and deleted;
+  * warm: `tenantry verify` on the warm `verify` cluster (lint, render, policy,
+    onboarding, dry-run as the tenant, install --wait as the tenant, rollout, cleanup);
+  * baseline: a bare `helm upgrade --install --wait` of the same chart and values into
+    a fresh namespace of the same warm cluster.
+Each is the whole command as a user runs it (process start included), median of N.
+
+Prints the machine and versions, the figures, and as its last line one JSON object with
+``verify_cold_s``, ``verify_warm_s``, ``bare_install_s``, ``ratio_warm_vs_bare``.
+Targets (DESIGN.md): ≤ 15 s per service, ≤ 1.5x the bare install.
+Usage: python bench/verify.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from _common import machine
+from tenantry.charts import BASE_CHART, render
+from tenantry.kube import localcluster
+from tenantry.kube.client import Kube
+from tenantry.spec import repository
+from tenantry.tools import install
+from tenantry.verify import run as verification
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
+
+
+def one_service_repo(workdir: Path) -> Path:
+    """The example repository with payments/api as its only service."""
+    repo = workdir / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    shutil.rmtree(repo / "services" / "checkout")
+    shutil.rmtree(repo / "services" / "payments" / "ledger")
+    return repo
+
+
+def timed(argv: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    os.environ["TENANTRY_STATE_DIR"] = tempfile.mkdtemp(prefix="tenantry-bench-")
+    workdir = Path(tempfile.mkdtemp(prefix="tenantry-bench-verify-"))
+    for key, value in machine().items():
+        print(f"{key:>12}: {value}")
+
+    repo = one_service_repo(workdir)
+    verify = [sys.executable, "-m", "tenantry", "verify", "--all", "--repo", str(repo)]
+    cold = [timed([*verify, "--fresh-cluster"]) for _ in range(max(1, args.runs // 2))]
+    print(f"verify, fresh cluster: {', '.join(f'{s:.2f}s' for s in cold)}")
+
+    timed(verify)  # creates the warm cluster; not counted
+    warm = [timed(verify) for _ in range(args.runs)]
+    print(f"verify, warm cluster:  {', '.join(f'{s:.2f}s' for s in warm)}")
+
+    cluster = localcluster.get(verification.WARM_CLUSTER)
+    source = render.chart_input(repository.load(repo).service("payments/api"))
+    values = workdir / "values.yaml"
+    values.write_text(yaml.safe_dump(source.values))
+    bare = []
+    with Kube.connect(cluster.kubeconfig) as kube:
+        for i in range(args.runs):
+            namespace = f"bare-{i}"
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            bare.append(
+                timed(
+                    [str(install.binary("helm")), "upgrade", "--install", "api", str(BASE_CHART),
+                     "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+                     "--values", str(values), "--wait", "--timeout", "120s"]
+                )
+            )  # fmt: skip
+    localcluster.delete(verification.WARM_CLUSTER)
+    print(f"bare helm install --wait: {', '.join(f'{s:.2f}s' for s in bare)}")
+
+    figures = {
+        "verify_cold_s": round(statistics.median(cold), 2),
+        "verify_warm_s": round(statistics.median(warm), 2),
+        "bare_install_s": round(statistics.median(bare), 2),
+    }
+    figures["ratio_warm_vs_bare"] = round(figures["verify_warm_s"] / figures["bare_install_s"], 2)
+    print(
+        f"median: cold {figures['verify_cold_s']}s, warm {figures['verify_warm_s']}s, "
+        f"bare install {figures['bare_install_s']}s -> warm verify is "
+        f"{figures['ratio_warm_vs_bare']}x the bare install"
+    )
+    sys.stdout.write(json.dumps(figures) + "\n")
+
+
+if __name__ == "__main__":
+    main()
