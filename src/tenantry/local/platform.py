@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tenantry.kube import localcluster
+from tenantry.verify import run as verification
 
 # The clusters of the local platform, in start order: staging is needed first.
 CLUSTERS: tuple[str, ...] = ("staging", "prod-primary", "prod-canary")
@@ -65,9 +66,9 @@ def up(*, nodes: int = 3, on_start: Callable[[str], None] | None = None) -> list
 
 
 def down() -> list[ClusterReport]:
-    """Stop and remove every local platform cluster (idempotent)."""
+    """Stop and remove every local platform cluster and the verification cluster."""
     reports = []
-    for name in CLUSTERS:
+    for name in (*CLUSTERS, verification.WARM_CLUSTER):
         started = time.monotonic()
         removed = localcluster.delete(name)
         reports.append(
