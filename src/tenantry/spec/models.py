@@ -169,6 +169,31 @@ class PlatformNamespaces(Model):
     monitoring: DnsLabel = "tenantry-monitoring"
 
 
+class Artifacts(Model):
+    """The S3 bucket that is the platform's Helm repository."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    # ``local`` means the local S3/SQS server `tenantry up` runs; unset means AWS itself.
+    endpoint: str | None = None
+    region: str = "us-east-1"
+
+
+class Queue(Model):
+    """The SQS queue the bucket notifies, and its dead-letter queue."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    dead_letter: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    # Deliveries before a message moves to the dead-letter queue.
+    max_receive_count: int = Field(default=3, ge=1, le=1000)
+    # Seconds a received message stays hidden; the deployer extends it while it works.
+    visibility_timeout_s: int = Field(default=60, ge=5, le=43200)
+
+    @property
+    def dead_letter_name(self) -> str:
+        """The dead-letter queue's name (``<name>-dlq`` unless set)."""
+        return self.dead_letter or f"{self.name}-dlq"
+
+
 class Defaults(Model):
     """What every tenant gets unless its file says otherwise."""
 
@@ -186,6 +211,8 @@ class Platform(Model):
     defaults: Defaults
     registries: tuple[str, ...] = Field(min_length=1)
     platform_namespaces: PlatformNamespaces = PlatformNamespaces()
+    artifacts: Artifacts | None = None
+    queue: Queue | None = None
 
     def environment(self, name: str) -> Environment:
         """The environment called ``name``; KeyError if there is none."""

@@ -1,0 +1,97 @@
+"""The AWS adapter: S3 and SQS clients for the platform's artifact store and queue.
+
+One place decides where requests go: AWS itself by the standard credential chain,
+any S3/SQS-compatible endpoint named in platform.yaml, or ``local`` — the local
+server of `tenantry up`. botocore's errors are translated here into `AwsError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tenantry import errors
+from tenantry.local import awsserver
+from tenantry.spec import models
+
+# Bounded retries with backoff: a short outage of S3 or SQS is ridden out, a long
+# one surfaces as an error the caller retries on its own schedule.
+_CONFIG = Config(
+    retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=25
+)
+
+
+class AwsError(errors.TenantryError):
+    """S3 or SQS refused or failed a request; ``code`` is AWS's error code."""
+
+    def __init__(self, message: str, *, code: str = "", fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.code = code
+        self.retryable = code in (
+            "",
+            "SlowDown",
+            "ServiceUnavailable",
+            "InternalError",
+            "RequestTimeout",
+        )
+
+
+@contextlib.contextmanager
+def translate(action: str) -> Iterator[None]:
+    """Turn botocore errors raised inside the block into `AwsError`."""
+    try:
+        yield
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        message = str(e.response.get("Error", {}).get("Message", e))
+        raise AwsError(f"{action}: {code}: {message}", code=code) from e
+    except BotoCoreError as e:
+        raise AwsError(f"{action}: {e}", fix="check that the S3/SQS endpoint is reachable") from e
+
+
+@dataclass(frozen=True)
+class Clients:
+    """S3 and SQS clients for one platform."""
+
+    s3: Any
+    sqs: Any
+    endpoint: str | None
+
+
+def endpoint_for(artifacts: models.Artifacts) -> str | None:
+    """The endpoint URL to use, resolving ``local`` to the running local server."""
+    if artifacts.endpoint != "local":
+        return artifacts.endpoint
+    server = awsserver.running()
+    if server is None:
+        raise errors.TenantryError(
+            "platform.yaml says artifacts.endpoint: local, "
+            "but the local S3/SQS server is not running",
+            fix="start the local platform: tenantry up",
+        )
+    return server.endpoint
+
+
+def clients(platform: models.Platform) -> Clients:
+    """Clients for the platform's artifact store and queue."""
+    if platform.artifacts is None or platform.queue is None:
+        raise errors.UsageError(
+            "platform.yaml has no artifacts/queue section",
+            fix="add artifacts: {bucket: ...} and queue: {name: ...} (see examples/platform-repo)",
+        )
+    endpoint = endpoint_for(platform.artifacts)
+    kwargs: dict[str, Any] = {"region_name": platform.artifacts.region, "config": _CONFIG}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    if platform.artifacts.endpoint == "local":
+        # The local server accepts any credentials; these never leave the machine.
+        kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+    return Clients(
+        s3=boto3.client("s3", **kwargs), sqs=boto3.client("sqs", **kwargs), endpoint=endpoint
+    )

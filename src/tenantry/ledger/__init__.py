@@ -1,0 +1,235 @@
+"""The ledger: the record of every action (who, what, which version, where, result).
+
+A SQLite file under the state directory by default; PostgreSQL when
+``TENANTRY_DATABASE_URL`` names one (several deployer replicas share it). The
+schema is owned by the Alembic migrations in ``migrations/``, applied on open.
+Nothing secret is ever written here: actors, versions, digests and reasons only.
+
+Leases give one deployer at a time the right to deploy a release; each new holder
+gets a larger fencing token, so a holder whose lease lapsed can tell it lost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry import errors, paths
+from tenantry.ledger import tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def now() -> datetime:
+    """The current time, UTC, as every ledger timestamp is."""
+    return datetime.now(UTC)
+
+
+def default_url() -> str:
+    """``TENANTRY_DATABASE_URL``, else a SQLite file in the state directory."""
+    url = os.environ.get("TENANTRY_DATABASE_URL")
+    if url:
+        return url
+    path = paths.state_dir() / "ledger.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _redacted(url: str) -> str:
+    # Never print a password that is part of a database URL.
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+@dataclass(frozen=True)
+class Released:
+    """The newest version that reached a cluster."""
+
+    version: str
+    digest: str
+
+
+class Ledger:
+    """A connection pool to the ledger database, migrated to the newest schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Ledger:
+        """Connect to ``url`` (default: `default_url`) and apply pending migrations."""
+        url = url or default_url()
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            with engine.begin() as connection:
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as e:
+            raise errors.TenantryError(
+                f"cannot open the ledger at {_redacted(url)}: {e.orig}",
+                fix="check TENANTRY_DATABASE_URL, or unset it to use the local SQLite ledger",
+            ) from e
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # --- records -----------------------------------------------------------------
+
+    def add(self, row: tables.Base) -> Any:
+        """Insert one row; returns it with its id."""
+        with self.session() as session:
+            session.add(row)
+            session.flush()
+            return row
+
+    def finish_deployment(self, deployment_id: int, *, result: str, reason: str = "") -> None:
+        """Record how a deployment ended."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Deployment)
+                .where(tables.Deployment.id == deployment_id)
+                .values(result=result, reason=reason, finished=now())
+            )
+
+    def released(
+        self, *, tenant: str, service: str, environment: str, cluster: str | None = None
+    ) -> Released | None:
+        """The newest version that succeeded in ``environment`` (on ``cluster`` if given)."""
+        query = (
+            select(tables.Deployment)
+            .where(
+                tables.Deployment.tenant == tenant,
+                tables.Deployment.service == service,
+                tables.Deployment.environment == environment,
+                tables.Deployment.result == "succeeded",
+            )
+            .order_by(tables.Deployment.id.desc())
+            .limit(1)
+        )
+        if cluster is not None:
+            query = query.where(tables.Deployment.cluster == cluster)
+        with self.session() as session:
+            row = session.scalars(query).first()
+            return Released(row.version, row.digest) if row else None
+
+    def history(self, *, tenant: str, service: str, limit: int = 50) -> list[tables.Deployment]:
+        """The newest deployments of a service, newest first."""
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(tables.Deployment)
+                    .where(tables.Deployment.tenant == tenant, tables.Deployment.service == service)
+                    .order_by(tables.Deployment.id.desc())
+                    .limit(limit)
+                )
+            )
+
+    def events(self, *, limit: int = 100) -> list[tables.Event]:
+        """The newest events, newest first."""
+        with self.session() as session:
+            return list(
+                session.scalars(select(tables.Event).order_by(tables.Event.id.desc()).limit(limit))
+            )
+
+    def deployments(self) -> list[tables.Deployment]:
+        """Every deployment, oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(tables.Deployment).order_by(tables.Deployment.id)))
+
+    def promotion(self, promotion_id: int) -> tables.Promotion | None:
+        """One promotion request."""
+        with self.session() as session:
+            return session.get(tables.Promotion, promotion_id)
+
+    def set_promotion(self, promotion_id: int, **values: Any) -> None:
+        """Update a promotion request."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Promotion).where(tables.Promotion.id == promotion_id).values(**values)
+            )
+
+    # --- leases ------------------------------------------------------------------
+
+    def acquire(self, name: str, *, holder: str, ttl_s: float) -> int | None:
+        """Take lease ``name`` if it is free or lapsed; the fencing token, or None if held."""
+        expires = now() + timedelta(seconds=ttl_s)
+        with self.session() as session:
+            taken = session.execute(
+                update(tables.Lease)
+                .where(tables.Lease.name == name, tables.Lease.expires < now())
+                .values(holder=holder, token=tables.Lease.token + 1, expires=expires)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return int(session.get_one(tables.Lease, name).token)
+            if session.get(tables.Lease, name) is not None:
+                return None
+        try:
+            with self.session() as session:
+                session.add(tables.Lease(name=name, holder=holder, token=1, expires=expires))
+        except IntegrityError:
+            return None  # another holder created it first
+        return 1
+
+    def renew(self, name: str, *, holder: str, token: int, ttl_s: float) -> bool:
+        """Extend a held lease; False if it was lost (lapsed and taken by another)."""
+        with self.session() as session:
+            renewed = session.execute(
+                update(tables.Lease)
+                .where(
+                    tables.Lease.name == name,
+                    tables.Lease.holder == holder,
+                    tables.Lease.token == token,
+                )
+                .values(expires=now() + timedelta(seconds=ttl_s))
+            )
+            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release(self, name: str, *, holder: str, token: int) -> None:
+        """Give a lease back early (it lapses at once)."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Lease)
+                .where(
+                    tables.Lease.name == name,
+                    tables.Lease.holder == holder,
+                    tables.Lease.token == token,
+                )
+                .values(expires=now() - timedelta(seconds=1))
+            )
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; the timeout makes writers queue
+    # instead of failing when two deployer processes share the file.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
