@@ -90,3 +90,15 @@ def namespace(admin: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         admin.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def aws_server(state_dir: Path) -> Iterator[str]:
+    """The local S3/SQS server (moto, a real HTTP server), for the whole session."""
+    from tenantry.local import awsserver
+
+    server = awsserver.start()
+    try:
+        yield server.endpoint
+    finally:
+        awsserver.stop()

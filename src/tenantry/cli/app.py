@@ -16,7 +16,7 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
-from tenantry.cli import cluster, local, output, services, tenants, tools
+from tenantry.cli import cluster, delivery, local, output, services, tenants, tools
 
 app = typer.Typer(
     name="tenantry",
@@ -73,6 +73,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(tenants.app, name="tenants")
 local.register(app)
 services.register(app)
+delivery.register(app)
 
 
 def main() -> None:

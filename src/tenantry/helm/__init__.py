@@ -215,3 +215,23 @@ def test(target: Target, *, release: str, timeout_s: float = 120.0) -> str:
         timeout_s=timeout_s + 30,
         action=f"helm test {release} in {target.namespace}",
     )
+
+
+def package(chart_dir: Path, *, destination: Path) -> Path:
+    """``helm package``: the chart as a .tgz in ``destination``."""
+    out = run(
+        ["package", str(chart_dir), "--destination", str(destination)],
+        timeout_s=120,
+        action=f"helm package {chart_dir}",
+    )
+    # helm prints "Successfully packaged chart and saved it to: <path>"
+    return Path(out.strip().rsplit(": ", 1)[-1])
+
+
+def show_chart(chart: Path) -> dict[str, Any]:
+    """``helm show chart``: the Chart.yaml of a chart directory or archive."""
+    text = run(["show", "chart", str(chart)], timeout_s=60, action=f"helm show chart {chart}")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise errors.HelmError(f"{chart} has no readable Chart.yaml")
+    return data

@@ -21,6 +21,9 @@ from pathlib import Path
 from tenantry import errors, paths
 
 _READY_TIMEOUT_S = 30.0
+# Servers this process started, kept so they can be reaped (and Python does not warn
+# about a child process object dropped while it still runs).
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def start() -> Server:
             )
         time.sleep(0.1)
     server = Server(pid=proc.pid, port=port)
+    _children[proc.pid] = proc
     _state_file().write_text(json.dumps({"pid": server.pid, "port": server.port}))
     return server
 
@@ -108,10 +112,16 @@ def stop() -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGTERM)
+    child = _children.pop(server.pid, None)
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return True
     deadline = time.monotonic() + 10
     while _alive(server.pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(server.pid, os.WNOHANG)
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGKILL)

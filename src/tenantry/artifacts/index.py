@@ -1,0 +1,46 @@
+"""A Helm repository's index.yaml, updated without losing entries (pure).
+
+`helm repo add` and `helm pull` read it; `tenantry.artifacts.store` writes it with
+a conditional put, retrying on conflict, so concurrent publishers never drop one
+another's entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+Entry = dict[str, Any]
+
+
+def empty() -> dict[str, Any]:
+    """An index with no charts."""
+    return {"apiVersion": "v1", "entries": {}}
+
+
+def parse(text: str | bytes) -> dict[str, Any]:
+    """An index from its YAML; an empty or unreadable one starts over empty."""
+    data = yaml.safe_load(text) if text else None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+        return empty()
+    return data
+
+
+def with_entry(index: Mapping[str, Any], entry: Entry, *, generated: str) -> dict[str, Any]:
+    """A copy of ``index`` with ``entry`` added (replacing the same name and version)."""
+    entries = {name: list(versions) for name, versions in index.get("entries", {}).items()}
+    versions = [v for v in entries.get(entry["name"], []) if v.get("version") != entry["version"]]
+    entries[entry["name"]] = [entry, *versions]
+    return {"apiVersion": "v1", "entries": entries, "generated": generated}
+
+
+def contains(index: Mapping[str, Any], name: str, version: str) -> bool:
+    """Whether ``index`` lists chart ``name`` at ``version``."""
+    return any(v.get("version") == version for v in index.get("entries", {}).get(name, []))
+
+
+def dump(index: Mapping[str, Any]) -> bytes:
+    """The index as YAML bytes."""
+    return yaml.safe_dump(dict(index), sort_keys=False).encode()

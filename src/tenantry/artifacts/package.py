@@ -1,0 +1,104 @@
+"""Package a service as a chart archive with its provenance (helm package).
+
+A descriptor service becomes the base chart with the descriptor's values baked in
+and renamed to the service; a team's own chart is packaged as it is (renamed to
+the service, so the repository's index keys on the service name). The chart's
+version is the descriptor's (or Chart.yaml's) SemVer, unchanged: versions are
+immutable, so a change must bump it. Provenance — git commit, author, time and a
+digest of the chart's content — goes into Chart.yaml annotations; the archive's
+own sha256 is computed after packaging and travels in the object's metadata and
+the index (an archive cannot contain its own digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tenantry import helm
+from tenantry.charts import render
+from tenantry.spec.repository import ServiceSource
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a chart came from."""
+
+    git_commit: str
+    author: str
+    time: str
+
+
+@dataclass(frozen=True)
+class Package:
+    """A packaged chart, ready to upload."""
+
+    tenant: str
+    service: str
+    version: str
+    app_version: str
+    path: Path
+    digest: str
+    content_digest: str
+    provenance: Provenance
+
+    @property
+    def key(self) -> str:
+        """Its object key in the bucket."""
+        return f"{self.tenant}/{self.service}-{self.version}.tgz"
+
+
+def content_digest(chart_dir: Path) -> str:
+    """sha256 over the chart's file names and contents, in a stable order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in chart_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(chart_dir)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) -> Package:
+    """Build ``service``'s chart archive in ``workdir``."""
+    source = render.chart_input(service)
+    chart_dir = workdir / service.tenant / service.name
+    shutil.rmtree(chart_dir, ignore_errors=True)
+    shutil.copytree(source.chart, chart_dir)
+    chart_file = chart_dir / "Chart.yaml"
+    chart = yaml.safe_load(chart_file.read_text())
+    chart["name"] = service.name
+    if service.descriptor is not None:
+        chart["version"] = service.descriptor.version
+        chart["appVersion"] = service.descriptor.image.rsplit(":", 1)[-1]
+        chart["description"] = f"{service.ref}, from the platform's base chart"
+        (chart_dir / "values.yaml").write_text(yaml.safe_dump(source.values, sort_keys=False))
+    chart_file.write_text(yaml.safe_dump(chart, sort_keys=False))
+    digest_of_content = content_digest(chart_dir)
+    chart["annotations"] = {
+        **(chart.get("annotations") or {}),
+        "tenantry.dev/tenant": service.tenant,
+        "tenantry.dev/git-commit": provenance.git_commit,
+        "tenantry.dev/author": provenance.author,
+        "tenantry.dev/published-at": provenance.time,
+        "tenantry.dev/content-digest": digest_of_content,
+    }
+    chart_file.write_text(yaml.safe_dump(chart, sort_keys=False))
+    archive = helm.package(chart_dir, destination=workdir / service.tenant)
+    return Package(
+        tenant=service.tenant,
+        service=service.name,
+        version=str(chart["version"]),
+        app_version=str(chart.get("appVersion", "")),
+        path=archive,
+        digest=sha256_file(archive),
+        content_digest=digest_of_content,
+        provenance=provenance,
+    )

@@ -1,0 +1,65 @@
+"""`tenantry publish`: package changed services and upload them, recording each in the ledger."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantry import gitrepo
+from tenantry.artifacts import package, store
+from tenantry.aws import Clients
+from tenantry.ledger import Ledger, now, tables
+from tenantry.spec.repository import Repository, ServiceSource
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing one service did."""
+
+    ref: str
+    version: str
+    key: str
+    digest: str
+    result: str
+
+
+def provenance(root: Path) -> package.Provenance:
+    """Provenance from the repository's checked-out commit."""
+    return package.Provenance(
+        git_commit=gitrepo.head_commit(root),
+        author=gitrepo.head_author(root),
+        time=now().isoformat(timespec="seconds"),
+    )
+
+
+def publish(
+    repo: Repository,
+    services: Sequence[ServiceSource],
+    *,
+    clients: Clients,
+    ledger: Ledger,
+    origin: package.Provenance,
+    on_done: Callable[[Published], None] | None = None,
+) -> list[Published]:
+    """Package and upload each service; every outcome is recorded in the ledger."""
+    assert repo.platform.artifacts is not None
+    bucket = repo.platform.artifacts.bucket
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tenantry-publish-") as workdir:
+        for service in services:
+            pkg = package.package(service, provenance=origin, workdir=Path(workdir))
+            outcome = store.publish(clients, bucket, pkg)
+            ledger.add(
+                tables.Publication(
+                    tenant=pkg.tenant, service=pkg.service, version=pkg.version,
+                    digest=pkg.digest, git_commit=origin.git_commit, author=origin.author,
+                    key=pkg.key, result=outcome, at=now(),
+                )
+            )  # fmt: skip
+            result = Published(service.ref, pkg.version, pkg.key, pkg.digest, outcome)
+            results.append(result)
+            if on_done:
+                on_done(result)
+    return results

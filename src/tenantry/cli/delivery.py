@@ -1,0 +1,171 @@
+"""`tenantry aws setup`, `publish`, `deployer`, `history`: continuous delivery to staging."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from prometheus_client import start_http_server
+
+from tenantry import aws, errors, gitrepo
+from tenantry.artifacts import publishing
+from tenantry.aws import wiring
+from tenantry.cli import output
+from tenantry.cli.tenants import RepoOption
+from tenantry.deploy import deployer as deploying
+from tenantry.ledger import Ledger
+from tenantry.spec import repository
+from tenantry.verify import changes
+
+aws_app = typer.Typer(help="The platform's S3 bucket and SQS queues.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the delivery commands to ``app``."""
+    app.add_typer(aws_app, name="aws")
+    app.command("publish")(publish_cmd)
+    app.command("deployer")(deployer_cmd)
+    app.command("history")(history_cmd)
+
+
+def _platform_aws(loaded: repository.Repository) -> aws.Clients:
+    return aws.clients(loaded.platform)
+
+
+@aws_app.command("setup")
+def setup_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
+    """Create (or converge) the bucket, the queue, its dead-letter queue and the notification.
+
+    Uses the artifacts and queue sections of platform.yaml; idempotent.
+
+    Example: tenantry aws setup --repo examples/platform-repo
+    """
+    loaded = repository.load(repo.resolve())
+    done = wiring.setup(_platform_aws(loaded), loaded.platform)
+    output.emit(
+        {"bucket": done.bucket, "queue": done.queue_url, "deadLetterQueue": done.dead_letter_url},
+        ctx.obj.output,
+    )
+
+
+def publish_cmd(
+    ctx: typer.Context,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Git ref the change starts from.")
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="Git ref of the change.")] = "HEAD",
+    all_services: Annotated[bool, typer.Option("--all", help="Publish every service.")] = False,
+    repo: RepoOption = Path(),
+) -> None:
+    """Package changed services with their provenance and upload them to the chart bucket.
+
+    Versions are immutable: the same version with the same content is a no-op, with
+    different content an error. CI runs this on merge.
+
+    Example: tenantry publish --base HEAD~1 --head HEAD
+    """
+    loaded = repository.load(repo.resolve())
+    if all_services:
+        chosen = list(loaded.services)
+    elif base:
+        chosen = changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
+    else:
+        raise errors.UsageError("say what to publish", fix="pass --all, or --base REF [--head REF]")
+    ledger = Ledger.open()
+    try:
+        results = publishing.publish(
+            loaded,
+            chosen,
+            clients=_platform_aws(loaded),
+            ledger=ledger,
+            origin=publishing.provenance(loaded.root),
+            on_done=lambda p: output.err_console.print(f"{p.ref} {p.version}: {p.result}"),
+        )
+    finally:
+        ledger.close()
+    output.emit(
+        [{"service": r.ref, "version": r.version, "key": r.key, "result": r.result,
+          "sha256": r.digest} for r in results],
+        ctx.obj.output, title="published",
+    )  # fmt: skip
+
+
+def deployer_cmd(
+    repo: RepoOption = Path(),
+    worker: Annotated[
+        str | None, typer.Option("--worker", help="This worker's name in the ledger.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve /metrics on 127.0.0.1:PORT.")
+    ] = None,
+    wait: Annotated[int, typer.Option("--wait", help="Long-poll seconds per receive.")] = 20,
+) -> None:
+    """Run a deployer worker: S3 upload → SQS event → helm upgrade --install to staging.
+
+    Runs until SIGTERM or Ctrl-C, finishing the message in hand. Several workers may
+    share the queue and (with TENANTRY_DATABASE_URL) the ledger.
+
+    Example: tenantry deployer --metrics-port 9464
+    """
+    loaded = repository.load(repo.resolve())
+    assert loaded.platform.queue is not None
+    clients = _platform_aws(loaded)
+    ledger = Ledger.open()
+    name = worker or f"{socket.gethostname()}-{os.getpid()}"
+    metrics = deploying.Metrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    worker_ = deploying.Deployer(
+        loaded,
+        clients=clients,
+        queue_url=wiring.queue_url(clients, loaded.platform.queue.name),
+        ledger=ledger,
+        options=deploying.Options(
+            worker=name,
+            wait_s=wait,
+            max_receive_count=loaded.platform.queue.max_receive_count,
+            visibility_timeout_s=loaded.platform.queue.visibility_timeout_s,
+        ),
+        metrics=metrics,
+        on_outcome=lambda o: output.err_console.print(f"{o.result}: {o.reason}", markup=False),
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        output.err_console.print(f"signal {signum}: finishing the message in hand, then exiting")
+        worker_.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    output.err_console.print(f"deployer {name} consuming {loaded.platform.queue.name}")
+    try:
+        worker_.run()
+    finally:
+        ledger.close()
+
+
+def history_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    limit: Annotated[int, typer.Option("--limit", help="How many deployments.")] = 20,
+) -> None:
+    """Show a service's deployments from the ledger, newest first.
+
+    Example: tenantry history payments/api --output json
+    """
+    tenant, _, service = ref.partition("/")
+    ledger = Ledger.open()
+    try:
+        rows = ledger.history(tenant=tenant, service=service, limit=limit)
+    finally:
+        ledger.close()
+    output.emit(
+        [{"version": r.version, "environment": r.environment, "cluster": r.cluster,
+          "result": r.result, "actor": r.actor, "started": r.started.isoformat(timespec="seconds"),
+          "reason": r.reason} for r in rows],
+        ctx.obj.output, title=f"history of {ref}",
+    )  # fmt: skip

@@ -1,0 +1,360 @@
+"""`tenantry deployer`: S3 event → SQS → deploy to staging, as the tenant, effectively once.
+
+For each message (long-polled):
+
+1. parse it (`tenantry.events.s3`); a test event, a malformed message, a key that
+   is not a chart, or an unknown tenant/service is recorded and deleted — never
+   deployed, never retried;
+2. take the release's lease (ledger, fencing token); if another worker holds it,
+   hand the message back for a few seconds — two workers never deploy the same
+   release at once;
+3. download the archive and check its sha256 against the published one;
+4. decide against the ledger (`tenantry.deploy.decide`): duplicates and older
+   versions are skipped with the reason;
+5. `helm upgrade --install --rollback-on-failure --wait` into every staging cluster
+   of the tenant, as its deployer ServiceAccount; while it runs, a heartbeat
+   extends the message's visibility and renews the lease;
+6. record the outcome, then delete the message. A failure is recorded and the
+   message is handed back with backoff; after ``maxReceiveCount`` deliveries SQS
+   moves it to the dead-letter queue (the last failure is recorded as such).
+
+SIGTERM stops taking messages; the one in hand is finished first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tenantry import errors, helm
+from tenantry.artifacts import store
+from tenantry.aws import AwsError, Clients, translate
+from tenantry.deploy import decide
+from tenantry.events import s3
+from tenantry.kube.client import Identity
+from tenantry.ledger import Ledger, now, tables
+from tenantry.spec.repository import Repository
+from tenantry.tenancy import objects, reconcile
+
+STAGING = "staging"
+# How long to hide a message whose release another worker is deploying.
+_BUSY_DELAY_S = 2
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a deployer works."""
+
+    worker: str
+    wait_s: int = 20
+    deploy_timeout_s: float = 300.0
+    lease_ttl_s: float = 60.0
+    max_receive_count: int = 3
+    visibility_timeout_s: int = 60
+
+
+class Metrics:
+    """What `/metrics` serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.events = Counter(
+            "tenantry_deployer_events_total", "Messages received, by kind.", ["kind"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.deploys = Counter(
+            "tenantry_deployer_deploys_total", "Deploys by result.", ["result"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "tenantry_deployer_deploy_seconds", "Time a deploy took.", registry=self.registry
+        )
+        self.lag = Histogram(
+            "tenantry_deployer_event_lag_seconds",
+            "From the upload (S3 event time) to the deploy starting.",
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling one message did."""
+
+    result: str
+    reason: str
+    delete: bool
+
+
+class Deployer:
+    """One worker. Several may run against the same queue and ledger."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        clients: Clients,
+        queue_url: str,
+        ledger: Ledger,
+        options: Options,
+        metrics: Metrics | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        assert repo.platform.artifacts is not None
+        self.repo = repo
+        self.clients = clients
+        self.queue_url = queue_url
+        self.ledger = ledger
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.on_outcome = on_outcome
+        self.bucket = repo.platform.artifacts.bucket
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Take and handle messages until `stop`; a message in hand is finished first."""
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except AwsError as e:
+                # S3 or SQS is unavailable: wait and try again; the messages stay queued.
+                self._record_event("", "", "error", f"queue or store unavailable: {e}")
+                self.stopping.wait(2.0)
+
+    def stop(self) -> None:
+        """Ask `run` to return after the current message (SIGTERM does this)."""
+        self.stopping.set()
+
+    def poll_once(self) -> int:
+        """Receive and handle at most one message; how many were handled."""
+        with translate("receive from the queue"):
+            got = self.clients.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=self.options.wait_s,
+                AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
+        messages = got.get("Messages", [])
+        for message in messages:
+            outcome = self.handle(message)
+            if self.on_outcome:
+                self.on_outcome(outcome)
+        return len(messages)
+
+    # --- one message ---------------------------------------------------------------
+
+    def handle(self, message: dict[str, Any]) -> Outcome:
+        """Handle one SQS message end to end, deleting it only once its outcome is recorded."""
+        message_id = str(message.get("MessageId", ""))
+        receipt = str(message["ReceiptHandle"])
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        outcomes = []
+        for event in s3.parse(str(message.get("Body", ""))):
+            outcome = self._event(event, message_id, receipt, receives)
+            outcomes.append(outcome)
+        final = _combine(outcomes)
+        if final.delete:
+            with translate("delete the message"):
+                self.clients.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        return final
+
+    def _event(self, event: s3.Event, message_id: str, receipt: str, receives: int) -> Outcome:
+        if isinstance(event, s3.TestEvent):
+            self.metrics.events.labels("test").inc()
+            return self._record_event(message_id, "", "ignored", "s3:TestEvent", delete=True)
+        if isinstance(event, s3.Invalid):
+            self.metrics.events.labels("invalid").inc()
+            return self._record_event(message_id, event.key, "invalid", event.reason, delete=True)
+        self.metrics.events.labels("chart").inc()
+        known = {s.ref for s in self.repo.services}
+        if f"{event.tenant}/{event.service}" not in known:
+            return self._record_event(
+                message_id, event.key, "invalid",
+                f"{event.tenant}/{event.service} is not a service of the platform repository",
+                delete=True,
+            )  # fmt: skip
+        lease = f"{event.tenant}/{event.service}/{STAGING}"
+        token = self.ledger.acquire(
+            lease, holder=self.options.worker, ttl_s=self.options.lease_ttl_s
+        )
+        if token is None:
+            self._hide(receipt, _BUSY_DELAY_S)
+            return Outcome("busy", f"another deployer holds {lease}", delete=False)
+        try:
+            return self._deploy(event, message_id, receipt, receives, lease, token)
+        finally:
+            self.ledger.release(lease, holder=self.options.worker, token=token)
+
+    def _deploy(
+        self,
+        event: s3.ChartCreated,
+        message_id: str,
+        receipt: str,
+        receives: int,
+        lease: str,
+        token: int,
+    ) -> Outcome:
+        try:
+            fetched = store.fetch(self.clients, self.bucket, event.key)
+        except store.DigestMismatchError as e:
+            return self._record_event(message_id, event.key, "rejected", str(e), delete=True)
+        except AwsError as e:
+            if e.code in ("NoSuchKey", "404"):
+                return self._record_event(
+                    message_id, event.key, "invalid", f"{event.key} no longer exists", delete=True
+                )
+            raise
+        released = self.ledger.released(
+            tenant=event.tenant, service=event.service, environment=STAGING
+        )
+        decision = decide.decide(
+            incoming=event.version,
+            incoming_digest=fetched.digest,
+            released=released.version if released else None,
+            released_digest=released.digest if released else None,
+        )
+        if decision.action == "skip":
+            self.metrics.deploys.labels("skipped").inc()
+            return self._record_event(
+                message_id, event.key, "skipped", decision.reason, delete=True
+            )
+        self._observe_lag(event)
+        with (
+            tempfile.TemporaryDirectory(prefix="tenantry-deploy-") as workdir,
+            _Heartbeat(self, receipt, lease, token),
+        ):
+            archive = Path(workdir) / Path(event.key).name
+            archive.write_bytes(fetched.data)
+            failure = self._deploy_everywhere(event, fetched.digest, archive)
+        if failure is None:
+            self.metrics.deploys.labels("succeeded").inc()
+            return self._record_event(
+                message_id, event.key, "deployed", decision.reason, delete=True
+            )
+        self.metrics.deploys.labels("failed").inc()
+        if receives >= self.options.max_receive_count:
+            # Visible again at once: SQS moves it to the dead-letter queue on the next receive.
+            self._hide(receipt, 0)
+            reason = f"{failure} (attempt {receives} of {receives}: moved to the dead-letter queue)"
+            return self._record_event(message_id, event.key, "dead-letter", reason, delete=False)
+        self._hide(receipt, min(2**receives, 60))
+        reason = f"{failure} (attempt {receives} of {self.options.max_receive_count}; will retry)"
+        return self._record_event(message_id, event.key, "failed", reason, delete=False)
+
+    def _deploy_everywhere(self, event: s3.ChartCreated, digest: str, archive: Path) -> str | None:
+        tenant = self.repo.tenant(event.tenant)
+        if STAGING not in tenant.environments:
+            return f"tenant {tenant.name} does not use {STAGING}"
+        environment = self.repo.platform.environment(STAGING)
+        for cluster in environment.clusters:
+            target = reconcile.resolve(cluster, STAGING, self.repo.root)
+            row = self.ledger.add(
+                tables.Deployment(
+                    tenant=event.tenant, service=event.service, version=event.version,
+                    digest=digest, environment=STAGING, cluster=cluster.name,
+                    actor=f"deployer:{self.options.worker}", result="running", reason="",
+                    started=now(),
+                )
+            )  # fmt: skip
+            started = time.monotonic()
+            try:
+                helm.upgrade_install(
+                    helm.Target(
+                        kubeconfig=target.kubeconfig,
+                        context=target.context,
+                        namespace=tenant.name,
+                        identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
+                    ),
+                    release=event.service,
+                    chart=archive,
+                    wait=True,
+                    rollback_on_failure=True,
+                    timeout_s=self.options.deploy_timeout_s,
+                )
+            except errors.TenantryError as e:
+                reason = e.stderr if isinstance(e, errors.HelmError) and e.stderr else str(e)
+                self.ledger.finish_deployment(row.id, result="failed", reason=reason)
+                return f"{cluster.name}: {reason}"
+            finally:
+                self.metrics.duration.observe(time.monotonic() - started)
+            self.ledger.finish_deployment(row.id, result="succeeded")
+        return None
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _hide(self, receipt: str, seconds: int) -> None:
+        with translate("change the message's visibility"):
+            self.clients.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
+            )
+
+    def _observe_lag(self, event: s3.ChartCreated) -> None:
+        try:
+            uploaded = datetime.fromisoformat(event.event_time.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        self.metrics.lag.observe(max(0.0, (now() - uploaded).total_seconds()))
+
+    def _record_event(
+        self, message_id: str, key: str, result: str, reason: str, *, delete: bool = False
+    ) -> Outcome:
+        self.ledger.add(
+            tables.Event(message_id=message_id, key=key, result=result, reason=reason, at=now())
+        )
+        return Outcome(result, reason, delete)
+
+
+class _Heartbeat:
+    """While a deploy runs: keep the message hidden and the lease held."""
+
+    def __init__(self, deployer: Deployer, receipt: str, lease: str, token: int) -> None:
+        self.deployer = deployer
+        self.receipt = receipt
+        self.lease = lease
+        self.token = token
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        options = self.deployer.options
+        interval = max(1.0, options.visibility_timeout_s / 3)
+        while not self.done.wait(interval):
+            # A failed beat is retried by the next; SQS redelivers only if all of them fail.
+            with contextlib.suppress(AwsError):
+                self.deployer._hide(self.receipt, options.visibility_timeout_s)
+            self.deployer.ledger.renew(
+                self.lease, holder=options.worker, token=self.token, ttl_s=options.lease_ttl_s
+            )
+
+
+def _combine(outcomes: list[Outcome]) -> Outcome:
+    # A message with several records is deleted only when every record may be.
+    if not outcomes:
+        return Outcome("invalid", "empty message", delete=True)
+    keep = [o for o in outcomes if not o.delete]
+    if keep:
+        return keep[0]
+    return (
+        outcomes[0]
+        if len(outcomes) == 1
+        else Outcome(
+            ",".join(o.result for o in outcomes), "; ".join(o.reason for o in outcomes), delete=True
+        )
+    )

@@ -1,0 +1,310 @@
+"""Publish → S3 event → SQS → deployer → staging, on the real S3/SQS server, real cluster,
+real Helm, and the ledger."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tenantry import aws, helm
+from tenantry.artifacts import index, package, publishing, store
+from tenantry.aws import wiring
+from tenantry.deploy import deployer as deploying
+from tenantry.kube import localcluster
+from tenantry.ledger import Ledger
+from tenantry.spec import repository
+from tenantry.tenancy import reconcile
+from tests.conftest import CHARTS
+
+REGISTRY = "registry.acme.example"
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def descriptor(version: str, *, replicas: int = 1, image_tag: str = "1") -> dict:
+    return {
+        "name": "web", "version": version, "image": f"{REGISTRY}/echo/web:{image_tag}",
+        "replicas": replicas,
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    }  # fmt: skip
+
+
+class Platform:
+    """A platform repository wired to the local S3/SQS server and the session cluster."""
+
+    def __init__(self, root: Path, cluster: str) -> None:
+        self.root = root
+        suffix = secrets.token_hex(3)
+        self.bucket = f"charts-{suffix}"
+        self.queue = f"events-{suffix}"
+        platform = {
+            "name": "it",
+            "environments": [{"name": "staging", "clusters": [{"name": cluster, "local": cluster}]}],
+            "defaults": {"quota": {"cpu": "4", "memory": "4Gi", "pods": "20"},
+                         "container": {"requests": {"cpu": "50m", "memory": "32Mi"},
+                                       "limits": {"cpu": "100m", "memory": "64Mi"}}},
+            "registries": [REGISTRY],
+            "artifacts": {"bucket": self.bucket, "endpoint": "local"},
+            "queue": {"name": self.queue, "maxReceiveCount": 2, "visibilityTimeoutS": 10},
+        }  # fmt: skip
+        (root / "tenants").mkdir(parents=True)
+        (root / "platform.yaml").write_text(yaml.safe_dump(platform))
+        (root / "tenants" / "echo.yaml").write_text(
+            yaml.safe_dump(
+                {"name": "echo", "owners": {"users": ["e"]}, "environments": ["staging"]}
+            )
+        )
+        self.write("1.0.0")
+        git(root, "init", "-q", "-b", "main")
+        self.commit("first")
+
+    def write(self, version: str, **kwargs: object) -> None:
+        path = self.root / "services" / "echo" / "web" / "service.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(descriptor(version, **kwargs)))  # type: ignore[arg-type]
+
+    def commit(self, message: str) -> None:
+        git(self.root, "add", ".")
+        git(self.root, "commit", "-q", "-m", message)
+
+    def load(self) -> repository.Repository:
+        return repository.load(self.root)
+
+
+@pytest.fixture(scope="module")
+def onboarded(
+    cluster: localcluster.LocalCluster, aws_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Tenant echo onboarded once for the module (namespace deletion is slow to finish)."""
+    root = tmp_path_factory.mktemp("onboarding")
+    reconcile.apply_all(Platform(root / "platform", cluster.name).load())
+    yield root
+    empty = root / "empty"
+    shutil.copytree(
+        root / "platform", empty, ignore=shutil.ignore_patterns(".git", "tenants", "services")
+    )
+    (empty / "tenants").mkdir()
+    reconcile.apply_all(repository.load(empty), force=True)
+
+
+@pytest.fixture
+def platform(
+    cluster: localcluster.LocalCluster, onboarded: Path, tmp_path: Path
+) -> Iterator[Platform]:
+    """A fresh bucket and queue per test; the release is removed after it."""
+    p = Platform(tmp_path / "platform", cluster.name)
+    wiring.setup(aws.clients(p.load().platform), p.load().platform)
+    yield p
+    helm.uninstall(helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo"), release="web")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    yield opened
+    opened.close()
+
+
+def publish(p: Platform, ledger: Ledger) -> list[publishing.Published]:
+    repo = p.load()
+    return publishing.publish(
+        repo, list(repo.services), clients=aws.clients(repo.platform), ledger=ledger,
+        origin=publishing.provenance(repo.root),
+    )  # fmt: skip
+
+
+def worker(p: Platform, ledger: Ledger, name: str = "w1") -> deploying.Deployer:
+    repo = p.load()
+    clients = aws.clients(repo.platform)
+    return deploying.Deployer(
+        repo, clients=clients, queue_url=wiring.queue_url(clients, p.queue), ledger=ledger,
+        options=deploying.Options(worker=name, wait_s=1, deploy_timeout_s=20,
+                                  max_receive_count=2, visibility_timeout_s=10),
+    )  # fmt: skip
+
+
+def drain(d: deploying.Deployer, *, until: int, attempts: int = 40) -> list[deploying.Outcome]:
+    """Handle messages until ``until`` outcomes arrived (bounded); S3's test events and
+    busy hand-backs are not counted."""
+    outcomes: list[deploying.Outcome] = []
+
+    def keep(outcome: deploying.Outcome) -> None:
+        if outcome.result not in ("ignored", "busy"):
+            outcomes.append(outcome)
+
+    d.on_outcome = keep
+    for _ in range(attempts):
+        if len(outcomes) >= until:
+            break
+        d.poll_once()
+    return outcomes
+
+
+def released(cluster: localcluster.LocalCluster) -> dict:
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
+    (release,) = helm.list_releases(target)
+    return release
+
+
+def test_publish_then_the_s3_event_deploys_to_staging_as_the_tenant(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    (published,) = publish(platform, ledger)
+    assert (published.key, published.result) == ("echo/web-1.0.0.tgz", "published")
+
+    outcomes = drain(worker(platform, ledger), until=1)
+
+    assert [o.result for o in outcomes] == ["deployed"]
+    assert released(cluster)["chart"] == "web-1.0.0"
+    (deployment,) = ledger.history(tenant="echo", service="web")
+    assert (deployment.version, deployment.result, deployment.digest) == (
+        "1.0.0",
+        "succeeded",
+        published.digest,
+    )
+    # The bucket is a Helm repository that helm itself reads.
+    repo = platform.load()
+    idx = store.read_index(aws.clients(repo.platform), platform.bucket, "echo")
+    (entry,) = idx["entries"]["web"]
+    assert entry["digest"] == published.digest and entry["urls"] == ["web-1.0.0.tgz"]
+
+
+def test_versions_are_immutable(platform: Platform, ledger: Ledger) -> None:
+    publish(platform, ledger)
+    assert [p.result for p in publish(platform, ledger)] == ["unchanged"]
+    platform.write("1.0.0", replicas=2)
+    platform.commit("same version, different content")
+    with pytest.raises(
+        store.ImmutableVersionError,
+        match=r"echo/web 1\.0\.0 is already published with different content",
+    ):
+        publish(platform, ledger)
+
+
+def test_parallel_publishers_keep_every_index_entry(
+    platform: Platform, ledger: Ledger, tmp_path: Path
+) -> None:
+    repo = platform.load()
+    clients = aws.clients(repo.platform)
+    service = repo.service("echo/web")
+    origin = publishing.provenance(repo.root)
+    count = 24
+    packages = []
+    for i in range(count):
+        platform.write(f"2.0.{i}")
+        packages.append(package.package(repository.load(platform.root).service("echo/web"),
+                                        provenance=origin, workdir=tmp_path / f"p{i}"))  # fmt: skip
+    assert service
+    errors_: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def one(pkg: package.Package) -> None:
+        try:
+            barrier.wait()
+            store.publish(aws.clients(repo.platform), platform.bucket, pkg)
+        except BaseException as e:  # collected and asserted below
+            errors_.append(e)
+
+    threads = [threading.Thread(target=one, args=(pkg,)) for pkg in packages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors_ == []
+    idx = store.read_index(clients, platform.bucket, "echo")
+    assert sorted(e["version"] for e in idx["entries"]["web"]) == sorted(
+        f"2.0.{i}" for i in range(count)
+    )
+    assert all(index.contains(idx, "web", f"2.0.{i}") for i in range(count))
+
+
+def test_a_duplicate_event_deploys_once_and_an_older_version_is_skipped(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    publish(platform, ledger)
+    platform.write("1.1.0")
+    platform.commit("1.1.0")
+    publish(platform, ledger)
+    d = worker(platform, ledger)
+    first = drain(d, until=2)
+    assert sorted(o.result for o in first) == ["deployed", "deployed"], first
+    clients = aws.clients(platform.load().platform)
+    queue = wiring.queue_url(clients, platform.queue)
+    for key in ("echo/web-1.1.0.tgz", "echo/web-1.0.0.tgz"):  # a duplicate, then an old one
+        body = {"Records": [{"eventName": "ObjectCreated:Put", "eventTime": "2026-01-01T00:00:00Z",
+                             "s3": {"bucket": {"name": platform.bucket}, "object": {"key": key}}}]}  # fmt: skip
+        clients.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+    outcomes = drain(d, until=2)
+    assert [(o.result, o.reason) for o in outcomes] == [
+        ("skipped", "duplicate: 1.1.0 is already released"),
+        ("skipped", "out of order: 1.0.0 is older than the released 1.1.0"),
+    ]
+    assert released(cluster)["chart"] == "web-1.1.0"
+    assert [r.version for r in ledger.history(tenant="echo", service="web")] == ["1.1.0", "1.0.0"]
+
+
+def test_bad_messages_are_recorded_and_never_deployed(platform: Platform, ledger: Ledger) -> None:
+    clients = aws.clients(platform.load().platform)
+    queue = wiring.queue_url(clients, platform.queue)
+    clients.s3.put_object(Bucket=platform.bucket, Key="echo/web-9.9.9.tgz", Body=b"not a chart",
+                          Metadata={"sha256": "0" * 64})  # fmt: skip
+    for body in ("not json", json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete",
+                 "s3": {"bucket": {"name": platform.bucket}, "object": {"key": "x/y-1.0.0.tgz"}}}]}),
+                 json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": platform.bucket},
+                 "object": {"key": "ghost/api-1.0.0.tgz"}}}]})):  # fmt: skip
+        clients.sqs.send_message(QueueUrl=queue, MessageBody=body)
+    outcomes = drain(worker(platform, ledger), until=4)  # the upload's event and the 3 sent
+    results = sorted((o.result, o.reason.split(":")[0]) for o in outcomes)
+    assert ("rejected", "echo/web-9.9.9.tgz") in results
+    assert ("invalid", "not JSON") in results
+    assert ("invalid", "ObjectRemoved") in results
+    assert any(r == "invalid" and "ghost/api is not a service" in reason for r, reason in
+               [(o.result, o.reason) for o in outcomes])  # fmt: skip
+    assert ledger.history(tenant="echo", service="web") == []
+
+
+def test_a_chart_that_never_becomes_ready_rolls_back_and_lands_in_the_dead_letter_queue(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    publish(platform, ledger)
+    d = worker(platform, ledger)
+    assert [o.result for o in drain(d, until=1)] == ["deployed"]
+    # 1.2.0's pods crash-loop (kwok keeps pods labelled never-ready unready).
+    chart = platform.root / "services" / "echo" / "web"
+    (chart / "service.yaml").unlink()
+    shutil.copytree(CHARTS / "never-ready", chart / "chart")
+    values = yaml.safe_load((chart / "chart" / "values.yaml").read_text())
+    values.update(tenant="echo", image=f"{REGISTRY}/echo/web:2")
+    (chart / "chart" / "values.yaml").write_text(yaml.safe_dump(values))
+    chart_yaml = yaml.safe_load((chart / "chart" / "Chart.yaml").read_text())
+    chart_yaml.update(version="1.2.0")
+    (chart / "chart" / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    platform.commit("1.2.0 never ready")
+    publish(platform, ledger)
+
+    outcomes = drain(d, until=2, attempts=80)
+
+    assert [o.result for o in outcomes] == ["failed", "dead-letter"]
+    assert "will retry" in outcomes[0].reason
+    assert "moved to the dead-letter queue" in outcomes[1].reason
+    # The last good release still serves.
+    assert released(cluster)["chart"] == "web-1.0.0"
+    # SQS moves a message past maxReceiveCount to the dead-letter queue on the next receive.
+    d.poll_once()
+    clients = aws.clients(platform.load().platform)
+    dlq = wiring.queue_url(clients, f"{platform.queue}-dlq")
+    moved = clients.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2, MaxNumberOfMessages=10)
+    assert any("echo/web-1.2.0.tgz" in m["Body"] for m in moved.get("Messages", []))
