@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from tenantry import errors
+
 Entry = dict[str, Any]
 
 
@@ -21,10 +23,26 @@ def empty() -> dict[str, Any]:
 
 
 def parse(text: str | bytes) -> dict[str, Any]:
-    """An index from its YAML; an empty or unreadable one starts over empty."""
-    data = yaml.safe_load(text) if text else None
-    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+    """An index from its YAML (empty text is an empty index).
+
+    A corrupt index is an error, never silently replaced: rewriting it from scratch
+    would drop every chart it lists.
+    """
+    if not text:
         return empty()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise errors.TenantryError(
+            f"the Helm repository index is not valid YAML: {e}",
+            fix="restore index.yaml from the bucket's object versions",
+        ) from e
+    if not isinstance(data, dict) or not isinstance(data.get("entries", {}), dict):
+        raise errors.TenantryError(
+            "the Helm repository index has no `entries` mapping",
+            fix="restore index.yaml from the bucket's object versions",
+        )
+    data.setdefault("entries", {})
     return data
 
 
