@@ -123,5 +123,5 @@ def test_index_entries_are_added_replaced_and_kept() -> None:
 def test_a_corrupt_index_is_an_error_not_a_fresh_start(text: str) -> None:
     from tenantry import errors
 
-    with pytest.raises(errors.TenantryError, match="restore index.yaml"):
+    with pytest.raises(errors.TenantryError, match=r"restore index\.yaml"):
         index.parse(text)
