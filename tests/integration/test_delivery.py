@@ -78,7 +78,7 @@ class Platform:
 
     def commit(self, message: str) -> None:
         git(self.root, "add", ".")
-        git(self.root, "commit", "-q", "-m", message)
+        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
 
     def load(self) -> repository.Repository:
         return repository.load(self.root)

@@ -94,42 +94,25 @@ def _deployment(
     )
 
 
+def _status(
+    observed: int, total: int, updated: int, ready: int, available: int
+) -> DeploymentStatus:
+    return DeploymentStatus(
+        observedGeneration=observed, replicas=total, updatedReplicas=updated,
+        readyReplicas=ready, availableReplicas=available,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("replicas", "generation", "status", "complete"),
     [
         (3, 1, None, False),
-        (
-            3,
-            2,
-            DeploymentStatus(
-                observedGeneration=1, updatedReplicas=3, readyReplicas=3, availableReplicas=3
-            ),
-            False,
-        ),
-        (
-            3,
-            2,
-            DeploymentStatus(
-                observedGeneration=2, updatedReplicas=3, readyReplicas=2, availableReplicas=2
-            ),
-            False,
-        ),
-        (
-            3,
-            2,
-            DeploymentStatus(
-                observedGeneration=2, updatedReplicas=3, readyReplicas=3, availableReplicas=3
-            ),
-            True,
-        ),
-        (
-            None,
-            1,
-            DeploymentStatus(
-                observedGeneration=1, updatedReplicas=1, readyReplicas=1, availableReplicas=1
-            ),
-            True,
-        ),
+        (3, 2, _status(1, 3, 3, 3, 3), False),  # the controller has not seen the change
+        (3, 2, _status(2, 3, 3, 2, 2), False),  # one new pod not ready yet
+        (3, 2, _status(2, 4, 3, 3, 3), False),  # an old pod still runs
+        (1, 2, _status(2, 2, 1, 1, 1), False),  # new pod unready, old one serving
+        (3, 2, _status(2, 3, 3, 3, 3), True),
+        (None, 1, _status(1, 1, 1, 1, 1), True),
         (0, 1, DeploymentStatus(observedGeneration=1), True),
     ],
 )

@@ -18,6 +18,7 @@ from tenantry.aws import wiring
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
 from tenantry.deploy import deployer as deploying
+from tenantry.deploy import promotion
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
 from tenantry.verify import changes
@@ -31,6 +32,9 @@ def register(app: typer.Typer) -> None:
     app.command("publish")(publish_cmd)
     app.command("deployer")(deployer_cmd)
     app.command("history")(history_cmd)
+    app.command("promote")(promote_cmd)
+    app.command("approve")(approve_cmd)
+    app.command("rollback")(rollback_cmd)
 
 
 def _platform_aws(loaded: repository.Repository) -> aws.Clients:
@@ -169,3 +173,86 @@ def history_cmd(
           "reason": r.reason} for r in rows],
         ctx.obj.output, title=f"history of {ref}",
     )  # fmt: skip
+
+
+def promote_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    version: Annotated[str, typer.Argument(help="The version staging runs.")],
+    to: Annotated[str, typer.Option("--to", help="The environment to promote to.")] = "production",
+    repo: RepoOption = Path(),
+) -> None:
+    """Request promotion of a version to production; someone else must approve it.
+
+    The version must be the one staging runs, healthy there now. The requester is
+    $TENANTRY_ACTOR (else your login name).
+
+    Example: tenantry promote payments/api 1.4.0 --to production
+    """
+    loaded = repository.load(repo.resolve())
+    ledger = Ledger.open()
+    try:
+        row = promotion.request(
+            loaded, ledger, ref=ref, version=version, environment=to, by=promotion.actor()
+        )
+    finally:
+        ledger.close()
+    output.emit(
+        {"request": row.id, "service": ref, "version": row.version, "environment": row.environment,
+         "sha256": row.digest, "requestedBy": row.requested_by, "status": row.status},
+        ctx.obj.output,
+    )  # fmt: skip
+    output.err_console.print(
+        f"approve with: tenantry approve {row.id}  (by someone other than {row.requested_by})"
+    )
+
+
+def approve_cmd(
+    ctx: typer.Context,
+    request: Annotated[int, typer.Argument(help="The promotion request's number.")],
+    repo: RepoOption = Path(),
+) -> None:
+    """Approve a promotion and deploy it: production canary cluster first, then primary.
+
+    Example: TENANTRY_ACTOR=bob tenantry approve 7
+    """
+    loaded = repository.load(repo.resolve())
+    ledger = Ledger.open()
+    try:
+        result = promotion.approve(
+            loaded, ledger, _platform_aws(loaded), promotion_id=request, by=promotion.actor()
+        )
+    finally:
+        ledger.close()
+    output.emit(
+        {"request": request, "status": result.status, "reason": result.reason}, ctx.obj.output
+    )
+    if result.status != "deployed":
+        raise typer.Exit(1)
+
+
+def rollback_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    env: Annotated[str, typer.Option("--env", help="The environment to roll back.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="The version to go back to (default: the previous).")
+    ] = None,
+    repo: RepoOption = Path(),
+) -> None:
+    """Redeploy an earlier version that succeeded in an environment.
+
+    Example: tenantry rollback payments/api --env production --to 1.3.2
+    """
+    loaded = repository.load(repo.resolve())
+    ledger = Ledger.open()
+    try:
+        result = promotion.rollback(
+            loaded, ledger, _platform_aws(loaded), ref=ref, environment=env, to_version=to,
+            by=promotion.actor(),
+        )  # fmt: skip
+    finally:
+        ledger.close()
+    output.emit({"service": ref, "status": result.status, "reason": result.reason}, ctx.obj.output)
+    if result.status == "failed":
+        raise typer.Exit(1)

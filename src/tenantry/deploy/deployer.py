@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,15 +34,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tenantry import errors, helm
 from tenantry.artifacts import store
 from tenantry.aws import AwsError, Clients, translate
-from tenantry.deploy import decide
+from tenantry.deploy import decide, release
 from tenantry.events import s3
-from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec.repository import Repository
-from tenantry.tenancy import objects, reconcile
 
 STAGING = "staging"
 # How long to hide a message whose release another worker is deploying.
@@ -254,40 +250,16 @@ class Deployer:
         tenant = self.repo.tenant(event.tenant)
         if STAGING not in tenant.environments:
             return f"tenant {tenant.name} does not use {STAGING}"
-        environment = self.repo.platform.environment(STAGING)
-        for cluster in environment.clusters:
-            target = reconcile.resolve(cluster, STAGING, self.repo.root)
-            row = self.ledger.add(
-                tables.Deployment(
-                    tenant=event.tenant, service=event.service, version=event.version,
-                    digest=digest, environment=STAGING, cluster=cluster.name,
-                    actor=f"deployer:{self.options.worker}", result="running", reason="",
-                    started=now(),
-                )
-            )  # fmt: skip
-            started = time.monotonic()
-            try:
-                helm.upgrade_install(
-                    helm.Target(
-                        kubeconfig=target.kubeconfig,
-                        context=target.context,
-                        namespace=tenant.name,
-                        identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
-                    ),
-                    release=event.service,
-                    chart=archive,
-                    wait=True,
-                    rollback_on_failure=True,
-                    timeout_s=self.options.deploy_timeout_s,
-                )
-            except errors.TenantryError as e:
-                reason = e.stderr if isinstance(e, errors.HelmError) and e.stderr else str(e)
-                self.ledger.finish_deployment(row.id, result="failed", reason=reason)
-                return f"{cluster.name}: {reason}"
-            finally:
-                self.metrics.duration.observe(time.monotonic() - started)
-            self.ledger.finish_deployment(row.id, result="succeeded")
-        return None
+        return release.deploy(
+            self.repo,
+            self.ledger,
+            release.Artifact(event.tenant, event.service, event.version, digest, archive),
+            environment=STAGING,
+            clusters=self.repo.platform.environment(STAGING).clusters,
+            actor=f"deployer:{self.options.worker}",
+            timeout_s=self.options.deploy_timeout_s,
+            observe=self.metrics.duration.observe,
+        )
 
     # --- helpers -------------------------------------------------------------------
 

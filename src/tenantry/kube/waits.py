@@ -27,13 +27,17 @@ class RolloutState:
     ready: int
     available: int
     observed_current: bool
+    # Pods of every template; more than ``updated`` means old pods still run.
+    total: int = 0
 
     @property
     def complete(self) -> bool:
-        """All desired replicas run the newest template and are available."""
+        """All desired replicas run the newest template, are available, and no old pod
+        remains (the conditions `kubectl rollout status` waits for)."""
         return (
             self.observed_current
             and self.updated == self.desired
+            and self.total == self.updated
             and self.ready == self.desired
             and self.available == self.desired
         )
@@ -57,6 +61,7 @@ def rollout_state(deployment: Deployment) -> RolloutState:
         ready=(status.readyReplicas or 0) if status else 0,
         available=(status.availableReplicas or 0) if status else 0,
         observed_current=observed is not None and generation is not None and observed >= generation,
+        total=(status.replicas or 0) if status else 0,
     )
 
 

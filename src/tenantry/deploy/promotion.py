@@ -1,0 +1,229 @@
+"""Production stays manual: request, approve (by someone else), deploy canary then primary;
+and roll back.
+
+* `request` needs the exact version to be the one released in staging and healthy
+  there now (helm says deployed, every Deployment of the release fully ready);
+  the request records that digest.
+* `approve` needs an actor other than the requester (unless the tenant allows
+  self-approval), downloads the archive, checks it is the recorded digest, and
+  deploys to the production clusters, canary first: if the canary fails, the
+  primary keeps serving the previous version.
+* `rollback` redeploys an earlier succeeded version (default: the one before the
+  current) to every cluster of an environment.
+
+The actor comes from ``TENANTRY_ACTOR`` (CI sets it), else the login name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightkube.resources.apps_v1 import Deployment
+
+from tenantry import errors, helm
+from tenantry.artifacts import store
+from tenantry.aws import Clients
+from tenantry.deploy import release
+from tenantry.kube import waits
+from tenantry.kube.client import Kube
+from tenantry.ledger import Ledger, now, tables
+from tenantry.spec import models
+from tenantry.spec.repository import Repository
+from tenantry.tenancy import reconcile
+
+STAGING = "staging"
+
+
+class PromotionError(errors.TenantryError):
+    """A promotion or approval is refused; the message says why."""
+
+
+def actor() -> str:
+    """Who is acting: ``TENANTRY_ACTOR``, else the login name."""
+    return os.environ.get("TENANTRY_ACTOR") or getpass.getuser()
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a promotion or rollback ended."""
+
+    promotion: int | None
+    status: str
+    reason: str
+
+
+def _canary_first(environment: models.Environment) -> list[models.ClusterRef]:
+    return sorted(environment.clusters, key=lambda c: 0 if c.role == "canary" else 1)
+
+
+def _healthy_in(repo: Repository, tenant: str, service: str, version: str) -> str | None:
+    """Why ``version`` is not healthy in every staging cluster now, or None."""
+    for cluster in repo.platform.environment(STAGING).clusters:
+        target = reconcile.resolve(cluster, STAGING, repo.root)
+        releases = helm.list_releases(
+            helm.Target(kubeconfig=target.kubeconfig, context=target.context, namespace=tenant)
+        )
+        found = next((r for r in releases if r.get("name") == service), None)
+        if found is None:
+            return f"{service} is not installed in staging cluster {cluster.name}"
+        if found.get("status") != "deployed" or not str(found.get("chart", "")).endswith(
+            f"-{version}"
+        ):
+            return (
+                f"staging cluster {cluster.name} runs {found.get('chart')} "
+                f"({found.get('status')}), not {service}-{version}"
+            )
+        with Kube.connect(target.kubeconfig, context=target.context) as kube:
+            for deployment in kube.list(
+                Deployment, namespace=tenant, labels={"app.kubernetes.io/instance": service}
+            ):
+                state = waits.rollout_state(deployment)
+                if not state.complete:
+                    name = deployment.metadata.name if deployment.metadata else "?"
+                    return f"Deployment {name} in staging cluster {cluster.name}: {state}"
+    return None
+
+
+def request(
+    repo: Repository, ledger: Ledger, *, ref: str, version: str, environment: str, by: str
+) -> tables.Promotion:
+    """Record a promotion request after checking the version is healthy in staging."""
+    service = repo.service(ref)
+    tenant = repo.tenant(service.tenant)
+    if environment not in tenant.environments:
+        raise PromotionError(f"tenant {tenant.name} does not use environment {environment!r}")
+    repo.platform.environment(environment)
+    released = ledger.released(tenant=tenant.name, service=service.name, environment=STAGING)
+    if released is None or released.version != version:
+        current = released.version if released else "nothing"
+        raise PromotionError(
+            f"{ref} {version} is not what staging runs (staging has {current})",
+            fix="promote the version staging runs, or publish and let it reach staging first",
+        )
+    unhealthy = _healthy_in(repo, tenant.name, service.name, version)
+    if unhealthy:
+        raise PromotionError(
+            f"{ref} {version} is not healthy in staging: {unhealthy}",
+            fix="fix staging first; production only takes what staging proved",
+        )
+    row: tables.Promotion = ledger.add(
+        tables.Promotion(
+            tenant=tenant.name, service=service.name, version=version, digest=released.digest,
+            environment=environment, requested_by=by, requested_at=now(), status="pending",
+            reason="",
+        )
+    )  # fmt: skip
+    return row
+
+
+def approve(
+    repo: Repository,
+    ledger: Ledger,
+    clients: Clients,
+    *,
+    promotion_id: int,
+    by: str,
+    timeout_s: float = 300.0,
+) -> Result:
+    """Approve a pending promotion and deploy it: canary cluster(s) first, then primary."""
+    row = ledger.promotion(promotion_id)
+    if row is None:
+        raise errors.UsageError(f"no promotion request {promotion_id}")
+    if row.status != "pending":
+        raise PromotionError(f"promotion {promotion_id} is {row.status}, not pending")
+    tenant = repo.tenant(row.tenant)
+    if by == row.requested_by and not tenant.self_approval:
+        raise PromotionError(
+            f"{by} requested promotion {promotion_id} and cannot also approve it",
+            fix="ask someone else to approve, or set selfApproval: true in the tenant's file",
+        )
+    ledger.set_promotion(promotion_id, status="approved", approved_by=by, approved_at=now())
+    failure = _deploy_version(
+        repo, ledger, clients, tenant=row.tenant, service=row.service, version=row.version,
+        digest=row.digest, environment=row.environment, actor=f"{by} (approved #{promotion_id})",
+        timeout_s=timeout_s,
+    )  # fmt: skip
+    status, reason = ("failed", failure) if failure else ("deployed", "")
+    ledger.set_promotion(promotion_id, status=status, reason=reason)
+    return Result(promotion_id, status, reason)
+
+
+def rollback(
+    repo: Repository,
+    ledger: Ledger,
+    clients: Clients,
+    *,
+    ref: str,
+    environment: str,
+    to_version: str | None,
+    by: str,
+    timeout_s: float = 300.0,
+) -> Result:
+    """Redeploy an earlier succeeded version to every cluster of ``environment``."""
+    service = repo.service(ref)
+    history = [
+        d
+        for d in ledger.history(tenant=service.tenant, service=service.name, limit=500)
+        if d.environment == environment and d.result == "succeeded"
+    ]
+    if not history:
+        raise PromotionError(f"{ref} has never been deployed to {environment}")
+    current = history[0].version
+    if to_version is None:
+        earlier = [d for d in history if d.version != current]
+        if not earlier:
+            raise PromotionError(f"{ref} has no version before {current} in {environment}")
+        target = earlier[0]
+    else:
+        matches = [d for d in history if d.version == to_version]
+        if not matches:
+            raise PromotionError(
+                f"{ref} {to_version} never succeeded in {environment}",
+                fix=f"pick one of: {', '.join(sorted({d.version for d in history}))}",
+            )
+        target = matches[0]
+    failure = _deploy_version(
+        repo, ledger, clients, tenant=service.tenant, service=service.name, version=target.version,
+        digest=target.digest, environment=environment, actor=f"{by} (rollback from {current})",
+        timeout_s=timeout_s,
+    )  # fmt: skip
+    return Result(
+        None, "failed" if failure else "rolled-back", failure or f"{current} → {target.version}"
+    )
+
+
+def _deploy_version(
+    repo: Repository,
+    ledger: Ledger,
+    clients: Clients,
+    *,
+    tenant: str,
+    service: str,
+    version: str,
+    digest: str,
+    environment: str,
+    actor: str,
+    timeout_s: float,
+) -> str | None:
+    assert repo.platform.artifacts is not None
+    fetched = store.fetch(
+        clients, repo.platform.artifacts.bucket, f"{tenant}/{service}-{version}.tgz"
+    )
+    if fetched.digest != digest:
+        return f"the archive's sha256 {fetched.digest} is not the recorded {digest}"
+    with tempfile.TemporaryDirectory(prefix="tenantry-promote-") as workdir:
+        archive = Path(workdir) / f"{service}-{version}.tgz"
+        archive.write_bytes(fetched.data)
+        return release.deploy(
+            repo,
+            ledger,
+            release.Artifact(tenant, service, version, digest, archive),
+            environment=environment,
+            clusters=_canary_first(repo.platform.environment(environment)),
+            actor=actor,
+            timeout_s=timeout_s,
+        )

@@ -1,0 +1,80 @@
+"""Install one chart archive into clusters as the tenant, recording each in the ledger.
+
+Shared by the deployer (staging), promotion (production: canary, then primary) and
+rollback, so every deploy is the same action: `helm upgrade --install --wait
+--rollback-on-failure` as the tenant's deployer ServiceAccount, one ledger row per
+cluster, stopping at the first cluster that fails so later ones keep serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantry import errors, helm
+from tenantry.kube.client import Identity
+from tenantry.ledger import Ledger, now, tables
+from tenantry.spec import models
+from tenantry.spec.repository import Repository
+from tenantry.tenancy import objects, reconcile
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified chart archive on disk."""
+
+    tenant: str
+    service: str
+    version: str
+    digest: str
+    path: Path
+
+
+def deploy(
+    repo: Repository,
+    ledger: Ledger,
+    artifact: Artifact,
+    *,
+    environment: str,
+    clusters: Sequence[models.ClusterRef],
+    actor: str,
+    timeout_s: float = 300.0,
+    observe: Callable[[float], None] | None = None,
+) -> str | None:
+    """Deploy to ``clusters`` in order; the first failure's reason, or None if all succeeded."""
+    tenant = repo.tenant(artifact.tenant)
+    for cluster in clusters:
+        target = reconcile.resolve(cluster, environment, repo.root)
+        row = ledger.add(
+            tables.Deployment(
+                tenant=artifact.tenant, service=artifact.service, version=artifact.version,
+                digest=artifact.digest, environment=environment, cluster=cluster.name,
+                actor=actor, result="running", reason="", started=now(),
+            )
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            helm.upgrade_install(
+                helm.Target(
+                    kubeconfig=target.kubeconfig,
+                    context=target.context,
+                    namespace=tenant.name,
+                    identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
+                ),
+                release=artifact.service,
+                chart=artifact.path,
+                wait=True,
+                rollback_on_failure=True,
+                timeout_s=timeout_s,
+            )
+        except errors.TenantryError as e:
+            reason = e.stderr if isinstance(e, errors.HelmError) and e.stderr else str(e)
+            ledger.finish_deployment(row.id, result="failed", reason=reason)
+            return f"{cluster.name}: {reason}"
+        finally:
+            if observe:
+                observe(time.monotonic() - started)
+        ledger.finish_deployment(row.id, result="succeeded")
+    return None
