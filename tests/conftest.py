@@ -102,3 +102,12 @@ def aws_server(state_dir: Path) -> Iterator[str]:
         yield server.endpoint
     finally:
         awsserver.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on loopback for the whole session."""
+    from tenantry.local import postgres
+
+    with postgres.server() as url:
+        yield url
