@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -64,6 +65,10 @@ def publish_cmd(
     ] = None,
     head: Annotated[str, typer.Option("--head", help="Git ref of the change.")] = "HEAD",
     all_services: Annotated[bool, typer.Option("--all", help="Publish every service.")] = False,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for the deployer to release each to staging."),
+    ] = 0.0,
     repo: RepoOption = Path(),
 ) -> None:
     """Package changed services with their provenance and upload them to the chart bucket.
@@ -90,6 +95,8 @@ def publish_cmd(
             origin=publishing.provenance(loaded.root),
             on_done=lambda p: output.err_console.print(f"{p.ref} {p.version}: {p.result}"),
         )
+        if wait > 0:
+            _wait_for_staging(ledger, results, timeout_s=wait)
     finally:
         ledger.close()
     output.emit(
@@ -97,6 +104,33 @@ def publish_cmd(
           "sha256": r.digest} for r in results],
         ctx.obj.output, title="published",
     )  # fmt: skip
+
+
+def _wait_for_staging(
+    ledger: Ledger, results: list[publishing.Published], *, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = {(r.ref, r.version) for r in results}
+    while pending and time.monotonic() < deadline:
+        for ref, version in sorted(pending):
+            tenant, _, service = ref.partition("/")
+            latest = ledger.history(tenant=tenant, service=service, limit=20)
+            done = [d for d in latest if d.version == version and d.environment == "staging"
+                    and d.result in ("succeeded", "failed")]  # fmt: skip
+            if done:
+                pending.discard((ref, version))
+                output.err_console.print(f"{ref} {version} in staging: {done[0].result}")
+                if done[0].result == "failed":
+                    raise errors.TenantryError(
+                        f"{ref} {version} failed in staging: {done[0].reason}"
+                    )
+        time.sleep(0.5)
+    if pending:
+        raise errors.WaitTimeoutError(
+            f"not released to staging within {timeout_s:.0f}s: "
+            + ", ".join(f"{r} {v}" for r, v in sorted(pending)),
+            fix="check the deployer: tenantry history TEAM/SERVICE, and its log",
+        )
 
 
 def deployer_cmd(

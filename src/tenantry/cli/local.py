@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import typer
 
 from tenantry.cli import output
+from tenantry.cli.tenants import RepoOption
 from tenantry.local import platform
 
 
@@ -20,18 +22,27 @@ def register(app: typer.Typer) -> None:
 def up_cmd(
     ctx: typer.Context,
     nodes: int = typer.Option(3, "--nodes", "-n", help="Simulated nodes per cluster."),
+    repo: RepoOption = Path(),
 ) -> None:
-    """Start the local platform: clusters staging, prod-primary and prod-canary.
+    """Start the local platform: clusters staging, prod-primary and prod-canary, and — for a
+    repository whose artifacts live on the local server — the S3/SQS server with the bucket
+    and queues wired, and a deployer worker.
 
-    Creates what is missing and restarts what is stopped; running clusters are reused.
+    Creates what is missing and restarts what is stopped; running parts are reused.
     Needs `tenantry tools install` first.
 
-    Example: tenantry up && kubectl --kubeconfig "$(tenantry cluster kubeconfig staging)" get nodes
+    Example: tenantry up --repo examples/platform-repo
     """
     reports = platform.up(
         nodes=nodes, on_start=lambda n: output.err_console.print(f"starting cluster {n} ...")
     )
     output.emit([asdict(r) for r in reports], ctx.obj.output, title="local platform")
+    services = platform.start_services(repo.resolve())
+    if services is not None:
+        output.err_console.print(
+            f"S3/SQS server {services.aws_endpoint} (bucket {services.bucket}, "
+            f"queue {services.queue}); deployer metrics {services.deployer_metrics}"
+        )
     if ctx.obj.output == "table":
         output.err_console.print("\nReach a cluster with kubectl (pods are simulated by kwok):")
         for r in reports:

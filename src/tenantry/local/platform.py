@@ -1,17 +1,24 @@
-"""The local platform: three real clusters (staging, production primary and canary).
+"""The local platform: three real clusters (staging, production primary and canary), the
+local S3/SQS server with the platform's bucket and queues, and a deployer worker.
 
-Later parts of the platform (S3/SQS server, deployer, monitoring) join here, so
-`tenantry up` stays the one command that brings everything up.
+`tenantry up` is the one command that brings everything up; `tenantry down` stops
+every process it started, by pid, and removes the clusters.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from tenantry import aws
+from tenantry.aws import wiring
 from tenantry.kube import localcluster
+from tenantry.local import awsserver, daemon
+from tenantry.spec import repository
 from tenantry.verify import run as verification
 
 # The clusters of the local platform, in start order: staging is needed first.
@@ -65,8 +72,45 @@ def up(*, nodes: int = 3, on_start: Callable[[str], None] | None = None) -> list
     return reports
 
 
+DEPLOYER = "deployer"
+
+
+@dataclass(frozen=True)
+class Services:
+    """The local platform's processes besides the clusters."""
+
+    aws_endpoint: str
+    bucket: str
+    queue: str
+    deployer_metrics: str
+
+
+def start_services(repo_root: Path) -> Services | None:
+    """Start the S3/SQS server, wire the bucket and queues, and start a deployer.
+
+    Only for a platform repository whose artifacts live on the local server
+    (``artifacts.endpoint: local``); returns None for any other.
+    """
+    loaded = repository.load(repo_root)
+    artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
+    if artifacts is None or queue is None or artifacts.endpoint != "local":
+        return None
+    server = awsserver.start()
+    wiring.setup(aws.clients(loaded.platform), loaded.platform)
+    port = daemon.free_port()
+    deployer = daemon.start(
+        DEPLOYER,
+        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(loaded.root),
+         "--worker", "local-1", "--metrics-port", str(port)],
+        port=port,
+    )  # fmt: skip
+    return Services(server.endpoint, artifacts.bucket, queue.name, f"{deployer.endpoint}/metrics")
+
+
 def down() -> list[ClusterReport]:
-    """Stop and remove every local platform cluster and the verification cluster."""
+    """Stop the deployer and the S3/SQS server, and remove every cluster of the platform."""
+    daemon.stop(DEPLOYER)
+    awsserver.stop()
     reports = []
     for name in (*CLUSTERS, verification.WARM_CLUSTER):
         started = time.monotonic()

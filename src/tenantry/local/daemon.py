@@ -1,0 +1,141 @@
+"""Background processes of the local platform, started detached and stopped by their pid.
+
+Each has a state file ``<state dir>/<name>/process.json`` (pid, port) and a log
+``<state dir>/<name>/process.log``, so a later `tenantry down` in another shell
+finds and stops exactly the process `tenantry up` started — never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantry import errors, paths
+
+# Processes this interpreter started, kept so they can be reaped (and Python does not
+# warn about a child object dropped while the child still runs).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class Process:
+    """A running background process."""
+
+    name: str
+    pid: int
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """Its HTTP address on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _dir(name: str) -> Path:
+    return paths.state_dir() / name
+
+
+def log_file(name: str) -> Path:
+    """Where the process writes its output."""
+    return _dir(name) / "process.log"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def answers(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def free_port() -> int:
+    """A port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def running(name: str) -> Process | None:
+    """The process `start` left running under ``name``, if it still runs."""
+    try:
+        state = json.loads((_dir(name) / "process.json").read_text())
+        process = Process(name=name, pid=int(state["pid"]), port=int(state["port"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return process if alive(process.pid) and answers(process.port) else None
+
+
+def start(
+    name: str, argv: Sequence[str], *, port: int, env: dict[str, str] | None = None,
+    ready_timeout_s: float = 30.0,
+) -> Process:  # fmt: skip
+    """Start ``argv`` detached; ready when it accepts connections on ``port``."""
+    existing = running(name)
+    if existing:
+        return existing
+    _dir(name).mkdir(parents=True, exist_ok=True)
+    with log_file(name).open("ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # outlives the command that started it
+        )
+    deadline = time.monotonic() + ready_timeout_s
+    while not answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise errors.TenantryError(
+                f"{name} did not start; see {log_file(name)}",
+                fix="read the log; `./run up` reinstalls what it needs",
+            )
+        time.sleep(0.1)
+    _children[proc.pid] = proc
+    process = Process(name=name, pid=proc.pid, port=port)
+    (_dir(name) / "process.json").write_text(json.dumps({"pid": proc.pid, "port": port}))
+    return process
+
+
+def stop(name: str, *, grace_s: float = 15.0) -> bool:
+    """SIGTERM the process (it finishes its current work), SIGKILL after ``grace_s``."""
+    state = _dir(name) / "process.json"
+    try:
+        pid = int(json.loads(state.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return False
+    state.unlink(missing_ok=True)
+    if not alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    child = _children.pop(pid, None)
+    deadline = time.monotonic() + grace_s
+    while alive(pid) and time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            break
+        time.sleep(0.1)
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if child is not None:
+        child.wait()
+    return True
