@@ -142,6 +142,10 @@ def deployer_cmd(
         int | None, typer.Option("--metrics-port", help="Serve /metrics on 127.0.0.1:PORT.")
     ] = None,
     wait: Annotated[int, typer.Option("--wait", help="Long-poll seconds per receive.")] = 20,
+    lease_ttl: Annotated[
+        float,
+        typer.Option("--lease-ttl", help="Seconds a release's lease lasts unless renewed."),
+    ] = 60.0,
 ) -> None:
     """Run a deployer worker: S3 upload → SQS event → helm upgrade --install to staging.
 
@@ -166,6 +170,7 @@ def deployer_cmd(
         options=deploying.Options(
             worker=name,
             wait_s=wait,
+            lease_ttl_s=lease_ttl,
             max_receive_count=loaded.platform.queue.max_receive_count,
             visibility_timeout_s=loaded.platform.queue.visibility_timeout_s,
         ),

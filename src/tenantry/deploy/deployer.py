@@ -5,9 +5,9 @@ For each message (long-polled):
 1. parse it (`tenantry.events.s3`); a test event, a malformed message, a key that
    is not a chart, or an unknown tenant/service is recorded and deleted — never
    deployed, never retried;
-2. take the release's lease (ledger, fencing token); if another worker holds it,
-   hand the message back for a few seconds — two workers never deploy the same
-   release at once;
+2. take the release's lease (ledger, fencing token); while another worker holds
+   it, wait with the message kept hidden — two workers never deploy the same
+   release at once, and waiting spends none of the message's deliveries;
 3. download the archive and check its sha256 against the published one;
 4. decide against the ledger (`tenantry.deploy.decide`): duplicates and older
    versions are skipped with the reason;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,8 +43,10 @@ from tenantry.ledger import Ledger, now, tables
 from tenantry.spec.repository import Repository
 
 STAGING = "staging"
-# How long to hide a message whose release another worker is deploying.
+# How long to hide a message whose release another worker kept busy for too long.
 _BUSY_DELAY_S = 2
+# How often a waiting worker asks whether the release's lease is free.
+_LEASE_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,7 @@ class Deployer:
                 delete=True,
             )  # fmt: skip
         lease = f"{event.tenant}/{event.service}/{STAGING}"
-        token = self.ledger.acquire(
-            lease, holder=self.options.worker, ttl_s=self.options.lease_ttl_s
-        )
+        token = self._wait_for_lease(lease, receipt)
         if token is None:
             self._hide(receipt, _BUSY_DELAY_S)
             return Outcome("busy", f"another deployer holds {lease}", delete=False)
@@ -262,6 +263,25 @@ class Deployer:
         )
 
     # --- helpers -------------------------------------------------------------------
+
+    def _wait_for_lease(self, lease: str, receipt: str) -> int | None:
+        """Wait (keeping the message hidden) while another worker deploys this release.
+
+        Handing the message back instead would spend one of its deliveries, and a
+        busy release could push a perfectly good event into the dead-letter queue.
+        """
+        options = self.options
+        deadline = time.monotonic() + options.deploy_timeout_s + options.lease_ttl_s
+        hidden_until = 0.0
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            token = self.ledger.acquire(lease, holder=options.worker, ttl_s=options.lease_ttl_s)
+            if token is not None:
+                return token
+            if time.monotonic() > hidden_until:
+                self._hide(receipt, options.visibility_timeout_s)
+                hidden_until = time.monotonic() + options.visibility_timeout_s / 3
+            time.sleep(_LEASE_POLL_S)
+        return None
 
     def _hide(self, receipt: str, seconds: int) -> None:
         with translate("change the message's visibility"):

@@ -116,6 +116,10 @@ def kwokctl_configuration(binaries: Binaries, versions: Versions) -> dict[str, A
 # CrashLoopBackOff. Tests and `verify` use it to prove a failed rollout is caught.
 SIMULATE_LABEL = "tenantry.dev/simulate"
 NEVER_READY = "never-ready"
+# Pods labelled ``slow-ready`` become ready only after this long, so a test can act
+# while a rollout is in progress (kill a deployer mid-deploy, say).
+SLOW_READY = "slow-ready"
+SLOW_READY_MS = 4000
 
 _CRASHLOOP_STATUS = """\
 {{ $now := Now }}
@@ -198,6 +202,60 @@ containerStatuses:
 {{ end }}
 phase: Succeeded
 """
+
+
+_READY_STATUS = """\
+{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: true
+  started: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+
+
+def slow_ready_stage() -> dict[str, Any]:
+    """A kwok Stage that makes pods labelled ``tenantry.dev/simulate: slow-ready`` ready late."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "tenantry-pod-slow-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {
+                        "key": f'.metadata.labels["{SIMULATE_LABEL}"]',
+                        "operator": "In",
+                        "values": [SLOW_READY],
+                    },
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                ]
+            },
+            "weight": 10000,
+            "delay": {"durationMilliseconds": SLOW_READY_MS},
+            "next": {"statusTemplate": _READY_STATUS},
+        },
+    }
 
 
 def helm_test_stage() -> dict[str, Any]:

@@ -184,6 +184,7 @@ def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
         kwokconfig.kwokctl_configuration(binaries, versions),
         *_default_stages(),
         kwokconfig.never_ready_stage(),
+        kwokconfig.slow_ready_stage(),
         kwokconfig.helm_test_stage(),
     ]
     config_path.write_text(yaml.safe_dump_all(documents))

@@ -1,0 +1,114 @@
+"""Deployer replicas: never two deploys of one release at once, and a worker killed mid-deploy
+(SIGKILL) loses nothing — its message comes back and the release converges."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+
+from tenantry import aws, helm
+from tenantry.aws import wiring
+from tenantry.deploy import deployer as deploying
+from tenantry.kube import localcluster
+from tenantry.ledger import Ledger
+from tests.conftest import CHARTS
+from tests.integration.test_delivery import (
+    Platform,
+    drain,
+    ledger,
+    onboarded,
+    platform,
+    publish,
+    worker,
+)
+
+__all__ = ["ledger", "onboarded", "platform"]  # fixtures shared with test_delivery
+
+
+def slow_chart(p: Platform, version: str) -> None:
+    """Switch echo/web to a chart whose pods take a few seconds to become ready."""
+    service = p.root / "services" / "echo" / "web"
+    (service / "service.yaml").unlink(missing_ok=True)
+    chart = service / "chart"
+    if not chart.exists():
+        import shutil
+
+        shutil.copytree(CHARTS / "good", chart)
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    values.update(tenant="echo", image="registry.acme.example/echo/web:1",
+                  podLabels={"tenantry.dev/simulate": "slow-ready"})  # fmt: skip
+    (chart / "values.yaml").write_text(yaml.safe_dump(values))
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta.update(name="web", version=version)
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    p.commit(f"slow {version}")
+
+
+def test_two_workers_never_deploy_the_same_release_at_once(
+    platform: Platform, ledger: Ledger
+) -> None:
+    slow_chart(platform, "3.0.0")
+    publish(platform, ledger)
+    clients = aws.clients(platform.load().platform)
+    queue = wiring.queue_url(clients, platform.queue)
+    body = {"Records": [{"eventName": "ObjectCreated:Put", "eventTime": "2026-01-01T00:00:00Z",
+                         "s3": {"bucket": {"name": platform.bucket}, "object": {"key": "echo/web-3.0.0.tgz"}}}]}  # fmt: skip
+    clients.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))  # a duplicate delivery
+    workers = [worker(platform, ledger, name) for name in ("w1", "w2")]
+    results: list[list[deploying.Outcome]] = [[], []]
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results[i].extend(drain(workers[i], until=1, attempts=15))
+        )
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    extra = drain(workers[0], until=1, attempts=10)  # whatever was handed back as busy
+    outcomes = sorted(o.result for o in [*results[0], *results[1], *extra])
+    assert outcomes == ["deployed", "skipped"], outcomes
+    deploys = [d for d in ledger.deployments() if d.version == "3.0.0"]
+    assert [d.result for d in deploys] == ["succeeded"]
+
+
+def test_a_worker_killed_mid_deploy_loses_nothing(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    slow_chart(platform, "4.0.0")
+    database = str(ledger.engine.url)
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
+         "--worker", "doomed", "--wait", "1", "--lease-ttl", "3"],
+        env={**os.environ, "TENANTRY_DATABASE_URL": database},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        publish(platform, ledger)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            d.result == "running" and d.actor == "deployer:doomed" for d in ledger.deployments()
+        ):
+            time.sleep(0.1)
+        assert any(d.actor == "deployer:doomed" for d in ledger.deployments()), "it never started"
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)  # mid-deploy: no chance to finish or hand back
+        killed.wait()
+
+    # The message was never deleted: once its visibility lapses another worker gets it.
+    outcomes = drain(worker(platform, ledger, "survivor"), until=1, attempts=40)
+
+    assert [o.result for o in outcomes] == ["deployed"]
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
+    (release,) = helm.list_releases(target)
+    assert (release["chart"], release["status"]) == ("web-4.0.0", "deployed")
+    by_actor = {d.actor: d.result for d in ledger.deployments() if d.version == "4.0.0"}
+    assert by_actor == {"deployer:doomed": "running", "deployer:survivor": "succeeded"}
