@@ -33,6 +33,13 @@ COMMANDS = [
     ["render"],
     ["lint"],
     ["verify"],
+    ["aws", "setup"],
+    ["publish"],
+    ["deployer"],
+    ["history"],
+    ["promote"],
+    ["approve"],
+    ["rollback"],
 ]
 
 
@@ -55,7 +62,15 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [c for c in COMMANDS if len(c) == 2 or c in (["render"], ["lint"], ["verify"])],
+    [
+        c
+        for c in COMMANDS
+        if len(c) == 2
+        or (
+            len(c) == 1
+            and c[0] not in ("tools", "cluster", "tenants", "new", "up", "down", "status")
+        )
+    ],
     ids=" ".join,
 )
 def test_every_leaf_command_shows_an_example(command: list[str]) -> None:

@@ -1,0 +1,58 @@
+"""The deployer as people run it: `tenantry deployer` serves /metrics and exits cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tenantry import aws
+from tenantry.aws import wiring
+from tenantry.local import daemon
+from tests.integration.test_delivery import Platform, ledger, onboarded, platform, publish
+
+__all__ = ["ledger", "onboarded", "platform"]  # fixtures shared with the delivery tests
+
+
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_deployer_serves_metrics_and_stops_on_sigterm(
+    platform: Platform, ledger, tmp_path: Path
+) -> None:
+    port = daemon.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
+         "--worker", "e2e", "--wait", "1", "--metrics-port", str(port)],
+        env={**os.environ, "TENANTRY_DATABASE_URL": str(ledger.engine.url)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not daemon.answers(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        publish(platform, ledger)
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and 'tenantry_deployer_deploys_total{result="succeeded"} 1.0' not in metrics(port)
+        ):
+            time.sleep(0.2)
+        text = metrics(port)
+        assert 'tenantry_deployer_deploys_total{result="succeeded"} 1.0' in text
+        assert 'tenantry_deployer_events_total{kind="chart"} 1.0' in text
+        assert "tenantry_deployer_deploy_seconds_count 1.0" in text
+        assert "tenantry_deployer_event_lag_seconds_count 1.0" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "finishing the message in hand, then exiting" in stderr
+    clients = aws.clients(platform.load().platform)
+    assert wiring.queue_url(clients, platform.queue)
