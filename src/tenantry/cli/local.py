@@ -9,6 +9,7 @@ import typer
 
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
+from tenantry.ledger import Ledger
 from tenantry.local import platform
 
 
@@ -59,8 +60,24 @@ def down_cmd(ctx: typer.Context) -> None:
 
 
 def status_cmd(ctx: typer.Context) -> None:
-    """Show each local platform cluster and whether its API server answers.
+    """Show each local platform cluster, whether it answers, and what each service runs where
+    (the newest successful deployment per cluster, from the ledger).
 
     Example: tenantry status --output json
     """
-    output.emit([asdict(r) for r in platform.status()], ctx.obj.output, title="local platform")
+    clusters = [asdict(r) for r in platform.status()]
+    ledger = Ledger.open()
+    try:
+        releases = [
+            {"service": f"{d.tenant}/{d.service}", "environment": d.environment,
+             "cluster": d.cluster, "version": d.version, "actor": d.actor,
+             "at": (d.finished or d.started).isoformat(timespec="seconds")}
+            for d in ledger.current_releases()
+        ]  # fmt: skip
+    finally:
+        ledger.close()
+    if ctx.obj.output == "table":
+        output.emit(clusters, "table", title="local platform")
+        output.emit(releases, "table", title="releases (from the ledger)")
+    else:
+        output.emit({"clusters": clusters, "releases": releases}, ctx.obj.output)

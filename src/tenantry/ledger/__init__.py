@@ -152,6 +152,19 @@ class Ledger:
                 )
             )
 
+    def current_releases(self) -> list[tables.Deployment]:
+        """The newest successful deployment of each service in each cluster."""
+        newest: dict[tuple[str, str, str, str], tables.Deployment] = {}
+        with self.session() as session:
+            rows = session.scalars(
+                select(tables.Deployment)
+                .where(tables.Deployment.result == "succeeded")
+                .order_by(tables.Deployment.id)
+            )
+            for row in rows:
+                newest[(row.tenant, row.service, row.environment, row.cluster)] = row
+        return [newest[key] for key in sorted(newest)]
+
     def events(self, *, limit: int = 100) -> list[tables.Event]:
         """The newest events, newest first."""
         with self.session() as session:
