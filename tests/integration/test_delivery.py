@@ -8,13 +8,15 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from lightkube.resources.core_v1 import Namespace
 
-from tenantry import aws, helm
+from tenantry import aws, errors, helm
 from tenantry.artifacts import index, package, publishing, store
 from tenantry.aws import wiring
 from tenantry.deploy import deployer as deploying
@@ -40,6 +42,21 @@ def descriptor(version: str, *, replicas: int = 1, image_tag: str = "1") -> dict
         "replicas": replicas,
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
     }  # fmt: skip
+
+
+def wait_namespace_gone(name: str, timeout_s: float = 90) -> None:
+    """Namespace deletion finishes asynchronously; the next module re-creates it."""
+    for found in localcluster.list_clusters():
+        if not found.reachable():
+            continue
+        with found.connect() as kube:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    kube.get(Namespace, name)
+                except errors.NotFoundError:
+                    break
+                time.sleep(0.25)
 
 
 class Platform:
@@ -98,6 +115,7 @@ def onboarded(
     )
     (empty / "tenants").mkdir()
     reconcile.apply_all(repository.load(empty), force=True)
+    wait_namespace_gone("echo")
 
 
 @pytest.fixture

@@ -112,3 +112,36 @@ def test_a_worker_killed_mid_deploy_loses_nothing(
     assert (release["chart"], release["status"]) == ("web-4.0.0", "deployed")
     by_actor = {d.actor: d.result for d in ledger.deployments() if d.version == "4.0.0"}
     assert by_actor == {"deployer:doomed": "running", "deployer:survivor": "succeeded"}
+
+
+def test_the_worker_rides_out_an_outage_of_the_s3_sqs_server(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster, monkeypatch
+) -> None:
+    from tenantry.local import awsserver
+
+    monkeypatch.setenv("TENANTRY_AWS_TIMEOUT_S", "1")
+    publish(platform, ledger)
+    d = worker(platform, ledger, "patient")
+    server = awsserver.running()
+    assert server is not None
+    outcomes: list[deploying.Outcome] = []
+    d.on_outcome = lambda o: outcomes.append(o) if o.result == "deployed" else None
+    runner = threading.Thread(target=d.run)
+    os.kill(server.pid, signal.SIGSTOP)  # the server stops answering: a real outage
+    try:
+        runner.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e.result == "error" for e in ledger.events()):
+            time.sleep(0.2)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not outcomes:
+        time.sleep(0.2)
+    d.stop()
+    runner.join(timeout=60)
+    errors = [e for e in ledger.events() if e.result == "error"]
+    assert errors and "queue or store unavailable" in errors[0].reason
+    assert [o.result for o in outcomes] == ["deployed"]
+    (release,) = helm.list_releases(helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo"))
+    assert release["chart"] == "web-1.0.0"

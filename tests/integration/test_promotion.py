@@ -20,7 +20,7 @@ from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
-from tests.integration.test_delivery import Platform, drain, publish, worker
+from tests.integration.test_delivery import Platform, drain, publish, wait_namespace_gone, worker
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,7 @@ def onboarded(
     )
     (empty / "tenants").mkdir()
     reconcile.apply_all(repository.load(empty), force=True)
+    wait_namespace_gone("echo")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ server of `tenantry up`. botocore's errors are translated here into `AwsError`.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,18 @@ from tenantry import errors
 from tenantry.local import awsserver
 from tenantry.spec import models
 
-# Bounded retries with backoff: a short outage of S3 or SQS is ridden out, a long
-# one surfaces as an error the caller retries on its own schedule.
-_CONFIG = Config(
-    retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=25
-)
+
+def _config() -> Config:
+    # Bounded retries with backoff: a short outage of S3 or SQS is ridden out, a long
+    # one surfaces as an error the caller retries on its own schedule. The read
+    # timeout must outlast SQS's 20 s long poll; TENANTRY_AWS_TIMEOUT_S shortens both
+    # where a quick failure is wanted (tests of an outage).
+    timeout = float(os.environ.get("TENANTRY_AWS_TIMEOUT_S", "25"))
+    return Config(
+        retries={"max_attempts": 4, "mode": "standard"},
+        connect_timeout=min(3.0, timeout),
+        read_timeout=timeout,
+    )
 
 
 class AwsError(errors.TenantryError):
@@ -86,7 +94,7 @@ def clients(platform: models.Platform) -> Clients:
             fix="add artifacts: {bucket: ...} and queue: {name: ...} (see examples/platform-repo)",
         )
     endpoint = endpoint_for(platform.artifacts)
-    kwargs: dict[str, Any] = {"region_name": platform.artifacts.region, "config": _CONFIG}
+    kwargs: dict[str, Any] = {"region_name": platform.artifacts.region, "config": _config()}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
     if platform.artifacts.endpoint == "local":
