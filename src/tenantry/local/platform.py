@@ -7,6 +7,7 @@ every process it started, by pid, and removes the clusters.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tenantry import aws
+from tenantry import aws, paths
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.local import awsserver, daemon
@@ -108,9 +109,13 @@ def start_services(repo_root: Path) -> Services | None:
 
 
 def down() -> list[ClusterReport]:
-    """Stop the deployer and the S3/SQS server, and remove every cluster of the platform."""
+    """Stop the deployer and the S3/SQS server, remove every cluster of the platform, and
+    reset the local ledger: what it records happened on clusters that no longer exist."""
     daemon.stop(DEPLOYER)
     awsserver.stop()
+    if not os.environ.get("TENANTRY_DATABASE_URL"):
+        for suffix in ("", "-wal", "-shm"):
+            (paths.state_dir() / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
     reports = []
     for name in (*CLUSTERS, verification.WARM_CLUSTER):
         started = time.monotonic()
