@@ -19,6 +19,7 @@ Usage: python bench/deploy.py [--events 50] [--releases 100]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -151,14 +152,17 @@ def main() -> None:
         wiring.setup(clients, repo.platform)
         database = f"sqlite:///{workdir / 'ledger.sqlite'}"
         ledger = Ledger.open(database)
-        # One archive per service (its objects are named after it), reused for every version.
+        # Real archives: one per service and version (the deployer checks what runs).
         origin = publishing.provenance(repo_root)
-        archives = []
-        for i in range(max(args.releases, 1)):
-            pkg = package.package(
-                repo.service(f"bench/svc-{i:04d}"), provenance=origin, workdir=workdir / "pkg"
+
+        def archive(service: str, version: str) -> tuple[bytes, str]:
+            source = repo.service(f"bench/{service}")
+            assert source.descriptor is not None
+            versioned = dataclasses.replace(
+                source, descriptor=source.descriptor.model_copy(update={"version": version})
             )
-            archives.append((pkg.path.read_bytes(), pkg.digest))
+            pkg = package.package(versioned, provenance=origin, workdir=workdir / "pkg")
+            return pkg.path.read_bytes(), pkg.digest
 
         # Latency: one idle worker, one upload at a time.
         workers = start_workers(repo_root, 1, database)
@@ -166,8 +170,9 @@ def main() -> None:
         latencies = []
         for i in range(args.events):
             version = f"0.{i}.0"
+            body = archive("svc-0000", version)
             put_at = datetime.now(UTC)
-            upload(clients, *archives[0], f"bench/svc-0000-{version}.tgz")
+            upload(clients, *body, f"bench/svc-0000-{version}.tgz")
             latencies.append((wait_started(ledger, "svc-0000", version) - put_at).total_seconds())
         stop_workers(workers)
         latencies.sort()
@@ -178,11 +183,12 @@ def main() -> None:
         # Throughput: M services at once, 1 worker, then 2.
         per_min = {}
         for count, version in ((1, "2.0.0"), (2, "3.0.0")):
+            bodies = [archive(f"svc-{i:04d}", version) for i in range(args.releases)]
             workers = start_workers(repo_root, count, database)
             time.sleep(3)
             started = time.monotonic()
-            for i in range(args.releases):
-                upload(clients, *archives[i], f"bench/svc-{i:04d}-{version}.tgz")
+            for i, body in enumerate(bodies):
+                upload(clients, *body, f"bench/svc-{i:04d}-{version}.tgz")
             wait_succeeded(ledger, args.releases, version)
             seconds = time.monotonic() - started
             stop_workers(workers)

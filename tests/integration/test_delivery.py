@@ -327,3 +327,21 @@ def test_a_chart_that_never_becomes_ready_rolls_back_and_lands_in_the_dead_lette
     moved = clients.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2, MaxNumberOfMessages=10)
     # S3 URL-encodes keys in notifications (echo%2Fweb-1.2.0.tgz); the deployer decodes them.
     assert any("web-1.2.0.tgz" in m["Body"] for m in moved.get("Messages", []))
+
+
+def test_the_clusters_not_the_ledger_say_what_runs(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    publish(platform, ledger)
+    d = worker(platform, ledger)
+    assert [o.result for o in drain(d, until=1)] == ["deployed"]
+    # The release disappears (a rebuilt cluster, a hand uninstall); the ledger still has it.
+    helm.uninstall(helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo"), release="web")
+    clients = aws.clients(platform.load().platform)
+    body = {"Records": [{"eventName": "ObjectCreated:Put", "eventTime": "2026-01-01T00:00:00Z",
+                         "s3": {"bucket": {"name": platform.bucket}, "object": {"key": "echo/web-1.0.0.tgz"}}}]}  # fmt: skip
+    clients.sqs.send_message(
+        QueueUrl=wiring.queue_url(clients, platform.queue), MessageBody=json.dumps(body)
+    )
+    assert [(o.result, o.reason) for o in drain(d, until=1)] == [("deployed", "first release")]
+    assert released(cluster)["chart"] == "web-1.0.0"

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -20,7 +21,7 @@ from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
 from tenantry.deploy import deployer as deploying
 from tenantry.deploy import promotion
-from tenantry.ledger import Ledger
+from tenantry.ledger import Ledger, now
 from tenantry.spec import repository
 from tenantry.verify import changes
 
@@ -86,6 +87,7 @@ def publish_cmd(
     else:
         raise errors.UsageError("say what to publish", fix="pass --all, or --base REF [--head REF]")
     ledger = Ledger.open()
+    since = now()
     try:
         results = publishing.publish(
             loaded,
@@ -96,7 +98,7 @@ def publish_cmd(
             on_done=lambda p: output.err_console.print(f"{p.ref} {p.version}: {p.result}"),
         )
         if wait > 0:
-            _wait_for_staging(ledger, results, timeout_s=wait)
+            _wait_for_staging(ledger, results, since=since, timeout_s=wait)
     finally:
         ledger.close()
     output.emit(
@@ -107,29 +109,30 @@ def publish_cmd(
 
 
 def _wait_for_staging(
-    ledger: Ledger, results: list[publishing.Published], *, timeout_s: float
+    ledger: Ledger, results: list[publishing.Published], *, since: datetime, timeout_s: float
 ) -> None:
+    """Wait until the deployer has handled each publication's event (from the ledger)."""
     deadline = time.monotonic() + timeout_s
-    pending = {(r.ref, r.version) for r in results}
+    pending = {r.key: r for r in results}
     while pending and time.monotonic() < deadline:
-        for ref, version in sorted(pending):
-            tenant, _, service = ref.partition("/")
-            latest = ledger.history(tenant=tenant, service=service, limit=20)
-            done = [d for d in latest if d.version == version and d.environment == "staging"
-                    and d.result in ("succeeded", "failed")]  # fmt: skip
-            if done:
-                pending.discard((ref, version))
-                output.err_console.print(f"{ref} {version} in staging: {done[0].result}")
-                if done[0].result == "failed":
-                    raise errors.TenantryError(
-                        f"{ref} {version} failed in staging: {done[0].reason}"
-                    )
+        for event in ledger.events(limit=500):
+            published = pending.get(event.key)
+            at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+            if published is None or at < since:
+                continue
+            if event.result in ("deployed", "skipped"):
+                output.err_console.print(f"{published.ref} {published.version} in staging: "
+                                         f"{event.result} ({event.reason})")  # fmt: skip
+                del pending[event.key]
+            elif event.result in ("dead-letter", "rejected", "invalid"):
+                raise errors.TenantryError(
+                    f"{published.ref} {published.version} did not reach staging: {event.reason}"
+                )
         time.sleep(0.5)
     if pending:
         raise errors.WaitTimeoutError(
-            f"not released to staging within {timeout_s:.0f}s: "
-            + ", ".join(f"{r} {v}" for r, v in sorted(pending)),
-            fix="check the deployer: tenantry history TEAM/SERVICE, and its log",
+            f"not handled by the deployer within {timeout_s:.0f}s: {', '.join(sorted(pending))}",
+            fix="is a deployer running? (tenantry up starts one; see its log)",
         )
 
 

@@ -35,12 +35,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from tenantry import helm
 from tenantry.artifacts import store
 from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec.repository import Repository
+from tenantry.tenancy import reconcile
 
 STAGING = "staging"
 # How long to hide a message whose release another worker kept busy for too long.
@@ -210,14 +212,15 @@ class Deployer:
                     message_id, event.key, "invalid", f"{event.key} no longer exists", delete=True
                 )
             raise
-        released = self.ledger.released(
+        running = self._running_in_staging(event.tenant, event.service)
+        recorded = self.ledger.released(
             tenant=event.tenant, service=event.service, environment=STAGING
         )
         decision = decide.decide(
             incoming=event.version,
             incoming_digest=fetched.digest,
-            released=released.version if released else None,
-            released_digest=released.digest if released else None,
+            released=running,
+            released_digest=recorded.digest if recorded and recorded.version == running else None,
         )
         if decision.action == "skip":
             self.metrics.deploys.labels("skipped").inc()
@@ -263,6 +266,27 @@ class Deployer:
         )
 
     # --- helpers -------------------------------------------------------------------
+
+    def _running_in_staging(self, tenant: str, service: str) -> str | None:
+        """The version every staging cluster runs, observed with helm; None if any lacks it.
+
+        The clusters, not the ledger, are the truth: a cluster rebuilt since the last
+        deploy must get the release again even though the ledger remembers it.
+        """
+        versions = set()
+        for cluster in self.repo.platform.environment(STAGING).clusters:
+            target = reconcile.resolve(cluster, STAGING, self.repo.root)
+            releases = helm.list_releases(
+                helm.Target(kubeconfig=target.kubeconfig, context=target.context, namespace=tenant)
+            )
+            found = next((r for r in releases if r.get("name") == service), None)
+            if found is None or found.get("status") != "deployed":
+                return None
+            version = helm.chart_version(str(found.get("chart", "")))
+            if version is None:
+                return None
+            versions.add(version)
+        return versions.pop() if len(versions) == 1 else None
 
     def _wait_for_lease(self, lease: str, receipt: str) -> int | None:
         """Wait (keeping the message hidden) while another worker deploys this release.

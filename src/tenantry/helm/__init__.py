@@ -10,6 +10,7 @@ environment of whoever runs Tenantry. Helm's stderr becomes `HelmError.stderr`.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -166,6 +167,19 @@ def list_releases(target: Target) -> list[dict[str, Any]]:
     out = run(["list", *target.flags(), "--output", "json"], action="helm list")
     releases: list[dict[str, Any]] = json.loads(out or "[]")
     return releases
+
+
+_CHART_VERSION = re.compile(r"-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$")
+
+
+def chart_version(chart: str) -> str | None:
+    """The version in `helm list`'s ``chart`` field (``name-1.2.3``), or None.
+
+    >>> chart_version("ledger-worker-0.9.2")
+    '0.9.2'
+    """
+    match = _CHART_VERSION.search(chart)
+    return match.group(1) if match else None
 
 
 def version() -> str:
