@@ -4,7 +4,6 @@ the canary cluster and then the primary; and rolls back. Real clusters, S3/SQS, 
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from tenantry.deploy import promotion
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
-from tenantry.spec import repository
 from tenantry.tenancy import reconcile
-from tests.integration.test_delivery import Platform, drain, publish, wait_namespace_gone, worker
+from tests.integration.test_delivery import Platform, drain, offboard, publish, worker
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +57,7 @@ def onboarded(
     root = tmp_path_factory.mktemp("onboarding")
     reconcile.apply_all(production_platform(root / "platform", cluster.name, production).load())
     yield root
-    empty = root / "empty"
-    shutil.copytree(
-        root / "platform", empty, ignore=shutil.ignore_patterns(".git", "tenants", "services")
-    )
-    (empty / "tenants").mkdir()
-    reconcile.apply_all(repository.load(empty), force=True)
-    wait_namespace_gone("echo")
+    offboard(root)
 
 
 @pytest.fixture

@@ -51,3 +51,26 @@ def test_node_manifest_is_kwok_managed_with_the_requested_shape() -> None:
 
 def test_node_names_are_unique_per_cluster() -> None:
     assert kwokconfig.node_names("a", 3) == ["a-node-0", "a-node-1", "a-node-2"]
+
+
+def test_tenantry_stages_beat_kwoks_defaults_and_select_their_pods() -> None:
+    stages = {
+        s["metadata"]["name"]: s["spec"]
+        for s in (
+            kwokconfig.never_ready_stage(),
+            kwokconfig.slow_ready_stage(),
+            kwokconfig.helm_test_stage(),
+        )
+    }
+    assert all(spec["weight"] == 10000 for spec in stages.values())
+    never = stages["tenantry-pod-never-ready"]["selector"]["matchExpressions"][0]
+    assert never == {
+        "key": '.metadata.labels["tenantry.dev/simulate"]',
+        "operator": "In",
+        "values": ["never-ready"],
+    }
+    assert "CrashLoopBackOff" in stages["tenantry-pod-never-ready"]["next"]["statusTemplate"]
+    assert stages["tenantry-pod-slow-ready"]["delay"] == {
+        "durationMilliseconds": kwokconfig.SLOW_READY_MS
+    }
+    assert "phase: Succeeded" in stages["tenantry-helm-test-succeeds"]["next"]["statusTemplate"]

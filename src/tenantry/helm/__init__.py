@@ -124,6 +124,13 @@ def run(
     return stdout
 
 
+def _with_values(args: list[str], values: Mapping[str, Any] | None) -> tuple[list[str], str | None]:
+    # Values go through stdin so secrets in them never appear in a process listing.
+    if not values:
+        return args, None
+    return [*args, "--values", "-"], yaml.safe_dump(dict(values))
+
+
 def upgrade_install(
     target: Target,
     *,
@@ -136,17 +143,16 @@ def upgrade_install(
     abort_if: Callable[[], str | None] | None = None,
 ) -> Release:
     """``helm upgrade --install`` one release; with ``wait``, until its resources are ready."""
-    args = ["upgrade", "--install", release, str(chart), *target.flags(), "--output", "json"]
-    if values:
-        # Values go through stdin so secrets in them never appear in a process listing.
-        args += ["--values", "-"]
+    args, stdin = _with_values(
+        ["upgrade", "--install", release, str(chart), *target.flags(), "--output", "json"], values
+    )
     if wait:
         args += ["--wait", "--timeout", f"{int(timeout_s)}s"]
     if rollback_on_failure:
         args += ["--rollback-on-failure"]
     out = run(
         args,
-        stdin=yaml.safe_dump(dict(values)) if values else None,
+        stdin=stdin,
         timeout_s=timeout_s + 30,
         action=f"helm upgrade --install {release} in {target.namespace}",
         abort_if=abort_if,
@@ -199,27 +205,14 @@ def template(
     args = ["template", release, str(chart), "--namespace", namespace]
     for api_version in api_versions:
         args += ["--api-versions", api_version]
-    if values:
-        args += ["--values", "-"]
-    return run(
-        args,
-        stdin=yaml.safe_dump(dict(values)) if values else None,
-        timeout_s=120,
-        action=f"helm template {chart}",
-    )
+    args, stdin = _with_values(args, values)
+    return run(args, stdin=stdin, timeout_s=120, action=f"helm template {chart}")
 
 
 def lint(chart: str | Path, *, values: Mapping[str, Any] | None = None) -> str:
     """``helm lint --strict``; returns helm's report, raises `HelmError` if it fails."""
-    args = ["lint", "--strict", str(chart)]
-    if values:
-        args += ["--values", "-"]
-    return run(
-        args,
-        stdin=yaml.safe_dump(dict(values)) if values else None,
-        timeout_s=120,
-        action=f"helm lint {chart}",
-    )
+    args, stdin = _with_values(["lint", "--strict", str(chart)], values)
+    return run(args, stdin=stdin, timeout_s=120, action=f"helm lint {chart}")
 
 
 def test(target: Target, *, release: str, timeout_s: float = 120.0) -> str:

@@ -152,32 +152,50 @@ startTime: {{ $now | Quote }}
 """
 
 
-def never_ready_stage() -> dict[str, Any]:
-    """A kwok Stage that keeps pods labelled ``tenantry.dev/simulate: never-ready`` unready.
-
-    Its weight beats kwok's default pod-ready stage, which matches the same pods.
-    """
+def _pod_stage(
+    name: str,
+    *,
+    selector_key: str,
+    values: list[str],
+    phase: str,
+    status: str,
+    delay_ms: int | None = None,
+) -> dict[str, Any]:
+    # Weight 10000 beats kwok's default stages, which match the same pods.
+    spec: dict[str, Any] = {
+        "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+        "selector": {
+            "matchExpressions": [
+                {"key": selector_key, "operator": "In", "values": values},
+                {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                {"key": ".status.phase", "operator": "In", "values": [phase]},
+            ]
+        },
+        "weight": 10000,
+        "next": {"statusTemplate": status},
+    }
+    if delay_ms is not None:
+        spec["delay"] = {"durationMilliseconds": delay_ms}
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
-        "metadata": {"name": "tenantry-pod-never-ready"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {
-                        "key": f'.metadata.labels["{SIMULATE_LABEL}"]',
-                        "operator": "In",
-                        "values": [NEVER_READY],
-                    },
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                ]
-            },
-            "weight": 10000,
-            "next": {"statusTemplate": _CRASHLOOP_STATUS},
-        },
+        "metadata": {"name": name},
+        "spec": spec,
     }
+
+
+_SIMULATE_KEY = f'.metadata.labels["{SIMULATE_LABEL}"]'
+
+
+def never_ready_stage() -> dict[str, Any]:
+    """A kwok Stage that keeps pods labelled ``tenantry.dev/simulate: never-ready`` unready."""
+    return _pod_stage(
+        "tenantry-pod-never-ready",
+        selector_key=_SIMULATE_KEY,
+        values=[NEVER_READY],
+        phase="Pending",
+        status=_CRASHLOOP_STATUS,
+    )
 
 
 _TEST_SUCCEEDED_STATUS = """\
@@ -234,28 +252,14 @@ startTime: {{ $now | Quote }}
 
 def slow_ready_stage() -> dict[str, Any]:
     """A kwok Stage that makes pods labelled ``tenantry.dev/simulate: slow-ready`` ready late."""
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "tenantry-pod-slow-ready"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {
-                        "key": f'.metadata.labels["{SIMULATE_LABEL}"]',
-                        "operator": "In",
-                        "values": [SLOW_READY],
-                    },
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                ]
-            },
-            "weight": 10000,
-            "delay": {"durationMilliseconds": SLOW_READY_MS},
-            "next": {"statusTemplate": _READY_STATUS},
-        },
-    }
+    return _pod_stage(
+        "tenantry-pod-slow-ready",
+        selector_key=_SIMULATE_KEY,
+        values=[SLOW_READY],
+        phase="Pending",
+        status=_READY_STATUS,
+        delay_ms=SLOW_READY_MS,
+    )
 
 
 def helm_test_stage() -> dict[str, Any]:
@@ -264,27 +268,13 @@ def helm_test_stage() -> dict[str, Any]:
     kwok's defaults only complete pods owned by Jobs; `helm test` runs bare pods
     and waits for them to succeed, so without this it would wait forever.
     """
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "tenantry-helm-test-succeeds"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {
-                        "key": '.metadata.annotations["helm.sh/hook"]',
-                        "operator": "In",
-                        "values": ["test", "test-success"],
-                    },
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                ]
-            },
-            "weight": 10000,
-            "next": {"statusTemplate": _TEST_SUCCEEDED_STATUS},
-        },
-    }
+    return _pod_stage(
+        "tenantry-helm-test-succeeds",
+        selector_key='.metadata.annotations["helm.sh/hook"]',
+        values=["test", "test-success"],
+        phase="Running",
+        status=_TEST_SUCCEEDED_STATUS,
+    )
 
 
 def node_manifest(name: str, shape: NodeShape = NodeShape()) -> dict[str, Any]:
