@@ -59,6 +59,17 @@ def wait_namespace_gone(name: str, timeout_s: float = 90) -> None:
                 time.sleep(0.25)
 
 
+def offboard(root: Path) -> None:
+    """Apply the platform under ``root``/platform with no tenants; wait for the pruning."""
+    empty = root / "empty"
+    shutil.copytree(
+        root / "platform", empty, ignore=shutil.ignore_patterns(".git", "tenants", "services")
+    )
+    (empty / "tenants").mkdir()
+    reconcile.apply_all(repository.load(empty), force=True)
+    wait_namespace_gone("echo")
+
+
 class Platform:
     """A platform repository wired to the local S3/SQS server and the session cluster."""
 
@@ -109,13 +120,7 @@ def onboarded(
     root = tmp_path_factory.mktemp("onboarding")
     reconcile.apply_all(Platform(root / "platform", cluster.name).load())
     yield root
-    empty = root / "empty"
-    shutil.copytree(
-        root / "platform", empty, ignore=shutil.ignore_patterns(".git", "tenants", "services")
-    )
-    (empty / "tenants").mkdir()
-    reconcile.apply_all(repository.load(empty), force=True)
-    wait_namespace_gone("echo")
+    offboard(root)
 
 
 @pytest.fixture
