@@ -212,16 +212,28 @@ class Deployer:
                     message_id, event.key, "invalid", f"{event.key} no longer exists", delete=True
                 )
             raise
-        running = self._running_in_staging(event.tenant, event.service)
         recorded = self.ledger.released(
             tenant=event.tenant, service=event.service, environment=STAGING
         )
         decision = decide.decide(
             incoming=event.version,
             incoming_digest=fetched.digest,
-            released=running,
-            released_digest=recorded.digest if recorded and recorded.version == running else None,
+            released=recorded.version if recorded else None,
+            released_digest=recorded.digest if recorded else None,
         )
+        if decision.action == "skip":
+            # Before skipping, check the clusters really run what the ledger says (a
+            # rebuilt cluster must get the release again). Only here: asking helm costs a
+            # process per cluster, and a newer version is deployed either way.
+            running = self._running_in_staging(event.tenant, event.service)
+            if recorded is None or running != recorded.version:
+                decision = decide.decide(
+                    incoming=event.version,
+                    incoming_digest=fetched.digest,
+                    released=running,
+                    # What runs came from this store, whose versions are immutable.
+                    released_digest=fetched.digest if running == event.version else None,
+                )
         if decision.action == "skip":
             self.metrics.deploys.labels("skipped").inc()
             return self._record_event(
