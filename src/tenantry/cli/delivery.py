@@ -113,7 +113,8 @@ def _wait_for_staging(
 ) -> None:
     """Wait until the deployer has handled each publication's event (from the ledger)."""
     deadline = time.monotonic() + timeout_s
-    pending = {r.key: r for r in results}
+    # An unchanged version was not uploaded again, so no event follows it.
+    pending = {r.key: r for r in results if r.result == "published"}
     while pending and time.monotonic() < deadline:
         for event in ledger.events(limit=500):
             published = pending.get(event.key)
