@@ -20,7 +20,12 @@ adapters translate them here, chaining the original as ``__cause__``.
     │   ├── InvalidError          validation or admission refused the object (422/400)
     │   └── KubeUnavailableError  the API server did not answer (retryable)
     ├── HelmError                 a helm command failed; carries helm's own stderr
-    └── WaitTimeoutError          a wait ran out of time; says what it was waiting for
+    ├── WaitTimeoutError          a wait ran out of time; says what it was waiting for
+    │   (defined beside the adapter or action that raises them:)
+    ├── aws.AwsError              S3 or SQS refused or failed; AWS's error code, retryable by code
+    ├── store.ImmutableVersionError   a chart version is already published with other content
+    ├── store.DigestMismatchError     a downloaded archive is not the published one
+    └── promotion.PromotionError      a promotion or approval is refused
 
 Every message names the object, the bad value and the fix, because it is the only
 thing a user sees (tracebacks only with ``--debug``).
