@@ -194,11 +194,20 @@ class Queue(Model):
         return self.dead_letter or f"{self.name}-dlq"
 
 
+class MonitoringQuota(Model):
+    """Per-scrape limits that keep one tenant's metrics from hurting the others."""
+
+    sample_limit: int = Field(default=10_000, ge=1)
+    label_limit: int = Field(default=64, ge=1)
+    target_limit: int = Field(default=100, ge=1)
+
+
 class Defaults(Model):
     """What every tenant gets unless its file says otherwise."""
 
     quota: Quota
     container: ContainerDefaults
+    monitoring: MonitoringQuota = MonitoringQuota()
 
 
 class Platform(Model):
@@ -295,6 +304,7 @@ class Tenant(Model):
     alerts: Alerts = Alerts()
     splunk_index: str | None = None
     self_approval: bool = False
+    monitoring: MonitoringQuota | None = None
 
     @field_validator("name")
     @classmethod
