@@ -16,6 +16,7 @@ from tenantry.observability import alertmanager, prometheus
 from tenantry.spec import repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
+DATA = Path(__file__).resolve().parents[1] / "data" / "prometheus"
 
 
 @pytest.fixture
@@ -92,3 +93,20 @@ def test_a_tenant_with_a_bad_contact_is_skipped_and_the_others_keep_their_alerts
         "tenants/checkout.yaml: alerts.email.0: 'not-an-address' is not an email address (tenant checkout skipped)"
     ]
     assert [r["matchers"] for r in planned.config["route"]["routes"]] == [['tenant="payments"']]
+
+
+def test_default_slo_alerts_pass_their_promtool_rule_tests(promtool: str, tmp_path: Path) -> None:
+    repo = repository.load(EXAMPLE)
+    (tmp_path / "tenants.rules.yml").write_text(
+        yaml.safe_dump(prometheus.rule_groups(repo), sort_keys=False)
+    )
+    shutil.copy(DATA / "slo_alerts.test.yml", tmp_path)
+    tested = subprocess.run(
+        [promtool, "test", "rules", "slo_alerts.test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout + tested.stderr

@@ -40,6 +40,7 @@ COMMANDS = [
     ["promote"],
     ["approve"],
     ["rollback"],
+    ["monitoring", "render"],
 ]
 
 

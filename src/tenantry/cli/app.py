@@ -16,7 +16,7 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
-from tenantry.cli import cluster, delivery, local, output, services, tenants, tools
+from tenantry.cli import cluster, delivery, local, monitoring, output, services, tenants, tools
 
 app = typer.Typer(
     name="tenantry",
@@ -71,6 +71,7 @@ def _root(
 app.add_typer(tools.app, name="tools")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(tenants.app, name="tenants")
+app.add_typer(monitoring.app, name="monitoring")
 local.register(app)
 services.register(app)
 delivery.register(app)
