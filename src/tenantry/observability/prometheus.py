@@ -123,10 +123,12 @@ def rule_groups(repo: Repository) -> dict[str, Any]:
     return {"groups": groups}
 
 
-def config(repo: Repository, *, rule_files: list[str], targets_dir: str) -> dict[str, Any]:
+def config(
+    repo: Repository, *, rule_files: list[str], targets_dir: str, interval: str = "15s"
+) -> dict[str, Any]:
     """A whole prometheus.yml for the platform's tenants."""
     return {
-        "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": rule_files,
         "scrape_configs": scrape_configs(repo, targets_dir=targets_dir),
     }
