@@ -14,16 +14,15 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from tenantry import aws, errors, gitrepo
+from tenantry import aws, errors
 from tenantry.artifacts import publishing
 from tenantry.aws import wiring
-from tenantry.cli import output
+from tenantry.cli import output, services
 from tenantry.cli.tenants import RepoOption
 from tenantry.deploy import deployer as deploying
 from tenantry.deploy import promotion
 from tenantry.ledger import Ledger, now
 from tenantry.spec import repository
-from tenantry.verify import changes
 
 aws_app = typer.Typer(help="The platform's S3 bucket and SQS queues.", no_args_is_help=True)
 
@@ -80,15 +79,11 @@ def publish_cmd(
     Example: tenantry publish --base HEAD~1 --head HEAD
     """
     loaded = repository.load(repo.resolve())
-    if all_services:
-        chosen = list(loaded.services)
-    elif base:
-        chosen = changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
-    else:
-        raise errors.UsageError("say what to publish", fix="pass --all, or --base REF [--head REF]")
-    ledger = Ledger.open()
-    since = now()
-    try:
+    chosen = services.select(
+        loaded, all_services=all_services, base=base, head=head, verb="publish"
+    )
+    with Ledger.open() as ledger:
+        since = now()
         results = publishing.publish(
             loaded,
             chosen,
@@ -99,8 +94,6 @@ def publish_cmd(
         )
         if wait > 0:
             _wait_for_staging(ledger, results, since=since, timeout_s=wait)
-    finally:
-        ledger.close()
     output.emit(
         [{"service": r.ref, "version": r.version, "key": r.key, "result": r.result,
           "sha256": r.digest} for r in results],
@@ -205,11 +198,8 @@ def history_cmd(
     Example: tenantry history payments/api --output json
     """
     tenant, _, service = ref.partition("/")
-    ledger = Ledger.open()
-    try:
+    with Ledger.open() as ledger:
         rows = ledger.history(tenant=tenant, service=service, limit=limit)
-    finally:
-        ledger.close()
     output.emit(
         [{"version": r.version, "environment": r.environment, "cluster": r.cluster,
           "result": r.result, "actor": r.actor, "started": r.started.isoformat(timespec="seconds"),
@@ -233,13 +223,10 @@ def promote_cmd(
     Example: tenantry promote payments/api 1.4.0 --to production
     """
     loaded = repository.load(repo.resolve())
-    ledger = Ledger.open()
-    try:
+    with Ledger.open() as ledger:
         row = promotion.request(
             loaded, ledger, ref=ref, version=version, environment=to, by=promotion.actor()
         )
-    finally:
-        ledger.close()
     output.emit(
         {"request": row.id, "service": ref, "version": row.version, "environment": row.environment,
          "sha256": row.digest, "requestedBy": row.requested_by, "status": row.status},
@@ -260,13 +247,10 @@ def approve_cmd(
     Example: TENANTRY_ACTOR=bob tenantry approve 7
     """
     loaded = repository.load(repo.resolve())
-    ledger = Ledger.open()
-    try:
+    with Ledger.open() as ledger:
         result = promotion.approve(
             loaded, ledger, _platform_aws(loaded), promotion_id=request, by=promotion.actor()
         )
-    finally:
-        ledger.close()
     output.emit(
         {"request": request, "status": result.status, "reason": result.reason}, ctx.obj.output
     )
@@ -288,14 +272,11 @@ def rollback_cmd(
     Example: tenantry rollback payments/api --env production --to 1.3.2
     """
     loaded = repository.load(repo.resolve())
-    ledger = Ledger.open()
-    try:
+    with Ledger.open() as ledger:
         result = promotion.rollback(
             loaded, ledger, _platform_aws(loaded), ref=ref, environment=env, to_version=to,
             by=promotion.actor(),
         )  # fmt: skip
-    finally:
-        ledger.close()
     output.emit({"service": ref, "status": result.status, "reason": result.reason}, ctx.obj.output)
     if result.status == "failed":
         raise typer.Exit(1)

@@ -66,16 +66,13 @@ def status_cmd(ctx: typer.Context) -> None:
     Example: tenantry status --output json
     """
     clusters = [asdict(r) for r in platform.status()]
-    ledger = Ledger.open()
-    try:
+    with Ledger.open() as ledger:
         releases = [
             {"service": f"{d.tenant}/{d.service}", "environment": d.environment,
              "cluster": d.cluster, "version": d.version, "actor": d.actor,
              "at": (d.finished or d.started).isoformat(timespec="seconds")}
             for d in ledger.current_releases()
         ]  # fmt: skip
-    finally:
-        ledger.close()
     if ctx.obj.output == "table":
         output.emit(clusters, "table", title="local platform")
         output.emit(releases, "table", title="releases (from the ledger)")

@@ -28,6 +28,17 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify_cmd)
 
 
+def select(
+    loaded: repository.Repository, *, all_services: bool, base: str | None, head: str, verb: str
+) -> list[repository.ServiceSource]:
+    """The services ``--all`` or ``--base/--head`` name (shared by verify and publish)."""
+    if all_services:
+        return list(loaded.services)
+    if base:
+        return changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
+    raise errors.UsageError(f"say what to {verb}", fix="pass --all, or --base REF [--head REF]")
+
+
 def _split_ref(ref: str) -> tuple[str, str]:
     tenant, sep, name = ref.partition("/")
     if not sep or not tenant or not name or "/" in name:
@@ -184,12 +195,7 @@ def verify_cmd(
     Example: tenantry verify --base origin/main --head HEAD --junit verify.xml
     """
     loaded = repository.load(repo.resolve())
-    if all_services:
-        chosen = list(loaded.services)
-    elif base:
-        chosen = changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
-    else:
-        raise errors.UsageError("say what to verify", fix="pass --all, or --base REF [--head REF]")
+    chosen = select(loaded, all_services=all_services, base=base, head=head, verb="verify")
     if not chosen:
         output.err_console.print("no services changed; nothing to verify")
         if junit_file:

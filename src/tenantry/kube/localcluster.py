@@ -27,6 +27,7 @@ from lightkube.resources.core_v1 import Node, ServiceAccount
 from tenantry import errors, paths
 from tenantry.kube import kwokconfig
 from tenantry.kube.client import Kube
+from tenantry.local import daemon
 from tenantry.tools import catalog, install
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
@@ -272,26 +273,16 @@ def _pids(cluster_dir: Path) -> list[int]:
     return pids
 
 
-def process_running(pid: int) -> bool:
-    """Whether process ``pid`` exists and has not exited (a zombie has exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the parenthesised command name, which may itself contain spaces.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _reap(pids: list[int], *, grace_s: float = _STOP_GRACE_S) -> None:
     # kwokctl signals its processes and returns; wait for them so a deleted cluster's
     # ports are free, and kill by pid any that outlive the grace period.
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not any(process_running(pid) for pid in pids):
+        if not any(daemon.alive(pid) for pid in pids):
             return
         time.sleep(0.1)
     for pid in pids:
-        if process_running(pid):
+        if daemon.alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
