@@ -43,6 +43,10 @@ class GoTool:
     # Files of the upstream module (paths inside it) that Tenantry reads at run time;
     # copied next to the binaries so nothing reads Go's module cache later.
     data_files: tuple[str, ...] = ()
+    # An OpenTelemetry Collector distribution: ocb generates its sources from this
+    # manifest (inside the tool's module directory) and the build uses the module's
+    # own go.mod/go.sum, not ocb's, so every dependency stays pinned.
+    collector_manifest: str | None = None
 
     @property
     def module_dir(self) -> Path:
@@ -63,8 +67,9 @@ class GoTool:
     def fingerprint(self, go_version: str) -> str:
         """A digest of everything that decides the build output; a change means rebuild."""
         digest = hashlib.sha256()
-        for name in ("go.mod", "go.sum"):
-            digest.update((self.module_dir / name).read_bytes())
+        for name in ("go.mod", "go.sum", self.collector_manifest):
+            if name:
+                digest.update((self.module_dir / name).read_bytes())
         digest.update(self.rendered_ldflags().encode())
         digest.update(" ".join(b.package for b in self.binaries).encode())
         digest.update(" ".join(self.data_files).encode())
@@ -211,8 +216,38 @@ HELM = GoTool(
     ),
 )
 
-# Build order: cheapest first, so a missing Go toolchain or proxy fails fast.
-GO_TOOLS: tuple[GoTool, ...] = (HELM, KWOK, ETCD, KUBERNETES)
+OCB = GoTool(
+    name="ocb",
+    module="go.opentelemetry.io/collector/cmd/builder",
+    purpose="the OpenTelemetry Collector builder; generates the log shipper's sources",
+    binaries=(
+        Binary(
+            name="ocb",
+            package="go.opentelemetry.io/collector/cmd/builder",
+            version_args=("version",),
+            version_pattern=r"ocb version (v\d+\.\d+\.\d+)",
+        ),
+    ),
+)
+
+OTELCOL = GoTool(
+    name="otelcol",
+    module="go.opentelemetry.io/collector/otelcol",
+    purpose="ships every tenant's container logs to its Splunk index",
+    collector_manifest="manifest.yaml",
+    binaries=(
+        Binary(
+            name="otelcol-tenantry",
+            package=".",
+            version_args=("--version",),
+            version_pattern=r"version (\d+\.\d+\.\d+)",
+        ),
+    ),
+)
+
+# Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
+# before the collector it generates.
+GO_TOOLS: tuple[GoTool, ...] = (HELM, KWOK, ETCD, OCB, OTELCOL, KUBERNETES)
 
 # Oldest Go that builds every pinned module (their go.mod files say `go 1.26.0`).
 MIN_GO = (1, 26)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from tenantry import errors, paths
 from tenantry.tools import catalog
 
@@ -198,6 +200,9 @@ def _build(
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{tool.name}-", dir=target.parent))
+    cwd = tool.module_dir
+    if tool.collector_manifest:
+        cwd = _generate_collector(tool, staging / "src", gover)
     argv = [
         "go",
         "build",
@@ -207,7 +212,7 @@ def _build(
         "-ldflags",
         tool.rendered_ldflags(),
         "-o",
-        f"{staging}/",
+        f"{staging}/{tool.binaries[0].name}" if tool.collector_manifest else f"{staging}/",
         *(b.package for b in tool.binaries),
     ]
     started = time.monotonic()
@@ -215,7 +220,7 @@ def _build(
     try:
         proc = subprocess.Popen(
             argv,
-            cwd=tool.module_dir,
+            cwd=cwd,
             env=_go_env(gover),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -244,8 +249,9 @@ def _build(
         )
     for b in tool.binaries:
         built = staging / catalog.go_output_name(b.package)
-        if built.name != b.name:
+        if built.name != b.name and not tool.collector_manifest:
             built.rename(staging / b.name)
+    shutil.rmtree(staging / "src", ignore_errors=True)
     if tool.data_files:
         _copy_data_files(tool, staging / DATA_DIR, _go_env(gover))
     (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
@@ -253,6 +259,27 @@ def _build(
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+
+
+def _generate_collector(tool: catalog.GoTool, src: Path, gover: str) -> Path:
+    """Have ocb write the collector's sources into ``src``, then pin them with the tool's
+    own go.mod/go.sum (ocb's `go mod tidy` would re-resolve versions, and fetches test
+    dependencies the build never needs)."""
+    assert tool.collector_manifest
+    manifest = yaml.safe_load((tool.module_dir / tool.collector_manifest).read_text())
+    manifest["dist"]["output_path"] = str(src)
+    src.mkdir(parents=True)
+    (src / "ocb-manifest.yaml").write_text(yaml.safe_dump(manifest))
+    done = subprocess.run(
+        [str(binary("ocb")), "--config", str(src / "ocb-manifest.yaml"),
+         "--skip-compilation", "--skip-get-modules"],
+        env=_go_env(gover), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise errors.ToolError(f"ocb could not generate {tool.name}: {done.stderr.strip()}")
+    for name in ("go.mod", "go.sum"):
+        shutil.copyfile(tool.module_dir / name, src / name)
+    return src
 
 
 def _copy_data_files(tool: catalog.GoTool, target: Path, env: dict[str, str]) -> None:
