@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from tenantry.local import daemon
 from tests.integration.test_delivery import Platform, ledger, onboarded, platform, publish
 
 __all__ = ["ledger", "onboarded", "platform"]  # fixtures shared with the delivery tests
+
+SUCCEEDED_ONCE = re.compile(r'tenantry_deployer_deploys_total\{result="succeeded",[^}]*\} 1\.0')
 
 
 def metrics(port: int) -> str:
@@ -39,13 +42,10 @@ def test_deployer_serves_metrics_and_stops_on_sigterm(
             time.sleep(0.1)
         publish(platform, ledger)
         deadline = time.monotonic() + 60
-        while (
-            time.monotonic() < deadline
-            and 'tenantry_deployer_deploys_total{result="succeeded"} 1.0' not in metrics(port)
-        ):
+        while time.monotonic() < deadline and not SUCCEEDED_ONCE.search(metrics(port)):
             time.sleep(0.2)
         text = metrics(port)
-        assert 'tenantry_deployer_deploys_total{result="succeeded"} 1.0' in text
+        assert SUCCEEDED_ONCE.search(text)
         assert 'tenantry_deployer_events_total{kind="chart"} 1.0' in text
         assert "tenantry_deployer_deploy_seconds_count 1.0" in text
         assert "tenantry_deployer_event_lag_seconds_count 1.0" in text

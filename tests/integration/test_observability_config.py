@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenantry.observability import alertmanager, prometheus
+from tenantry.observability import alertmanager, files, prometheus
 from tenantry.spec import repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
@@ -45,7 +45,8 @@ def test_generated_config_and_rules_pass_promtool(promtool: str, tmp_path: Path)
     output = checked.stdout + checked.stderr
     assert checked.returncode == 0, output
     assert "SUCCESS" in output
-    assert "6 rules found" in output  # 3 default alerts for each of the 2 descriptor services
+    # 2 platform rules; 5 per descriptor service (SLOs + the rest), 3 for the own chart.
+    assert "15 rules found" in output
 
 
 def test_generated_alertmanager_config_passes_amtool_and_routes_by_tenant(tmp_path: Path) -> None:
@@ -90,9 +91,10 @@ def test_a_tenant_with_a_bad_contact_is_skipped_and_the_others_keep_their_alerts
     repo = dataclasses.replace(repo, tenants=(broken, repo.tenant("payments")))
     planned = alertmanager.plan(repo, secrets_dir="/secrets")
     assert [str(p) for p in planned.problems] == [
-        "tenants/checkout.yaml: alerts.email.0: 'not-an-address' is not an email address (tenant checkout skipped)"
+        "tenants/checkout.yaml: alerts.email[0]: 'not-an-address' is not an email address "
+        "(write it as name@example.com) (tenant checkout: fragment skipped)"
     ]
-    assert [r["matchers"] for r in planned.config["route"]["routes"]] == [['tenant="payments"']]
+    assert [r["matchers"] for r in planned.config["route"]["routes"]][1:] == [['tenant="payments"']]
 
 
 def test_default_slo_alerts_pass_their_promtool_rule_tests(promtool: str, tmp_path: Path) -> None:
@@ -110,3 +112,19 @@ def test_default_slo_alerts_pass_their_promtool_rule_tests(promtool: str, tmp_pa
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout + tested.stderr
+
+
+def test_a_rule_promtool_rejects_is_skipped_and_the_rest_is_installed(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    broken = {"alert": "Broken", "expr": "rate(http_requests_total[5m"}
+    (root / "services/payments/api/alerts.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "g", "rules": [broken]}]})
+    )
+    rendered = files.write(repository.load(root), tmp_path / "out", files.Settings())
+    (problem,) = rendered.problems
+    assert problem.file == "services/payments/api/alerts.yaml"
+    assert "promtool rejects it" in problem.message
+    assert not (tmp_path / "out" / "rules" / "custom" / "payments.api.yml").exists()
+    assert (tmp_path / "out" / "prometheus.yml").exists()
+    assert not list(tmp_path.glob(".out-*"))  # the staging directory is gone

@@ -40,12 +40,36 @@ def test_a_tenant_quota_overrides_the_platform_default() -> None:
 
 def test_slo_rules_follow_the_descriptor() -> None:
     group = prometheus.service_rules(REPO.service("payments/api"))
-    assert group is not None
     rules = {r["alert"]: r for r in group["rules"]}
     assert rules["SuccessRateBelowObjective"]["expr"].endswith(") > 0.001")  # 99.9 %
     assert rules["LatencyAboveObjective"]["expr"].endswith("> 0.3")  # 300 ms
     assert all(r["labels"]["tenant"] == "payments" for r in rules.values())
-    assert prometheus.service_rules(REPO.service("checkout/web")) is None  # own chart
+    assert {"PodsNotReady", "DeployFailed", "ScrapeFailing"} <= set(rules)
+    # An own chart has no descriptor, so no SLOs: only the rules every service gets.
+    own = prometheus.service_rules(REPO.service("checkout/web"))
+    assert {r["alert"] for r in own["rules"]} == {"PodsNotReady", "DeployFailed", "ScrapeFailing"}
+
+
+def test_hold_shortens_every_pending_period() -> None:
+    groups = prometheus.rule_groups(REPO, hold="0s")["groups"]
+    holds = {r.get("for", "0s") for g in groups for r in g["rules"]}
+    assert holds == {"0s"}
+    assert groups[0]["name"] == "tenantry.platform"
+
+
+def test_platform_alerts_about_a_tenant_also_notify_the_platform() -> None:
+    rules = {r["alert"]: r for r in prometheus.platform_rules()["rules"]}
+    assert rules["TenantOverSampleLimit"]["labels"]["notify"] == "platform"
+    assert "scrape_sample_limit" in rules["TenantOverSampleLimit"]["expr"]
+
+
+def test_config_points_at_alertmanager_and_scrapes_the_platform() -> None:
+    config = prometheus.config(REPO, rule_files=[], targets_dir="t",
+                               alertmanagers=["127.0.0.1:9093"], platform_targets=["127.0.0.1:9"])  # fmt: skip
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9093"
+    ]
+    assert config["scrape_configs"][-1]["job_name"] == prometheus.PLATFORM_JOB
 
 
 def test_targets_document() -> None:

@@ -73,7 +73,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.deploys = Counter(
-            "tenantry_deployer_deploys_total", "Deploys by result.", ["result"],
+            "tenantry_deployer_deploys_total", "Deploys by result, per service.",
+            ["result", "tenant", "service"],
             registry=self.registry,
         )  # fmt: skip
         self.duration = Histogram(
@@ -235,7 +236,7 @@ class Deployer:
                     released_digest=fetched.digest if running == event.version else None,
                 )
         if decision.action == "skip":
-            self.metrics.deploys.labels("skipped").inc()
+            self.metrics.deploys.labels("skipped", event.tenant, event.service).inc()
             return self._record_event(
                 message_id, event.key, "skipped", decision.reason, delete=True
             )
@@ -248,11 +249,11 @@ class Deployer:
             archive.write_bytes(fetched.data)
             failure = self._deploy_everywhere(event, fetched.digest, archive)
         if failure is None:
-            self.metrics.deploys.labels("succeeded").inc()
+            self.metrics.deploys.labels("succeeded", event.tenant, event.service).inc()
             return self._record_event(
                 message_id, event.key, "deployed", decision.reason, delete=True
             )
-        self.metrics.deploys.labels("failed").inc()
+        self.metrics.deploys.labels("failed", event.tenant, event.service).inc()
         if receives >= self.options.max_receive_count:
             # Visible again at once: SQS moves it to the dead-letter queue on the next receive.
             self._hide(receipt, 0)

@@ -9,11 +9,16 @@
 * ``honor_labels: false`` and relabeling that sets ``tenant`` and ``namespace``
   *last*, so labels a tenant's pods expose (``tenant="b"``) cannot forge another
   tenant's series: Prometheus renames the scraped ones to ``exported_tenant``.
-* Default alert rules per service from its descriptor's SLOs.
+* Default alert rules per service from its descriptor's SLOs, and the platform's
+  own rules: a tenant over its sample limit (for the tenant *and* the platform
+  team), the deployer down. ``hold`` shortens every ``for:`` (tests and the local
+  platform, so an alert arrives in seconds).
+* The platform's own scrape job (the deployer's ``/metrics``), trusted with its labels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tenantry.spec import models
@@ -71,64 +76,141 @@ def _error_ratio(service: ServiceSource) -> str:
     )
 
 
-def service_rules(service: ServiceSource) -> dict[str, Any] | None:
-    """Default alert rules for a descriptor service, from its SLOs (None for own charts)."""
-    if service.descriptor is None:
-        return None
+PLATFORM_JOB = "tenantry-platform"
+
+
+def service_rules(service: ServiceSource, *, hold: str | None = None) -> dict[str, Any]:
+    """Default alert rules for a service: SLOs from its descriptor (own charts have
+    none), and for every service pods not ready and a failed deploy."""
+    labels = f'tenant="{service.tenant}",service="{service.name}"'
+    common = {"tenant": service.tenant, "service": service.name}
+    rules = [
+        {
+            "alert": "PodsNotReady",
+            "expr": (
+                f'kube_deployment_status_replicas_unavailable{{namespace="{service.tenant}",'
+                f'deployment="{service.name}"}} > 0'
+            ),
+            "for": hold or "10m",
+            "labels": {**common, "severity": "warning"},
+            "annotations": {"summary": f"{service.ref}: pods not ready for 10 minutes"},
+        },
+        {
+            "alert": "DeployFailed",
+            "expr": (
+                f'increase(tenantry_deployer_deploys_total{{job="{PLATFORM_JOB}",'
+                f'result="failed",{labels}}}[15m]) > 0'
+            ),
+            "labels": {**common, "severity": "warning"},
+            "annotations": {
+                "summary": f"{service.ref}: a deploy failed and was rolled back "
+                f"(`tenantry history {service.ref}`)",
+            },
+        },
+        {
+            "alert": "ScrapeFailing",
+            "expr": f"up{{{labels}}} == 0",
+            "for": hold or "1m",
+            "labels": {**common, "severity": "warning"},
+            "annotations": {
+                "summary": f"{service.ref}: a target is down or over its sample limit",
+            },
+        },
+    ]
+    if service.descriptor is not None:
+        rules = _slo_rules(service, hold) + rules
+    return {"name": f"{service.tenant}.{service.name}.defaults", "rules": rules}
+
+
+def _slo_rules(service: ServiceSource, hold: str | None) -> list[dict[str, Any]]:
+    assert service.descriptor is not None
     slo = service.descriptor.slo
     labels = f'tenant="{service.tenant}",service="{service.name}"'
     common = {"tenant": service.tenant, "service": service.name}
     budget = round(1 - slo.success_rate / 100, 6)
+    return [
+        {
+            "alert": "SuccessRateBelowObjective",
+            "expr": f"({_error_ratio(service)}) > {budget}",
+            "for": hold or "2m",
+            "labels": {**common, "severity": "critical"},
+            "annotations": {
+                "summary": f"{service.ref}: success rate below {slo.success_rate}%",
+            },
+        },
+        {
+            "alert": "LatencyAboveObjective",
+            "expr": (
+                "histogram_quantile(0.99, sum by (le) (rate("
+                f"http_request_duration_seconds_bucket{{{labels}}}[5m]))) "
+                f"> {slo.latency_p99_ms / 1000}"
+            ),
+            "for": hold or "5m",
+            "labels": {**common, "severity": "warning"},
+            "annotations": {
+                "summary": f"{service.ref}: p99 latency above {slo.latency_p99_ms} ms",
+            },
+        },
+    ]
+
+
+def platform_rules(*, hold: str | None = None) -> dict[str, Any]:
+    """The platform's own alerts."""
     return {
-        "name": f"{service.tenant}.{service.name}.slo",
+        "name": "tenantry.platform",
         "rules": [
             {
-                "alert": "SuccessRateBelowObjective",
-                "expr": f"({_error_ratio(service)}) > {budget}",
-                "for": "2m",
-                "labels": {**common, "severity": "critical"},
+                # Needs --enable-feature=extra-scrape-metrics (scrape_sample_limit).
+                "alert": "TenantOverSampleLimit",
+                "expr": 'scrape_samples_scraped{job=~"tenant-.+"} > scrape_sample_limit > 0',
+                "for": hold or "5m",
+                "labels": {"severity": "warning", "notify": "platform"},
                 "annotations": {
-                    "summary": f"{service.ref}: success rate below {slo.success_rate}%",
+                    "summary": "{{ $labels.tenant }}: a target exposes {{ $value }} samples, "
+                    "over the tenant's sample limit; its scrapes are refused",
+                    "fix": "drop high-cardinality labels, or raise monitoring.sampleLimit "
+                    "in the tenant file",
                 },
             },
             {
-                "alert": "LatencyAboveObjective",
-                "expr": (
-                    "histogram_quantile(0.99, sum by (le) (rate("
-                    f"http_request_duration_seconds_bucket{{{labels}}}[5m]))) "
-                    f"> {slo.latency_p99_ms / 1000}"
-                ),
-                "for": "5m",
-                "labels": {**common, "severity": "warning"},
-                "annotations": {
-                    "summary": f"{service.ref}: p99 latency above {slo.latency_p99_ms} ms",
-                },
-            },
-            {
-                "alert": "ScrapeFailing",
-                "expr": f'up{{tenant="{service.tenant}",service="{service.name}"}} == 0',
-                "for": "1m",
-                "labels": {**common, "severity": "warning"},
-                "annotations": {
-                    "summary": f"{service.ref}: a target is down or over its sample limit",
-                },
+                "alert": "DeployerDown",
+                "expr": f'up{{job="{PLATFORM_JOB}"}} == 0',
+                "for": hold or "2m",
+                "labels": {"severity": "critical"},
+                "annotations": {"summary": "the deployer's /metrics does not answer"},
             },
         ],
     }
 
 
-def rule_groups(repo: Repository) -> dict[str, Any]:
-    """Every service's default rules, as a Prometheus rule file."""
-    groups = [g for g in (service_rules(s) for s in repo.services) if g is not None]
+def rule_groups(repo: Repository, *, hold: str | None = None) -> dict[str, Any]:
+    """The platform's rules and every service's default rules, as a Prometheus rule file."""
+    groups = [platform_rules(hold=hold), *(service_rules(s, hold=hold) for s in repo.services)]
     return {"groups": groups}
 
 
 def config(
-    repo: Repository, *, rule_files: list[str], targets_dir: str, interval: str = "15s"
+    repo: Repository,
+    *,
+    rule_files: list[str],
+    targets_dir: str,
+    interval: str = "15s",
+    alertmanagers: Sequence[str] = (),
+    platform_targets: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A whole prometheus.yml for the platform's tenants."""
-    return {
+    """A whole prometheus.yml for the platform's tenants (``host:port`` lists for the
+    Alertmanagers to notify and the platform's own metrics endpoints)."""
+    scrape = scrape_configs(repo, targets_dir=targets_dir)
+    if platform_targets:
+        scrape.append({"job_name": PLATFORM_JOB,
+                       "static_configs": [{"targets": list(platform_targets)}]})  # fmt: skip
+    document: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": rule_files,
-        "scrape_configs": scrape_configs(repo, targets_dir=targets_dir),
+        "scrape_configs": scrape,
     }
+    if alertmanagers:
+        document["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+        }
+    return document

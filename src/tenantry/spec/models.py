@@ -66,6 +66,8 @@ def _quantity(value: str) -> str:
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
+# Splunk index names: lowercase letters, digits, '_' and '-', not starting with '_' or '-'.
+SplunkIndex = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")]
 
 
 class Model(BaseModel):
@@ -208,6 +210,31 @@ class Defaults(Model):
     quota: Quota
     container: ContainerDefaults
     monitoring: MonitoringQuota = MonitoringQuota()
+    # The Splunk index for the logs of tenants that do not name their own.
+    splunk_index: SplunkIndex = "kubernetes"
+
+
+class People(Model):
+    """Users and groups, as the clusters' authenticator names them."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+class SecretRef(Model):
+    """A key of a Kubernetes Secret in the platform's monitoring namespace (on the platform's
+    first cluster); the value never enters git, logs or generated configuration."""
+
+    name: DnsLabel
+    key: str
+
+
+class Alerts(Model):
+    """Where a tenant's (or the platform team's) alerts go."""
+
+    slack: SecretRef | None = None
+    email: tuple[str, ...] = ()
+    pagerduty: SecretRef | None = None
 
 
 class Platform(Model):
@@ -222,6 +249,8 @@ class Platform(Model):
     platform_namespaces: PlatformNamespaces = PlatformNamespaces()
     artifacts: Artifacts | None = None
     queue: Queue | None = None
+    # The platform team's own contacts: platform alerts, and tenants' refused scrapes.
+    alerts: Alerts = Alerts()
 
     def environment(self, name: str) -> Environment:
         """The environment called ``name``; KeyError if there is none."""
@@ -229,28 +258,6 @@ class Platform(Model):
             if env.name == name:
                 return env
         raise KeyError(name)
-
-
-class People(Model):
-    """Users and groups, as the clusters' authenticator names them."""
-
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-
-class SecretRef(Model):
-    """A key of a Kubernetes Secret in the platform namespace; the value never enters git."""
-
-    name: DnsLabel
-    key: str
-
-
-class Alerts(Model):
-    """Where a tenant's alerts go (used by the observability issue)."""
-
-    slack: SecretRef | None = None
-    email: tuple[str, ...] = ()
-    pagerduty: SecretRef | None = None
 
 
 @dataclass(frozen=True)
@@ -302,7 +309,7 @@ class Tenant(Model):
     registries: tuple[str, ...] = ()
     allow_from: tuple[DnsLabel, ...] = ()
     alerts: Alerts = Alerts()
-    splunk_index: str | None = None
+    splunk_index: SplunkIndex | None = None
     self_approval: bool = False
     monitoring: MonitoringQuota | None = None
 

@@ -1,0 +1,203 @@
+"""The local platform's monitoring: Prometheus, Alertmanager (Debian packages), the log
+shipper (otelcol-tenantry) and the stand-in receivers, on loopback, with the
+configuration Tenantry generates.
+
+Everything lives under ``<state dir>/monitoring/``: ``config/`` (written by
+`tenantry.observability.files`, swapped whole), ``data/`` (each server's storage),
+``ports.json`` (so a later `apply` in another shell points the configuration at the
+same servers) and ``pods/`` (where the local clusters' container logs would be: kwok
+runs no containers, so demo lines are written there in the Kubernetes log layout).
+Each process is started and stopped by pid (`tenantry.local.daemon`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as tokens
+import shutil
+import signal
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx2
+
+from tenantry import errors, paths
+from tenantry.local import daemon
+from tenantry.observability import files, logs
+from tenantry.observability.problems import Problem
+from tenantry.spec.repository import Repository
+from tenantry.tools import install
+
+PROMETHEUS, ALERTMANAGER, RECEIVERS, COLLECTOR = (
+    "prometheus", "alertmanager", "receivers", "otelcol",
+)  # fmt: skip
+NAMES = (RECEIVERS, ALERTMANAGER, PROMETHEUS, COLLECTOR)  # start order
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports of the monitoring processes."""
+
+    prometheus: int
+    alertmanager: int
+    receivers: int
+    smtp: int
+    collector_health: int
+
+    @classmethod
+    def allocate(cls) -> Ports:
+        """Fresh free ports."""
+        return cls(*(daemon.free_port() for _ in range(5)))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the running monitoring answers."""
+
+    prometheus: str
+    alertmanager: str
+    receivers: str
+    smtp: str
+    config_dir: str
+    pod_logs: str
+
+
+def root() -> Path:
+    """The monitoring state directory."""
+    return paths.state_dir() / "monitoring"
+
+
+def saved_ports() -> Ports | None:
+    """The ports `start` chose, if it ran."""
+    try:
+        return Ports(**json.loads((root() / "ports.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _hec_token() -> str:
+    """The local HEC token (the receivers accept only it); made once, kept 0600."""
+    path = root() / "hec-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(tokens.token_hex(16))
+    return path.read_text().strip()
+
+
+def settings(ports: Ports, *, deployer_metrics: str | None = None, hold: str | None = "5s",
+             interval: str = "2s") -> files.Settings:  # fmt: skip
+    """The configuration of the local stack: everything on loopback, alerts in seconds."""
+    return files.Settings(
+        alertmanagers=[f"127.0.0.1:{ports.alertmanager}"],
+        platform_targets=[deployer_metrics] if deployer_metrics else [],
+        smtp_smarthost=f"127.0.0.1:{ports.smtp}",
+        pagerduty_url=f"http://127.0.0.1:{ports.receivers}/v2/enqueue",
+        group_wait="1s",
+        interval=interval,
+        hold=hold,
+        shipper=logs.Shipper(
+            hec_endpoint=f"http://127.0.0.1:{ports.receivers}/services/collector",
+            storage_dir=str(root() / "data" / "otelcol"),
+            health_port=ports.collector_health,
+            log_glob=str(root() / "pods" / "*" / "*" / "*.log"),
+        ),
+    )
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise errors.ToolMissingError(f"{name} is not installed", fix=f"apt-get install {package}")
+    return found
+
+
+def start(
+    repo: Repository,
+    *,
+    secret_values: dict[str, str],
+    secret_problems: list[Problem],
+    deployer_metrics: str | None = None,
+) -> tuple[Stack, files.Rendered]:
+    """Render the configuration and start (or reload) every monitoring process."""
+    ports = saved_ports() or Ports.allocate()
+    root().mkdir(parents=True, exist_ok=True)
+    (root() / "ports.json").write_text(json.dumps(asdict(ports)))
+    (root() / "pods").mkdir(exist_ok=True)
+    token = _hec_token()
+    config = root() / "config"
+    rendered = files.write(
+        repo, config, settings(ports, deployer_metrics=deployer_metrics),
+        secret_values=secret_values, secret_problems=secret_problems,
+    )  # fmt: skip
+    data = root() / "data"
+    start_receivers(ports)
+    daemon.start(ALERTMANAGER, [
+        _binary("prometheus-alertmanager", "prometheus-alertmanager"),
+        f"--config.file={config / 'alertmanager.yml'}",
+        f"--storage.path={data / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
+        "--cluster.listen-address=",  # one instance: no gossip port
+    ], port=ports.alertmanager)  # fmt: skip
+    daemon.start(PROMETHEUS, [
+        _binary("prometheus", "prometheus"),
+        f"--config.file={config / 'prometheus.yml'}",
+        f"--storage.tsdb.path={data / 'prometheus'}",
+        f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+        "--web.enable-lifecycle",  # POST /-/reload after `monitoring apply`
+        "--enable-feature=extra-scrape-metrics",  # scrape_sample_limit, for the platform alert
+        "--rules.alert.resend-delay=1s",
+    ], port=ports.prometheus)  # fmt: skip
+    daemon.start(COLLECTOR, [
+        str(install.binary("otelcol-tenantry")), "--config", str(config / "collector.yaml"),
+    ], port=ports.collector_health, env={logs.TOKEN_ENV: token})  # fmt: skip
+    reload()
+    return stack(ports), rendered
+
+
+def start_receivers(ports: Ports) -> None:
+    """Start the stand-in receivers (they keep what arrived across restarts)."""
+    daemon.start(RECEIVERS, [
+        sys.executable, "-m", "tenantry.local.receivers", "--dir", str(root() / "received"),
+        "--http-port", str(ports.receivers), "--smtp-port", str(ports.smtp),
+        "--hec-token-file", str(root() / "hec-token"),
+    ], port=ports.receivers)  # fmt: skip
+
+
+def stack(ports: Ports) -> Stack:
+    """The addresses of the stack on ``ports``."""
+    return Stack(
+        prometheus=f"http://127.0.0.1:{ports.prometheus}",
+        alertmanager=f"http://127.0.0.1:{ports.alertmanager}",
+        receivers=f"http://127.0.0.1:{ports.receivers}",
+        smtp=f"127.0.0.1:{ports.smtp}",
+        config_dir=str(root() / "config"),
+        pod_logs=str(root() / "pods"),
+    )
+
+
+def running() -> Stack | None:
+    """The running stack, if `start` left one."""
+    ports = saved_ports()
+    if ports is None or not all(daemon.running(n) for n in NAMES):
+        return None
+    return stack(ports)
+
+
+def reload() -> None:
+    """Make every running server read its configuration again."""
+    for name in (PROMETHEUS, ALERTMANAGER):
+        process = daemon.running(name)
+        if process is not None:
+            httpx2.post(f"{process.endpoint}/-/reload", timeout=30).raise_for_status()
+    collector = daemon.running(COLLECTOR)
+    if collector is not None:
+        os.kill(collector.pid, signal.SIGHUP)  # the collector reloads its file on SIGHUP
+
+
+def stop() -> list[str]:
+    """Stop every monitoring process (by pid); the names of those that ran."""
+    return [name for name in reversed(NAMES) if daemon.stop(name)]
