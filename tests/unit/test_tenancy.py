@@ -46,6 +46,7 @@ def test_namespace_enforces_restricted_pod_security_and_carries_registries() -> 
         ns["metadata"]["annotations"][objects.REGISTRIES_ANNOTATION]
         == "registry.acme.example/payments"
     )
+    assert ns["metadata"]["annotations"]["splunk.com/index"] == "payments"
 
 
 def test_tenant_without_registries_gets_the_platforms() -> None:

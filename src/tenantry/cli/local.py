@@ -27,7 +27,9 @@ def up_cmd(
 ) -> None:
     """Start the local platform: clusters staging, prod-primary and prod-canary, and — for a
     repository whose artifacts live on the local server — the S3/SQS server with the bucket
-    and queues wired, and a deployer worker.
+    and queues wired, and a deployer worker; then Prometheus, Alertmanager, the log
+    shipper and stand-in Slack/PagerDuty/SMTP/Splunk receivers with the generated
+    monitoring configuration.
 
     Creates what is missing and restarts what is stopped; running parts are reused.
     Needs `tenantry tools install` first.
@@ -44,6 +46,13 @@ def up_cmd(
             f"S3/SQS server {services.aws_endpoint} (bucket {services.bucket}, "
             f"queue {services.queue}); deployer metrics {services.deployer_metrics}"
         )
+    output.err_console.print("starting monitoring (Prometheus, Alertmanager, log shipper) ...")
+    found = platform.start_monitoring(repo.resolve())
+    output.err_console.print(
+        f"Prometheus {found.prometheus} · Alertmanager {found.alertmanager} · stand-in "
+        f"receivers {found.receivers} (`tenantry monitoring demo payments`, then "
+        "`tenantry monitoring received slack`)"
+    )
     if ctx.obj.output == "table":
         output.err_console.print("\nReach a cluster with kubectl (pods are simulated by kwok):")
         for r in reports:

@@ -77,6 +77,16 @@ def saved_ports() -> Ports | None:
         return None
 
 
+def ensure_ports() -> Ports:
+    """The saved ports, or fresh ones saved for the next command."""
+    ports = saved_ports()
+    if ports is None:
+        ports = Ports.allocate()
+        root().mkdir(parents=True, exist_ok=True)
+        (root() / "ports.json").write_text(json.dumps(asdict(ports)))
+    return ports
+
+
 def _hec_token() -> str:
     """The local HEC token (the receivers accept only it); made once, kept 0600."""
     path = root() / "hec-token"
@@ -123,9 +133,7 @@ def start(
     deployer_metrics: str | None = None,
 ) -> tuple[Stack, files.Rendered]:
     """Render the configuration and start (or reload) every monitoring process."""
-    ports = saved_ports() or Ports.allocate()
-    root().mkdir(parents=True, exist_ok=True)
-    (root() / "ports.json").write_text(json.dumps(asdict(ports)))
+    ports = ensure_ports()
     (root() / "pods").mkdir(exist_ok=True)
     token = _hec_token()
     config = root() / "config"
@@ -198,6 +206,30 @@ def reload() -> None:
         os.kill(collector.pid, signal.SIGHUP)  # the collector reloads its file on SIGHUP
 
 
-def stop() -> list[str]:
-    """Stop every monitoring process (by pid); the names of those that ran."""
-    return [name for name in reversed(NAMES) if daemon.stop(name)]
+def apply(
+    repo: Repository, *, secret_values: dict[str, str], secret_problems: list[Problem]
+) -> files.Rendered:
+    """Render the configuration for the running stack and reload it."""
+    ports = saved_ports()
+    if ports is None or running() is None:
+        raise errors.TenantryError(
+            "no local monitoring stack is running",
+            fix="start it with `tenantry up`, or write files with `tenantry monitoring render`",
+        )
+    deployer = daemon.running("deployer")
+    rendered = files.write(
+        repo, root() / "config",
+        settings(ports, deployer_metrics=f"127.0.0.1:{deployer.port}" if deployer else None),
+        secret_values=secret_values, secret_problems=secret_problems,
+    )  # fmt: skip
+    reload()
+    return rendered
+
+
+def stop(*, forget: bool = False) -> list[str]:
+    """Stop every monitoring process (by pid); the names of those that ran. ``forget``
+    also removes the stack's data, configuration and what the receivers got."""
+    stopped = [name for name in reversed(NAMES) if daemon.stop(name)]
+    if forget:
+        shutil.rmtree(root(), ignore_errors=True)
+    return stopped

@@ -1,5 +1,6 @@
 """The local platform: three real clusters (staging, production primary and canary), the
-local S3/SQS server with the platform's bucket and queues, and a deployer worker.
+local S3/SQS server with the platform's bucket and queues, a deployer worker, and the
+monitoring stack (Prometheus, Alertmanager, the log shipper, stand-in receivers).
 
 `tenantry up` is the one command that brings everything up; `tenantry down` stops
 every process it started, by pid, and removes the clusters.
@@ -8,6 +9,7 @@ every process it started, by pid, and removes the clusters.
 from __future__ import annotations
 
 import os
+import secrets as tokens
 import sys
 import time
 from collections.abc import Callable
@@ -18,8 +20,13 @@ from typing import Literal
 from tenantry import aws, paths
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
-from tenantry.local import awsserver, daemon
+from tenantry.kube.client import Kube
+from tenantry.local import awsserver, daemon, monitoring
+from tenantry.observability import secrets
+from tenantry.observability.problems import Problem
 from tenantry.spec import repository
+from tenantry.spec.repository import Repository
+from tenantry.tenancy import reconcile
 from tenantry.verify import run as verification
 
 # The clusters of the local platform, in start order: staging is needed first.
@@ -108,9 +115,64 @@ def start_services(repo_root: Path) -> Services | None:
     return Services(server.endpoint, artifacts.bucket, queue.name, f"{deployer.endpoint}/metrics")
 
 
+def secrets_cluster(repo: Repository) -> reconcile.ClusterTarget:
+    """Where receiver secrets are read: the platform's first cluster."""
+    environment = repo.platform.environments[0]
+    return reconcile.resolve(environment.clusters[0], environment.name, repo.root)
+
+
+def receiver_secrets(repo: Repository, *, seed_local: bool) -> tuple[dict[str, str], list[Problem]]:
+    """Read the receivers' secrets from the platform's monitoring namespace. With
+    ``seed_local``, first store the local stand-in receivers' addresses in any secret
+    that does not exist yet (the local platform has no real Slack or PagerDuty)."""
+    namespace = repo.platform.platform_namespaces.monitoring
+    wanted = secrets.needs(repo)
+    with secrets_cluster(repo).connect() as kube:
+        if seed_local:
+            _seed_local_secrets(kube, namespace, wanted, monitoring.ensure_ports())
+        return secrets.resolve(wanted, secrets.cluster_reader(kube, namespace))
+
+
+def _seed_local_secrets(
+    kube: Kube, namespace: str, wanted: list[secrets.Need], ports: monitoring.Ports
+) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    read = secrets.cluster_reader(kube, namespace)
+    for need in wanted:
+        if read(need.ref) is not None:
+            continue
+        value = (
+            f"http://127.0.0.1:{ports.receivers}/slack/{need.owner}"
+            if need.kind == "slack"
+            else tokens.token_hex(16)
+        )
+        kube.apply({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": need.ref.name, "namespace": namespace,
+                         "labels": {"tenantry.dev/local-receiver": "true"}},
+            "stringData": {need.ref.key: value},
+        })  # fmt: skip
+
+
+def start_monitoring(repo_root: Path) -> monitoring.Stack:
+    """Start Prometheus, Alertmanager, the log shipper and the stand-in receivers."""
+    loaded = repository.load(repo_root)
+    values, problems = receiver_secrets(loaded, seed_local=True)
+    deployer = daemon.running(DEPLOYER)
+    stack, rendered = monitoring.start(
+        loaded, secret_values=values, secret_problems=problems,
+        deployer_metrics=f"127.0.0.1:{deployer.port}" if deployer else None,
+    )  # fmt: skip
+    for problem in rendered.problems:
+        sys.stderr.write(f"monitoring: skipped: {problem}\n")
+    return stack
+
+
 def down() -> list[ClusterReport]:
-    """Stop the deployer and the S3/SQS server, remove every cluster of the platform, and
-    reset the local ledger: what it records happened on clusters that no longer exist."""
+    """Stop the monitoring stack, the deployer and the S3/SQS server, remove every cluster
+    of the platform, and reset the local ledger: what it records happened on clusters
+    that no longer exist."""
+    monitoring.stop(forget=True)
     daemon.stop(DEPLOYER)
     awsserver.stop()
     if not os.environ.get("TENANTRY_DATABASE_URL"):

@@ -12,7 +12,8 @@ pointed at it once and reloaded):
     collector.yaml        the log shipper, when a shipper is configured
 
 Everything is written to a sibling directory first and checked there (`promtool check
-config`, `promtool check rules` per service fragment, `amtool check-config`); only a
+config`, `promtool check rules` per service fragment, `amtool check-config`,
+``otelcol-tenantry validate``); only a
 configuration that passes replaces the live one, so a bad render never reaches a
 running server.
 """
@@ -20,6 +21,7 @@ running server.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +35,7 @@ from tenantry import errors
 from tenantry.observability import alertmanager, logs, prometheus, rules, secrets
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
+from tenantry.tools import install
 
 TOOLS_FIX = "install Debian's prometheus and prometheus-alertmanager (`./run test` does)"
 
@@ -67,9 +70,10 @@ def _tool(name: str) -> str:
     return found
 
 
-def _check(argv: list[str]) -> str | None:
+def _check(argv: list[str], env: dict[str, str] | None = None) -> str | None:
     """Run a validator; its complaint, or None when it accepts."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, **(env or {})})  # fmt: skip
     return None if done.returncode == 0 else (done.stdout + done.stderr).strip()
 
 
@@ -153,14 +157,19 @@ def write(
 
 def _validate(staging: Path, out: Path, promtool: str, amtool: str) -> None:
     # The files name their final paths; check copies that name the staging ones.
-    for name, argv in (
+    checks = [
         ("prometheus.yml", [promtool, "check", "config"]),
         ("alertmanager.yml", [amtool, "check-config"]),
-    ):
+    ]
+    if (staging / "collector.yaml").exists():
+        collector = str(install.binary("otelcol-tenantry"))
+        checks.append(("collector.yaml", [collector, "validate", "--config"]))
+    for name, argv in checks:
         text = (staging / name).read_text().replace(str(out), str(staging))
         probe = staging / f".check-{name}"
         probe.write_text(text)
-        complaint = _check([*argv, str(probe)])
+        # The token is read at run time; validation needs only that it is set.
+        complaint = _check([*argv, str(probe)], env={logs.TOKEN_ENV: "validation-only"})
         probe.unlink()
         if complaint:
             raise errors.TenantryError(

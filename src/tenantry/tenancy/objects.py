@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenantry.observability import logs
 from tenantry.spec import models
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tenantry"}
@@ -345,7 +346,10 @@ def tenant_objects(
         }
     )
     namespace_meta["annotations"] = {
-        REGISTRIES_ANNOTATION: ",".join(r.rstrip("/") for r in tenant_registries(tenant, platform))
+        REGISTRIES_ANNOTATION: ",".join(r.rstrip("/") for r in tenant_registries(tenant, platform)),
+        # Read by the Splunk OpenTelemetry Collector chart, so a cluster running it routes
+        # the namespace's logs to the same index as Tenantry's own shipper.
+        logs.INDEX_ANNOTATION: logs.index(tenant, platform),
     }
     allowed_namespaces = sorted({pns.ingress, pns.monitoring, *tenant.allow_from})
     objects: list[Manifest] = [

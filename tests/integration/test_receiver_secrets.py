@@ -1,0 +1,31 @@
+"""Receiver secrets read from a real cluster's Secrets and written for Alertmanager only."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tenantry.kube.client import Kube
+from tenantry.observability import secrets
+from tenantry.spec import models
+
+
+def test_secrets_are_read_from_the_monitoring_namespace(admin: Kube, namespace: str) -> None:
+    admin.apply({"apiVersion": "v1", "kind": "Secret",
+                 "metadata": {"name": "payments-alerts", "namespace": namespace},
+                 "stringData": {"webhook-url": "https://hooks.slack.com/services/T/B/x"}})  # fmt: skip
+    read = secrets.cluster_reader(admin, namespace)
+    ref = models.SecretRef(name="payments-alerts", key="webhook-url")
+    assert read(ref) == "https://hooks.slack.com/services/T/B/x"
+    assert read(ref.model_copy(update={"key": "other"})) is None
+    assert read(ref.model_copy(update={"name": "absent"})) is None
+
+
+def test_secret_files_are_private_and_stale_ones_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "secrets"
+    secrets.write(directory, {"payments-slack": "https://a", "old-slack": "https://b"})
+    secrets.write(directory, {"payments-slack": "https://c"})
+    assert sorted(p.name for p in directory.iterdir()) == ["payments-slack"]
+    assert (directory / "payments-slack").read_text() == "https://c"
+    assert stat.S_IMODE((directory / "payments-slack").stat().st_mode) == 0o600
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
