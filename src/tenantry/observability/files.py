@@ -10,6 +10,7 @@ pointed at it once and reloaded):
     alertmanager.yml      routing per tenant
     secrets/              receiver secrets, mode 0600 (never in the files above)
     collector.yaml        the log shipper, when a shipper is configured
+    operator/<tenant>.yaml the same intent as prometheus-operator objects
 
 Everything is written to a sibling directory first and checked there (`promtool check
 config`, `promtool check rules` per service fragment, `amtool check-config`,
@@ -28,11 +29,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tenantry import errors
-from tenantry.observability import alertmanager, logs, prometheus, rules, secrets
+from tenantry.observability import alertmanager, logs, operator, prometheus, rules, secrets
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
@@ -82,7 +84,12 @@ def _dump(path: Path, document: object) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def _custom_rules(repo: Repository, directory: Path, promtool: str) -> list[Problem]:
+def _custom_rules(
+    repo: Repository, directory: Path, promtool: str
+) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
+    """Each service's own rules that pass every check (by ``tenant/service``), written
+    to ``rules/custom/``; a problem for each service whose rules were skipped."""
+    accepted: dict[str, list[dict[str, Any]]] = {}
     problems: list[Problem] = []
     for service in repo.services:
         groups, found = rules.service_rules(service)
@@ -99,7 +106,9 @@ def _custom_rules(repo: Repository, directory: Path, promtool: str) -> list[Prob
             detail = complaint.splitlines()[-1]
             problems.append(Problem(service.tenant, f"services/{service.ref}/{rules.FILE_NAME}",
                                     "expr", f"promtool rejects it: {detail}"))  # fmt: skip
-    return problems
+            continue
+        accepted[service.ref] = groups
+    return accepted, problems
 
 
 def write(
@@ -125,7 +134,13 @@ def write(
             else:
                 target.write_text(json.dumps(prometheus.targets(tenant.name, [])))
         _dump(staging / "rules" / "platform.yml", prometheus.rule_groups(repo, hold=settings.hold))
-        problems = _custom_rules(repo, staging, promtool)
+        own_rules, problems = _custom_rules(repo, staging, promtool)
+        for tenant in repo.tenants:
+            objects = operator.tenant_objects(repo, tenant, own_rules)
+            (staging / "operator").mkdir(exist_ok=True)
+            (staging / "operator" / f"{tenant.name}.yaml").write_text(
+                yaml.safe_dump_all(objects, sort_keys=False)
+            )
         config = prometheus.config(
             repo,
             rule_files=[str(out / "rules" / "*.yml"), str(out / "rules" / "custom" / "*.yml")],

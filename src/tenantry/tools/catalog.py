@@ -245,9 +245,23 @@ OTELCOL = GoTool(
     ),
 )
 
+# No binary: only its CustomResourceDefinitions, to validate rendered objects against.
+PROMETHEUS_OPERATOR = GoTool(
+    name="prometheus-operator",
+    module="github.com/prometheus-operator/prometheus-operator",
+    purpose="CRD schemas of ServiceMonitor, PrometheusRule and AlertmanagerConfig",
+    binaries=(),
+    data_files=tuple(
+        f"example/prometheus-operator-crd/monitoring.coreos.com_{kind}.yaml"
+        for kind in ("servicemonitors", "prometheusrules", "alertmanagerconfigs")
+    ),
+)
+
 # Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
 # before the collector it generates.
-GO_TOOLS: tuple[GoTool, ...] = (HELM, KWOK, ETCD, OCB, OTELCOL, KUBERNETES)
+GO_TOOLS: tuple[GoTool, ...] = (
+    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, KUBERNETES,
+)  # fmt: skip
 
 # Oldest Go that builds every pinned module (their go.mod files say `go 1.26.0`).
 MIN_GO = (1, 26)

@@ -200,6 +200,27 @@ def _build(
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{tool.name}-", dir=target.parent))
+    try:
+        if tool.binaries:
+            _compile(tool, staging, gover, on_progress)
+        if tool.data_files:
+            _copy_data_files(tool, staging / DATA_DIR, _go_env(gover))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # never a half-written tool
+        raise
+    (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
+    staging.chmod(0o755)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _compile(
+    tool: catalog.GoTool,
+    staging: Path,
+    gover: str,
+    on_progress: Callable[[BuildProgress], None] | None,
+) -> None:
     cwd = tool.module_dir
     if tool.collector_manifest:
         cwd = _generate_collector(tool, staging / "src", gover)
@@ -227,7 +248,6 @@ def _build(
             text=True,
         )
     except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
         raise errors.ToolError(f"could not start the Go toolchain: {e}") from e
     assert proc.stderr is not None
     packages = 0
@@ -240,7 +260,6 @@ def _build(
             if on_progress:
                 on_progress(BuildProgress(tool.name, packages, time.monotonic() - started, line))
     if proc.wait() != 0:
-        shutil.rmtree(staging, ignore_errors=True)
         detail = "\n".join(tail)
         raise errors.ToolError(
             f"building {tool.name} {tool.version} failed "
@@ -252,13 +271,6 @@ def _build(
         if built.name != b.name and not tool.collector_manifest:
             built.rename(staging / b.name)
     shutil.rmtree(staging / "src", ignore_errors=True)
-    if tool.data_files:
-        _copy_data_files(tool, staging / DATA_DIR, _go_env(gover))
-    (staging / FINGERPRINT_FILE).write_text(fingerprint + "\n")
-    staging.chmod(0o755)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
 
 
 def _generate_collector(tool: catalog.GoTool, src: Path, gover: str) -> Path:
@@ -283,6 +295,11 @@ def _generate_collector(tool: catalog.GoTool, src: Path, gover: str) -> Path:
 
 
 def _copy_data_files(tool: catalog.GoTool, target: Path, env: dict[str, str]) -> None:
+    # A data-only tool has not been downloaded by a build.
+    subprocess.run(
+        ["go", "mod", "download", tool.module], cwd=tool.module_dir, env=env,
+        capture_output=True, check=False,
+    )  # fmt: skip
     done = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", tool.module],
         cwd=tool.module_dir,
