@@ -41,6 +41,10 @@ COMMANDS = [
     ["approve"],
     ["rollback"],
     ["monitoring", "render"],
+    ["monitoring", "apply"],
+    ["monitoring", "status"],
+    ["monitoring", "received"],
+    ["monitoring", "demo"],
 ]
 
 

@@ -5,8 +5,8 @@ Event Collector (HEC).
 They exist so the local platform and the tests can watch an alert or a log line arrive
 at the exact endpoint a real deployment would use; they are never used for the systems
 that can run here (Prometheus, Alertmanager, the collector). Everything received is
-appended to ``<dir>/<kind>.jsonl`` and served back at ``GET /received/<kind>``, so a
-restarted receiver still knows what arrived before.
+appended to ``<dir>/<kind>.jsonl`` and served back at ``GET /received/<kind>`` (and
+counted at ``GET /count/<kind>``), so a restarted receiver still knows what arrived.
 
 Run: ``python -m tenantry.local.receivers --dir D --http-port P --smtp-port S``.
 """
@@ -40,6 +40,11 @@ class Store:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._counts = {kind: self._count_file(kind) for kind in KINDS}
+
+    def _count_file(self, kind: str) -> int:
+        path = self.directory / f"{kind}.jsonl"
+        return path.read_bytes().count(b"\n") if path.exists() else 0
 
     def add(self, kind: str, records: list[dict[str, Any]]) -> None:
         """Append ``records`` (already received: they must not be lost)."""
@@ -47,6 +52,12 @@ class Store:
         lines = "".join(json.dumps({"received": now, **r}) + "\n" for r in records)
         with self._lock, (self.directory / f"{kind}.jsonl").open("a") as out:
             out.write(lines)
+            self._counts[kind] += len(records)
+
+    def count(self, kind: str) -> int:
+        """How many records of ``kind`` arrived (kept in memory: no file read)."""
+        with self._lock:
+            return self._counts[kind]
 
     def read(self, kind: str) -> list[dict[str, Any]]:
         """Every record of ``kind`` so far."""
@@ -124,6 +135,9 @@ class _Http(BaseHTTPRequestHandler):
             if kind in KINDS:
                 self._reply(200, self.server.store.read(kind))
                 return
+        if self.path.startswith("/count/") and self.path.removeprefix("/count/") in KINDS:
+            self._reply(200, {"count": self.server.store.count(self.path.removeprefix("/count/"))})
+            return
         if self.path.startswith("/services/collector/health"):
             self._reply(200, {"text": "HEC is healthy", "code": 17})
             return

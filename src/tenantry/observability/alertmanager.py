@@ -110,13 +110,15 @@ def plan(
     smtp_from: str = "alerts@tenantry.local",
     pagerduty_url: str | None = None,
     group_wait: str = "30s",
+    group_interval: str = "5m",
 ) -> Plan:
     """The whole alertmanager.yml, every valid tenant routed to its own receivers.
 
     ``skip`` are problems found outside the tenant files (a Secret that does not
     exist, say); their tenants are left out like tenants with invalid contacts.
     ``pagerduty_url`` replaces the Events API v2 endpoint (a local receiver);
-    ``group_wait`` is how long a new group gathers alerts before the first notification.
+    ``group_wait`` is how long a new group gathers alerts before the first notification,
+    ``group_interval`` how long a notified group waits before telling of new alerts.
     """
     smtp: dict[str, Any] = {"smarthost": smtp_smarthost, "from": smtp_from, "require_tls": False}
     platform_receivers = _receivers(
@@ -150,7 +152,7 @@ def plan(
             "receiver": PLATFORM_RECEIVER,
             "group_by": ["alertname", "tenant"],
             "group_wait": group_wait,
-            "group_interval": "30s",
+            "group_interval": group_interval,
             "repeat_interval": "4h",
             "routes": routes,
         },

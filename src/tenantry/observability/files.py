@@ -51,6 +51,7 @@ class Settings:
     smtp_smarthost: str = "127.0.0.1:25"
     pagerduty_url: str | None = None
     group_wait: str = "30s"
+    group_interval: str = "5m"
     interval: str = "15s"
     hold: str | None = None
     shipper: logs.Shipper | None = None
@@ -157,6 +158,7 @@ def write(
             smtp_smarthost=settings.smtp_smarthost,
             pagerduty_url=settings.pagerduty_url,
             group_wait=settings.group_wait,
+            group_interval=settings.group_interval,
         )
         _dump(staging / "alertmanager.yml", planned.config)
         secrets.write(staging / "secrets", secret_values or {})
