@@ -18,10 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +30,10 @@ import yaml
 from tenantry.local import daemon, monitoring
 from tenantry.observability import prometheus, secrets
 from tenantry.spec import repository
+from tests.integration.test_prometheus_limits import exporter
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
 PD_KEY = "0123456789abcdef0123456789abcdef"
-
-
-def exporter(body: str) -> ThreadingHTTPServer:
-    class Metrics(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            payload = body.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
@@ -126,7 +107,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             )
             (targets / f"{tenant}.json").write_text(json.dumps(doc))
         started, rendered = monitoring.start(repo, secret_values=values, secret_problems=problems)
-        yield {"stack": started, "rendered": rendered, "ports": ports, "state": state}
+        yield {"stack": started, "rendered": rendered, "ports": ports, "state": state,
+               "repo": repo, "values": values, "problems": problems}  # fmt: skip
     finally:
         monitoring.stop()
         for server in (api, noisy):
@@ -248,3 +230,16 @@ def test_no_line_is_lost_while_the_receiver_is_down_for_30_seconds(stack) -> Non
         "every line written during the outage", timeout_s=60,
     )  # fmt: skip
     assert set(sent) <= arrived
+
+
+def test_apply_rewrites_the_configuration_and_reloads_every_server(stack) -> None:
+    config = Path(stack["stack"].config_dir)
+    before = (config / "prometheus.yml").stat().st_mtime_ns
+    rendered = monitoring.apply(stack["repo"], secret_values=stack["values"],
+                                secret_problems=stack["problems"])  # fmt: skip
+    assert (config / "prometheus.yml").stat().st_mtime_ns > before
+    assert {p.tenant for p in rendered.problems} == {"legacy", "payments"}
+    metrics = httpx2.get(f"{stack['stack'].prometheus}/metrics", timeout=5).text
+    assert "prometheus_config_last_reload_successful 1" in metrics
+    targets = json.loads((config / "targets" / "payments.json").read_text())
+    assert targets[0]["labels"]["service"] == "api"  # target files survive a render

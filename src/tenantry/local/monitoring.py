@@ -210,7 +210,11 @@ def reload() -> None:
 
 
 def apply(
-    repo: Repository, *, secret_values: dict[str, str], secret_problems: list[Problem]
+    repo: Repository,
+    *,
+    secret_values: dict[str, str],
+    secret_problems: list[Problem],
+    deployer_metrics: str | None = None,
 ) -> files.Rendered:
     """Render the configuration for the running stack and reload it."""
     ports = saved_ports()
@@ -219,10 +223,8 @@ def apply(
             "no local monitoring stack is running",
             fix="start it with `tenantry up`, or write files with `tenantry monitoring render`",
         )
-    deployer = daemon.running("deployer")
     rendered = files.write(
-        repo, root() / "config",
-        settings(ports, deployer_metrics=f"127.0.0.1:{deployer.port}" if deployer else None),
+        repo, root() / "config", settings(ports, deployer_metrics=deployer_metrics),
         secret_values=secret_values, secret_problems=secret_problems,
     )  # fmt: skip
     reload()

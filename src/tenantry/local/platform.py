@@ -154,14 +154,19 @@ def _seed_local_secrets(
         })  # fmt: skip
 
 
+def deployer_metrics() -> str | None:
+    """The running deployer's ``host:port`` for Prometheus to scrape, if one runs."""
+    deployer = daemon.running(DEPLOYER)
+    return f"127.0.0.1:{deployer.port}" if deployer else None
+
+
 def start_monitoring(repo_root: Path) -> monitoring.Stack:
     """Start Prometheus, Alertmanager, the log shipper and the stand-in receivers."""
     loaded = repository.load(repo_root)
     values, problems = receiver_secrets(loaded, seed_local=True)
-    deployer = daemon.running(DEPLOYER)
     stack, rendered = monitoring.start(
         loaded, secret_values=values, secret_problems=problems,
-        deployer_metrics=f"127.0.0.1:{deployer.port}" if deployer else None,
+        deployer_metrics=deployer_metrics(),
     )  # fmt: skip
     for problem in rendered.problems:
         sys.stderr.write(f"monitoring: skipped: {problem}\n")
