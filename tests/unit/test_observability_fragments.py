@@ -131,3 +131,17 @@ def test_pagerduty_events_are_checked_like_the_events_api() -> None:
     assert receivers.pagerduty_errors({**good, "event_action": "fire"})
     assert receivers.pagerduty_errors({**good, "payload": {"summary": "s"}})
     assert receivers.pagerduty_errors({"routing_key": "k", "event_action": "resolve"})
+
+
+def test_an_unknown_receiver_type_skips_only_that_tenants_alerting() -> None:
+    document = REPO.tenant("checkout").model_dump(by_alias=True, exclude_none=True)
+    document["alerts"] = {**document["alerts"], "teams": {"channel": "checkout"}}
+    checkout = models.Tenant.model_validate(document)  # loads: the planner reports it
+    repo = dataclasses.replace(REPO, tenants=(checkout, REPO.tenant("payments")))
+    planned = alertmanager.plan(repo, secrets_dir="/s")
+    (problem,) = planned.problems
+    assert (problem.tenant, problem.field) == ("checkout", "alerts.teams")
+    assert "slack, email, pagerduty" in problem.message
+    routed = [r["matchers"] for r in planned.config["route"]["routes"]]
+    assert ['tenant="payments"'] in routed
+    assert ['tenant="checkout"'] not in routed

@@ -90,10 +90,18 @@ def _route(tenant: models.Tenant, receivers: list[dict[str, Any]]) -> dict[str, 
     }
 
 
+RECEIVER_TYPES = ("slack", "email", "pagerduty")
+
+
 def problems(tenant: models.Tenant) -> list[Problem]:
     """What is wrong with a tenant's alert contacts (Problems name file and field)."""
     file = f"tenants/{tenant.name}.yaml"
-    return [
+    found = [
+        Problem(tenant.name, file, f"alerts.{kind}",
+                f"{kind!r} is not a receiver type (use {', '.join(RECEIVER_TYPES)})")
+        for kind in (tenant.alerts.model_extra or {})
+    ]  # fmt: skip
+    return found + [
         Problem(tenant.name, file, f"alerts.email[{i}]",
                 f"{address!r} is not an email address (write it as name@example.com)")
         for i, address in enumerate(tenant.alerts.email)

@@ -230,7 +230,14 @@ class SecretRef(Model):
 
 
 class Alerts(Model):
-    """Where a tenant's (or the platform team's) alerts go."""
+    """Where a tenant's (or the platform team's) alerts go.
+
+    Unknown receiver types are kept rather than refused: the monitoring planner
+    reports them and skips only that tenant's alerting, instead of one typo making
+    the whole repository unloadable.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     slack: SecretRef | None = None
     email: tuple[str, ...] = ()
