@@ -195,6 +195,32 @@ class Ledger:
                 update(tables.Promotion).where(tables.Promotion.id == promotion_id).values(**values)
             )
 
+    # --- canaries and failovers ----------------------------------------------------
+
+    def canary(self, tenant: str, service: str) -> tables.Canary | None:
+        """The newest canary rollout of a service."""
+        with self.session() as session:
+            return session.scalars(
+                select(tables.Canary)
+                .where(tables.Canary.tenant == tenant, tables.Canary.service == service)
+                .order_by(tables.Canary.id.desc())
+                .limit(1)
+            ).first()
+
+    def set_canary(self, canary_id: int, **values: Any) -> None:
+        """Update a canary rollout's stored state."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Canary).where(tables.Canary.id == canary_id).values(**values)
+            )
+
+    def failovers(self, *, limit: int = 20) -> list[tables.Failover]:
+        """The newest failovers and failbacks first."""
+        with self.session() as session:
+            return list(session.scalars(
+                select(tables.Failover).order_by(tables.Failover.id.desc()).limit(limit)
+            ))  # fmt: skip
+
     # --- leases ------------------------------------------------------------------
 
     def acquire(self, name: str, *, holder: str, ttl_s: float) -> int | None:

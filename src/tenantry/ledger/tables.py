@@ -91,3 +91,33 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(255))
     token: Mapped[int] = mapped_column(Integer)
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Canary(Base):
+    """One canary rollout of a version: the controller's stored state (it resumes from
+    the newest row of a service) and, once finished, its outcome."""
+
+    __tablename__ = "canaries"
+    __table_args__ = (Index("ix_canaries_service", "tenant", "service"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    service: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(128))
+    step: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    passes: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Failover(Base):
+    """Traffic moved off a failing primary cluster, or back to it."""
+
+    __tablename__ = "failovers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route: Mapped[str] = mapped_column(String(127))
+    cluster: Mapped[str] = mapped_column(String(63))
+    event: Mapped[str] = mapped_column(String(16))  # "failover" or "failback"
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

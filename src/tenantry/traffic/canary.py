@@ -1,0 +1,211 @@
+"""The canary controller: observe → classify → act, one interval at a time.
+
+Each interval it asks Prometheus for the canary's and the primary's figures
+(`observe`), classifies them (`analysis.classify`), and acts on the verdict
+(`analysis.advance`): a new weight on the router, a rollback, or a promotion. Its
+state is a row in the ledger, written after every interval, so a controller that is
+stopped and started again resumes at the same step with the same counts.
+``tenantry canary pause|resume|abort`` change that row; the controller reads it
+back every interval.
+
+Success rates come from HAProxy's per-server response counters (they count what
+users got, whatever the app reports); latency from the applications' own
+histograms, because HAProxy exports only averages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx2
+
+from tenantry import errors
+from tenantry.ledger import Ledger, now, tables
+from tenantry.traffic import analysis
+from tenantry.traffic.router import Route, Router
+
+
+@dataclass(frozen=True)
+class Target:
+    """The rollout: which version of which service, behind which route, held to what."""
+
+    tenant: str
+    service: str
+    version: str
+    route: Route
+    objectives: analysis.Objectives
+    policy: analysis.Policy
+
+
+def _scalar(prometheus: str, query: str) -> float | None:
+    response = httpx2.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10)
+    response.raise_for_status()
+    result = response.json()["data"]["result"]
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: nothing to divide
+
+
+def observe(prometheus: str, target: Target, window_s: float) -> analysis.Observation:
+    """One interval's figures for the canary and the primary."""
+    window = f"{max(1, round(window_s))}s"
+
+    def figures(role: str) -> tuple[float, float | None, float | None]:
+        cluster = target.route.endpoint(role).cluster
+        server = f'proxy="{target.route.name}",server="{cluster}"'
+        total = (
+            _scalar(
+                prometheus,
+                f"sum(increase(haproxy_server_http_responses_total{{{server}}}[{window}]))",
+            )
+            or 0.0
+        )
+        errors_ = (
+            _scalar(
+                prometheus,
+                f'sum(increase(haproxy_server_http_responses_total{{{server},code="5xx"}}[{window}]))',
+            )
+            or 0.0
+        )
+        rate = 100.0 * (1 - errors_ / total) if total else None
+        p99 = _scalar(
+            prometheus,
+            (
+                "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
+                f'{{service="{target.service}",cluster="{cluster}"}}[{window}])))'
+            ),
+        )
+        return total, rate, p99
+
+    canary, primary = figures("canary"), figures("primary")
+    return analysis.Observation(*canary, *primary)
+
+
+class Controller:
+    """Runs one rollout to its end (or until ``max_intervals``)."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        router: Router,
+        ledger: Ledger,
+        observe: Callable[[Target], analysis.Observation],
+        on_rollback: Callable[[Target, str], None],
+        on_promote: Callable[[Target], None],
+        sleep: Callable[[float], None] = time.sleep,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.target = target
+        self.router = router
+        self.ledger = ledger
+        self._observe = observe
+        self.on_rollback = on_rollback
+        self.on_promote = on_promote
+        self.sleep = sleep
+        self.log = log
+
+    def _load(self) -> tuple[int, analysis.Rollout] | None:
+        row = self.ledger.canary(self.target.tenant, self.target.service)
+        if row is None or row.version != self.target.version:
+            return None
+        status = cast(analysis.Status, row.status)
+        return row.id, analysis.Rollout(
+            row.step, row.weight, row.passes, row.failures, status, row.reason
+        )
+
+    def _save(self, row_id: int, rollout: analysis.Rollout) -> None:
+        self.ledger.set_canary(
+            row_id,
+            step=rollout.step,
+            weight=rollout.weight,
+            passes=rollout.passes,
+            failures=rollout.failures,
+            status=rollout.status,
+            reason=rollout.reason,
+            updated=now(),
+        )
+
+    def begin(self) -> tuple[int, analysis.Rollout]:
+        """The stored rollout of this version (resumed), or a new one at the first step."""
+        found = self._load()
+        if found is not None:
+            self.log(f"resuming at weight {found[1].weight}%: {found[1].reason}")
+            return found
+        rollout = analysis.start(self.target.policy)
+        row = self.ledger.add(
+            tables.Canary(
+                tenant=self.target.tenant,
+                service=self.target.service,
+                version=self.target.version,
+                step=rollout.step,
+                weight=rollout.weight,
+                passes=0,
+                failures=0,
+                status=rollout.status,
+                reason=rollout.reason,
+                updated=now(),
+            )
+        )
+        return int(row.id), rollout
+
+    def run(self, *, max_intervals: int | None = None) -> analysis.Rollout:
+        """Drive the rollout until it is promoted, rolled back or aborted."""
+        row_id, rollout = self.begin()
+        if rollout.status in ("running", "paused"):
+            # The weight the stored state says: after a restart the router may have lost it.
+            self.router.set_canary_weight(self.target.route, rollout.weight)
+        intervals = 0
+        while rollout.status in ("running", "paused"):
+            if max_intervals is not None and intervals >= max_intervals:
+                break
+            self.sleep(self.target.policy.interval_s)
+            intervals += 1
+            stored = self._load()
+            if stored is not None and stored[1].status != rollout.status:
+                rollout = stored[1]  # paused, resumed or aborted by `tenantry canary`
+                if rollout.status == "aborted":
+                    self._roll_back(rollout.reason)
+                    break
+            if rollout.status == "paused":
+                continue
+            verdict = analysis.classify(
+                self._observe(self.target), self.target.objectives, self.target.policy
+            )
+            rollout, action = analysis.advance(rollout, verdict, self.target.policy)
+            self.log(rollout.reason)
+            self._act(action, rollout)
+            self._save(row_id, rollout)
+        return rollout
+
+    def _act(self, action: analysis.Action, rollout: analysis.Rollout) -> None:
+        if action.kind == "set-weight":
+            self.router.set_canary_weight(self.target.route, action.weight)
+        elif action.kind == "rollback":
+            self._roll_back(rollout.reason)
+        elif action.kind == "promote":
+            self.on_promote(self.target)
+            self.router.set_canary_weight(self.target.route, 0)
+
+    def _roll_back(self, reason: str) -> None:
+        self.router.set_canary_weight(self.target.route, 0)
+        self.on_rollback(self.target, reason)
+
+
+def set_status(ledger: Ledger, tenant: str, service: str, status: str, reason: str) -> Any:
+    """Pause, resume or abort the newest rollout of a service (read by its controller)."""
+    row = ledger.canary(tenant, service)
+    allowed = {"paused": ("running",), "running": ("paused",), "aborted": ("running", "paused")}
+    if row is None:
+        raise errors.UsageError(f"{tenant}/{service} has no canary rollout")
+    if row.status not in allowed[status]:
+        raise errors.UsageError(
+            f"the {row.version} rollout of {tenant}/{service} is {row.status}; "
+            f"it cannot become {status}"
+        )
+    ledger.set_canary(row.id, status=status, reason=reason, updated=now())
+    return ledger.canary(tenant, service)

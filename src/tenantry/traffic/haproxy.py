@@ -1,0 +1,258 @@
+"""The HAProxy router: its configuration (pure), its Runtime API, and the process.
+
+Per route (a service's live traffic) one frontend on its own loopback port and one
+backend whose servers are the clusters' ingress endpoints:
+
+* the primary and the canary are *active* servers weighted ``100 - w`` and ``w``;
+* each is also listed again as a *backup* server. A server at weight 0 is never
+  chosen, even when every other server is down, so without the backups a canary at
+  weight 0 would be no standby at all; HAProxy sends traffic to backups only when no
+  active server can take it, whatever their weights;
+* health checks every 200 ms, two failures mark a server down (detection in about
+  half a second); ``retries`` with ``option redispatch`` and ``retry-on`` connection
+  failures, empty responses and timeouts, so an idempotent request caught by a
+  failure is sent again to a healthy server;
+* a server that comes back is up again after ``rise`` good checks; giving it traffic
+  back after a hold-down, gradually, is the failover watcher's job
+  (`tenantry.traffic.failover`).
+
+Weights set through the Runtime API do not survive a reload, so the router keeps the
+weights it wants in a file next to the configuration, writes them into every
+configuration it renders, and applies them again after each reload. HAProxy runs in
+master-worker mode; `reload` signals the master (same pid), which starts new workers
+with the new configuration. Its built-in Prometheus exporter serves ``/metrics`` on
+the stats port.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantry import errors
+from tenantry.local import daemon
+from tenantry.traffic.router import Route, ServerState
+
+PROCESS = "haproxy"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Health checking: a failing server is down after ``fall`` checks."""
+
+    check_interval_ms: int = 200
+    fall: int = 2
+    rise: int = 3
+
+
+def server_weights(canary_weight: int) -> dict[str, int]:
+    """HAProxy weights of the two active servers for a canary share in percent."""
+    return {"primary": 100 - canary_weight, "canary": canary_weight}
+
+
+def config(
+    routes: Sequence[tuple[Route, int]],
+    *,
+    admin_socket: Path,
+    stats_port: int,
+    canary_weights: Mapping[str, int],
+    timing: Timing = Timing(),
+) -> str:
+    """The whole haproxy.cfg: ``routes`` are (route, frontend port) pairs."""
+    lines = [
+        "global",
+        f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 10s",
+        "",
+        "defaults",
+        "    mode http",
+        "    timeout connect 500ms",
+        "    timeout client 30s",
+        "    timeout server 10s",
+        "    retries 3",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response response-timeout 502 503 504",
+        "",
+        "frontend stats",
+        f"    bind 127.0.0.1:{stats_port}",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "    stats enable",
+        "    stats uri /stats",
+        "    stats refresh 2s",
+    ]
+    for route, port in routes:
+        weights = server_weights(canary_weights.get(route.name, 0))
+        lines += [
+            "",
+            f"frontend {route.name}",
+            f"    bind 127.0.0.1:{port}",
+            f"    default_backend {route.name}",
+            "",
+            f"backend {route.name}",
+            "    balance roundrobin",
+            "    option httpchk GET /healthz",
+            "    http-check expect status 200",
+            f"    default-server check inter {timing.check_interval_ms}ms "
+            f"fall {timing.fall} rise {timing.rise}",
+        ]
+        for endpoint in route.endpoints:
+            weight = weights.get(endpoint.role, 0)
+            lines.append(f"    server {endpoint.cluster} {endpoint.address} weight {weight}")
+        for endpoint in route.endpoints:
+            lines.append(f"    server {endpoint.cluster}-standby {endpoint.address} backup")
+    return "\n".join(lines) + "\n"
+
+
+class Runtime:
+    """HAProxy's Runtime API on its admin socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def command(self, line: str) -> str:
+        """Send one command; its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.path))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def set_weight(self, backend: str, server: str, weight: int) -> None:
+        """Change one server's weight now."""
+        answer = self.command(f"set weight {backend}/{server} {weight}").strip()
+        if answer:
+            raise errors.TenantryError(f"HAProxy refused `set weight {backend}/{server}`: {answer}")
+
+    def stats(self) -> list[dict[str, str]]:
+        """``show stat`` as rows (pxname, svname, status, weight, stot, …)."""
+        text = self.command("show stat").lstrip("# ")
+        return list(csv.DictReader(io.StringIO(text)))
+
+
+class HAProxy:
+    """The router process for a set of routes, under ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        routes: Sequence[tuple[Route, int]],
+        *,
+        stats_port: int,
+        timing: Timing = Timing(),
+    ) -> None:
+        self.directory = directory
+        self.routes = list(routes)
+        self.stats_port = stats_port
+        self.timing = timing
+        self.runtime = Runtime(directory / "admin.sock")
+
+    @property
+    def config_file(self) -> Path:
+        """Where the configuration is written."""
+        return self.directory / "haproxy.cfg"
+
+    @property
+    def _wanted_file(self) -> Path:
+        return self.directory / "canary-weights.json"
+
+    def wanted(self) -> dict[str, int]:
+        """The canary weights the router keeps (re-applied after every reload)."""
+        try:
+            return {k: int(v) for k, v in json.loads(self._wanted_file.read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def _write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        text = config(self.routes, admin_socket=self.runtime.path, stats_port=self.stats_port,
+                      canary_weights=self.wanted(), timing=self.timing)  # fmt: skip
+        self.config_file.write_text(text)
+
+    def start(self) -> daemon.Process:
+        """Write the configuration and start HAProxy (master-worker), or find it running."""
+        self._write()
+        binary = shutil.which("haproxy")
+        if binary is None:
+            raise errors.ToolMissingError("haproxy is not installed", fix="apt-get install haproxy")
+        process = daemon.start(PROCESS, [binary, "-W", "-db", "-f", str(self.config_file)],
+                               port=self.stats_port)  # fmt: skip
+        self._wait_for_socket()
+        return process
+
+    def reload(self) -> None:
+        """Reload the configuration (new workers, same master pid) and re-apply the weights."""
+        running = daemon.running(PROCESS)
+        if running is None:
+            raise errors.TenantryError("HAProxy is not running", fix="start it with `tenantry up`")
+        self._write()
+        before = self._worker_pid()
+        os.kill(running.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while self._worker_pid() in (before, None):
+            if time.monotonic() > deadline:
+                raise errors.WaitTimeoutError("HAProxy did not reload within 10 s")
+            time.sleep(0.05)
+        self.apply_wanted()
+
+    def _worker_pid(self) -> int | None:
+        try:
+            return int(self.runtime.command("show info").split("Pid: ", 1)[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _wait_for_socket(self) -> None:
+        deadline = time.monotonic() + 10
+        while self._worker_pid() is None:
+            if time.monotonic() > deadline:
+                raise errors.WaitTimeoutError(
+                    f"HAProxy's admin socket {self.runtime.path} is silent"
+                )
+            time.sleep(0.05)
+
+    def apply_wanted(self) -> None:
+        """Set every route's weights to what the router keeps."""
+        wanted = self.wanted()
+        for route, _ in self.routes:
+            self._apply(route, wanted.get(route.name, 0))
+
+    def _apply(self, route: Route, canary_weight: int) -> None:
+        for role, weight in server_weights(canary_weight).items():
+            self.runtime.set_weight(route.name, route.endpoint(role).cluster, weight)
+
+    def set_canary_weight(self, route: Route, weight: int) -> None:
+        """Keep ``weight`` for the route (surviving reloads) and apply it now."""
+        if not 0 <= weight <= 100:
+            raise errors.UsageError(f"weight {weight} is outside 0-100")
+        wanted = {**self.wanted(), route.name: weight}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._wanted_file.write_text(json.dumps(wanted))
+        self._apply(route, weight)
+
+    def state(self, route: Route) -> list[ServerState]:
+        """Each active server's current weight and health, as HAProxy reports them."""
+        rows = {r["svname"]: r for r in self.runtime.stats() if r["pxname"] == route.name}
+        states = []
+        for endpoint in route.endpoints:
+            row = rows.get(endpoint.cluster, {})
+            states.append(ServerState(
+                cluster=endpoint.cluster, role=endpoint.role,
+                weight=int(row.get("weight") or 0),
+                healthy=str(row.get("status", "")).startswith("UP"),
+            ))  # fmt: skip
+        return states
+
+    def stop(self) -> bool:
+        """Stop HAProxy by its master's pid."""
+        return daemon.stop(PROCESS)

@@ -1,0 +1,122 @@
+"""Canary analysis, the rollout state machine, failover decisions and the HAProxy
+configuration (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantry.traffic import analysis, failover, haproxy
+from tenantry.traffic.router import Endpoint, Route
+
+SLO = analysis.Objectives(success_rate=99.5, latency_p99_s=0.3)
+POLICY = analysis.Policy(steps=(1, 5, 25, 50), interval_s=10, min_requests=20,
+                         max_failed_intervals=2)  # fmt: skip
+
+
+def obs(requests: float = 100, rate: float = 100.0, p99: float = 0.1,
+        primary_rate: float = 100.0, primary_p99: float = 0.1) -> analysis.Observation:  # fmt: skip
+    return analysis.Observation(requests, rate, p99, 1000, primary_rate, primary_p99)
+
+
+@pytest.mark.parametrize(
+    ("observation", "kind", "words"),
+    [
+        (obs(), "pass", "success rate 100.00%"),
+        (obs(requests=19), "no-data", "fewer than 20"),
+        (obs(requests=0, rate=None), "no-data", "0 canary requests"),  # type: ignore[arg-type]
+        (obs(rate=80.0), "fail", "below the SLO"),
+        (obs(rate=99.6, primary_rate=100.0), "pass", ""),  # within the 1-point margin
+        (obs(rate=99.8, primary_rate=100.0, p99=0.29, primary_p99=0.1), "fail", "over 1.2x"),
+        (obs(p99=0.4, primary_p99=0.4), "fail", "above the SLO"),
+    ],
+)
+def test_classify(observation: analysis.Observation, kind: str, words: str) -> None:
+    verdict = analysis.classify(observation, SLO, POLICY)
+    assert verdict.kind == kind
+    assert words in verdict.reason
+
+
+def test_passing_every_step_promotes() -> None:
+    rollout = analysis.start(POLICY)
+    weights = [rollout.weight]
+    for _ in POLICY.steps:
+        rollout, action = analysis.advance(rollout, analysis.Verdict("pass", "ok"), POLICY)
+        weights.append(action.weight if action.kind == "set-weight" else -1)
+    assert weights == [1, 5, 25, 50, -1]
+    assert (rollout.status, action.kind, rollout.weight) == ("promoted", "promote", 0)
+
+
+def test_no_data_waits_and_never_counts_as_a_pass() -> None:
+    rollout = analysis.start(POLICY)
+    for _ in range(10):
+        rollout, action = analysis.advance(rollout, analysis.Verdict("no-data", "quiet"), POLICY)
+        assert action == analysis.Action("wait", 1)
+    assert (rollout.status, rollout.step, rollout.passes) == ("running", 0, 0)
+    assert rollout.reason.startswith("paused, no data")
+
+
+def test_failed_intervals_roll_back_at_the_limit() -> None:
+    rollout = analysis.start(POLICY)
+    rollout, action = analysis.advance(rollout, analysis.Verdict("fail", "bad"), POLICY)
+    assert (rollout.status, action.kind) == ("running", "wait")
+    rollout, action = analysis.advance(rollout, analysis.Verdict("fail", "bad"), POLICY)
+    assert (rollout.status, action.kind, rollout.weight) == ("rolled-back", "rollback", 0)
+    finished, action = analysis.advance(rollout, analysis.Verdict("pass", "ok"), POLICY)
+    assert finished == rollout and action.kind == "wait"
+
+
+@pytest.mark.parametrize(
+    ("policy", "words"),
+    [
+        (analysis.Policy(steps=(5, 5, 25)), "must increase"),
+        (analysis.Policy(steps=(0, 50)), "between 1 and 100"),
+        (analysis.Policy(steps=(50, 150)), "between 1 and 100"),
+        (analysis.Policy(interval_s=5), "shorter than the scrape interval"),
+        (analysis.Policy(min_requests=0), "never a pass"),
+    ],
+)
+def test_bad_policies_are_explained(policy: analysis.Policy, words: str) -> None:
+    assert any(words in p for p in analysis.validate(policy, scrape_interval_s=15))
+
+
+def test_failover_holds_down_then_returns_gradually() -> None:
+    def run(
+        state: failover.State, healthy: bool, at: float
+    ) -> tuple[failover.State, failover.Plan]:
+        return failover.step(state, primary_healthy=healthy, canary_weight=10, at=at,
+                             hold_down_s=30, ramp_steps=4, ramp_interval_s=5)  # fmt: skip
+
+    state, plan = run(failover.State(), True, 0)
+    assert plan == failover.Plan() and state.canary_weight == 10
+    state, plan = run(state, False, 1)
+    assert plan == failover.Plan(weight=100, record="failover")
+    state, plan = run(state, True, 2)  # healthy again: the hold-down starts
+    state, plan = run(state, False, 10)  # flaps: the hold-down starts over
+    state, plan = run(state, True, 11)
+    state, plan = run(state, True, 40)
+    assert state.mode == "failed-over" and plan.weight is None  # 29 s < 30 s
+    state, plan = run(state, True, 41)
+    assert state.mode == "failing-back"
+    weights = []
+    for at in (41, 42, 46, 51, 56):
+        state, plan = run(state, True, at)
+        if plan.weight is not None:
+            weights.append(plan.weight)
+    assert weights == [78, 55, 32, 10]
+    assert plan.record == "failback" and state.mode == "normal"
+
+
+def test_haproxy_config_has_backups_and_fast_checks() -> None:
+    route = Route("payments-api", (Endpoint("prod-primary", "primary", "127.0.0.1:1"),
+                                   Endpoint("prod-canary", "canary", "127.0.0.1:2")))  # fmt: skip
+    text = haproxy.config([(route, 8080)], admin_socket=Path("/s"), stats_port=9,
+                          canary_weights={"payments-api": 25})  # fmt: skip
+    assert "server prod-primary 127.0.0.1:1 weight 75" in text
+    assert "server prod-canary 127.0.0.1:2 weight 25" in text
+    assert "server prod-canary-standby 127.0.0.1:2 backup" in text
+    assert "server prod-primary-standby 127.0.0.1:1 backup" in text
+    assert "option redispatch" in text and "retry-on conn-failure" in text
+    assert "inter 200ms fall 2" in text
+    assert "prometheus-exporter" in text
