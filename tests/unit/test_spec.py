@@ -234,3 +234,33 @@ def test_any_text_is_a_model_or_a_spec_error(text: str) -> None:
         repository.load_text(text, models.Tenant, "tenants/t.yaml")
     except errors.SpecError as e:
         assert e.problems
+
+
+@pytest.mark.parametrize(
+    ("traffic", "words"),
+    [
+        ({"canary": {"steps": [5, 5, 25]}}, "weights must increase"),
+        ({"canary": {"steps": [0, 50]}}, "between 1 and 100"),
+        ({"canary": {"steps": [50, 101]}}, "between 1 and 100"),
+        ({"scrapeIntervalS": 15, "canary": {"intervalS": 10}}, "shorter than scrapeIntervalS"),
+        ({"router": "route53"}, "needs route53"),
+        ({"router": "nginx"}, "traffic.router"),
+    ],
+)
+def test_bad_traffic_settings_are_refused_before_anything_changes(
+    repo: Path, traffic: dict, words: str
+) -> None:
+    platform = yaml.safe_load((repo / "platform.yaml").read_text())
+    platform["traffic"] = traffic
+    (repo / "platform.yaml").write_text(yaml.safe_dump(platform))
+    found = problems_of(repo)
+    assert any("platform.yaml" in p and words in p for p in found), found
+
+
+def test_a_service_canary_interval_below_the_scrape_interval_is_refused(repo: Path) -> None:
+    path = repo / "services" / "payments" / "api" / "service.yaml"
+    descriptor = yaml.safe_load(path.read_text())
+    descriptor["canary"] = {"intervalS": 0.5}
+    path.write_text(yaml.safe_dump(descriptor))
+    (problem,) = problems_of(repo)
+    assert "services/payments/api/service.yaml: canary.intervalS: 0.5 is shorter" in problem

@@ -11,6 +11,7 @@ lacks, duplicate names) live in `tenantry.spec.repository`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal
@@ -142,6 +143,9 @@ class ClusterRef(Model):
     local: DnsLabel | None = None
     kubeconfig: str | None = None
     context: str | None = None
+    # Where the cluster's ingress takes live traffic (host:port), for the traffic router;
+    # local clusters get demo apps instead (`tenantry up`).
+    ingress: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ClusterRef:
@@ -244,6 +248,57 @@ class Alerts(Model):
     pagerduty: SecretRef | None = None
 
 
+def _steps(value: tuple[int, ...]) -> tuple[int, ...]:
+    if any(not 0 < w <= 100 for w in value):
+        raise ValueError(f"{list(value)}: every weight must be between 1 and 100")
+    if any(b <= a for a, b in itertools.pairwise(value)):
+        raise ValueError(f"{list(value)}: weights must increase from step to step")
+    return value
+
+
+Steps = Annotated[tuple[int, ...], Field(min_length=1), AfterValidator(_steps)]
+
+
+class CanaryPolicy(Model):
+    """How a new version goes through the canary cluster (platform defaults)."""
+
+    steps: Steps = (1, 5, 25, 50)
+    interval_s: float = Field(default=10.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    max_failed_intervals: int = Field(default=1, ge=1)
+    success_margin: float = Field(default=1.0, ge=0)
+    latency_margin: float = Field(default=1.2, ge=1)
+
+
+class Route53Zone(Model):
+    """The hosted zone the Route 53 router writes weighted records in."""
+
+    zone_id: str
+    domain: str
+
+
+class Traffic(Model):
+    """Live traffic between the production clusters: the router, the canary defaults,
+    and failback's hold-down."""
+
+    router: Literal["haproxy", "route53"] = "haproxy"
+    route53: Route53Zone | None = None
+    scrape_interval_s: float = Field(default=15.0, gt=0)
+    canary: CanaryPolicy = CanaryPolicy()
+    hold_down_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Traffic:
+        if self.router == "route53" and self.route53 is None:
+            raise ValueError("router route53 needs route53: {zoneId, domain}")
+        if self.canary.interval_s < self.scrape_interval_s:
+            raise ValueError(
+                f"canary.intervalS {self.canary.interval_s:g} is shorter than "
+                f"scrapeIntervalS {self.scrape_interval_s:g}: an interval would have no new data"
+            )
+        return self
+
+
 class Platform(Model):
     """``platform.yaml``: environments, clusters, defaults, allowed registries."""
 
@@ -258,6 +313,7 @@ class Platform(Model):
     queue: Queue | None = None
     # The platform team's own contacts: platform alerts, and tenants' refused scrapes.
     alerts: Alerts = Alerts()
+    traffic: Traffic | None = None
 
     def environment(self, name: str) -> Environment:
         """The environment called ``name``; KeyError if there is none."""

@@ -91,6 +91,8 @@ def load(root: Path) -> Repository:
             tenants.append((_rel(path, root), tenant))
     problems += _duplicate_names(tenants)
     found_services = _load_services(root, {t.name for _, t in tenants}, problems)
+    if platform is not None:
+        problems += _canary_problems(platform, found_services, root)
     if problems:
         raise errors.SpecError(problems)
     assert platform is not None
@@ -299,6 +301,25 @@ def _platform_problems(platform: models.Platform) -> list[errors.SpecProblem]:
                     )
                 )
             seen[cluster.name] = env.name
+    return problems
+
+
+def _canary_problems(
+    platform: models.Platform, found: list[ServiceSource], root: Path
+) -> list[errors.SpecProblem]:
+    """A service's canary interval must be longer than the platform's scrape interval."""
+    if platform.traffic is None:
+        return []
+    scrape = platform.traffic.scrape_interval_s
+    problems = []
+    for service in found:
+        own = service.descriptor.canary if service.descriptor else None
+        if own is not None and own.interval_s is not None and own.interval_s < scrape:
+            problems.append(errors.SpecProblem(
+                _rel(service.directory / services.DESCRIPTOR, root), "canary.intervalS",
+                f"{own.interval_s:g} is shorter than the platform's scrapeIntervalS {scrape:g}",
+                f"use at least {scrape:g} seconds (an interval needs new data)",
+            ))  # fmt: skip
     return problems
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tenantry.spec.models import API_VERSION, DnsLabel, Model, Resources
+from tenantry.spec.models import API_VERSION, DnsLabel, Model, Resources, Steps
 
 SERVICES_DIR = "services"
 DESCRIPTOR = "service.yaml"
@@ -89,6 +89,15 @@ class Slo(Model):
     latency_p99_ms: float = Field(default=500, gt=0)
 
 
+class CanaryOverrides(Model):
+    """A service's own canary settings; anything unset comes from platform.yaml."""
+
+    steps: Steps | None = None
+    interval_s: float | None = Field(default=None, gt=0)
+    min_requests: int | None = Field(default=None, ge=1)
+    max_failed_intervals: int | None = Field(default=None, ge=1)
+
+
 class ServiceDescriptor(Model):
     """One service, described in a few lines."""
 
@@ -109,6 +118,7 @@ class ServiceDescriptor(Model):
     ingress: Ingress | None = None
     autoscaling: Autoscaling | None = None
     slo: Slo = Slo()
+    canary: CanaryOverrides | None = None
 
 
 def values(descriptor: ServiceDescriptor, *, tenant: str) -> dict[str, Any]:

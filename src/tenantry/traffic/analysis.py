@@ -18,6 +18,7 @@ is a unit test.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -185,7 +186,7 @@ def validate(policy: Policy, *, scrape_interval_s: float) -> list[str]:
         problems.append("steps: at least one weight is needed")
     if any(not 0 < w <= 100 for w in policy.steps):
         problems.append(f"steps: {list(policy.steps)}: every weight must be between 1 and 100")
-    if any(b <= a for a, b in zip(policy.steps, policy.steps[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(policy.steps)):
         problems.append(f"steps: {list(policy.steps)}: weights must increase")
     if policy.interval_s < scrape_interval_s:
         problems.append(
