@@ -45,6 +45,13 @@ COMMANDS = [
     ["monitoring", "status"],
     ["monitoring", "received"],
     ["monitoring", "demo"],
+    ["traffic", "status"],
+    ["traffic", "load"],
+    ["traffic", "watch"],
+    ["canary", "status"],
+    ["canary", "pause"],
+    ["canary", "resume"],
+    ["canary", "abort"],
 ]
 
 

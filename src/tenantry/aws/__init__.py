@@ -103,3 +103,8 @@ def clients(platform: models.Platform) -> Clients:
     return Clients(
         s3=boto3.client("s3", **kwargs), sqs=boto3.client("sqs", **kwargs), endpoint=endpoint
     )
+
+
+def route53_client() -> Any:
+    """A Route 53 client with the environment's credentials (the traffic router on AWS)."""
+    return boto3.client("route53", config=_config())

@@ -16,7 +16,17 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
-from tenantry.cli import cluster, delivery, local, monitoring, output, services, tenants, tools
+from tenantry.cli import (
+    cluster,
+    delivery,
+    local,
+    monitoring,
+    output,
+    services,
+    tenants,
+    tools,
+    traffic,
+)
 
 app = typer.Typer(
     name="tenantry",
@@ -72,6 +82,8 @@ app.add_typer(tools.app, name="tools")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(monitoring.app, name="monitoring")
+app.add_typer(traffic.traffic_app, name="traffic")
+app.add_typer(traffic.canary_app, name="canary")
 local.register(app)
 services.register(app)
 delivery.register(app)

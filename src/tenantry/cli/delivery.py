@@ -244,13 +244,19 @@ def approve_cmd(
 ) -> None:
     """Approve a promotion and deploy it: production canary cluster first, then primary.
 
+    When platform.yaml has a traffic section, live traffic moves to the canary cluster
+    step by step between the two deploys while its metrics are analysed; a failing
+    canary is rolled back and the primary is never touched. Progress goes to stderr;
+    `tenantry canary status TEAM/SERVICE` shows it from another shell.
+
     Example: TENANTRY_ACTOR=bob tenantry approve 7
     """
     loaded = repository.load(repo.resolve())
     with Ledger.open() as ledger:
         result = promotion.approve(
-            loaded, ledger, _platform_aws(loaded), promotion_id=request, by=promotion.actor()
-        )
+            loaded, ledger, _platform_aws(loaded), promotion_id=request, by=promotion.actor(),
+            log=lambda line: output.err_console.print(f"canary: {line}", markup=False),
+        )  # fmt: skip
     output.emit(
         {"request": request, "status": result.status, "reason": result.reason}, ctx.obj.output
     )

@@ -46,6 +46,8 @@ def up_cmd(
             f"S3/SQS server {services.aws_endpoint} (bucket {services.bucket}, "
             f"queue {services.queue}); deployer metrics {services.deployer_metrics}"
         )
+    for name, port in platform.start_traffic(repo.resolve()):
+        output.err_console.print(f"live traffic for {name}: http://127.0.0.1:{port}/ (HAProxy)")
     output.err_console.print("starting monitoring (Prometheus, Alertmanager, log shipper) ...")
     found = platform.start_monitoring(repo.resolve())
     output.err_console.print(

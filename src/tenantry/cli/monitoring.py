@@ -80,7 +80,7 @@ def apply_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
     loaded = repository.load(repo.resolve())
     values, problems = local_platform.receiver_secrets(loaded, seed_local=False)
     rendered = stack.apply(loaded, secret_values=values, secret_problems=problems,
-                           deployer_metrics=local_platform.deployer_metrics())  # fmt: skip
+                           platform_targets=local_platform.platform_targets(loaded))  # fmt: skip
     _report_problems(rendered.problems)
     output.emit(_summary(rendered), ctx.obj.output)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from lightkube.resources.apps_v1 import Deployment
 from tenantry import errors, helm
 from tenantry.artifacts import store
 from tenantry.aws import Clients
-from tenantry.deploy import release
+from tenantry.deploy import canary_release, release
 from tenantry.kube import waits
 from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger, now, tables
@@ -128,8 +129,10 @@ def approve(
     promotion_id: int,
     by: str,
     timeout_s: float = 300.0,
+    log: Callable[[str], None] = lambda _: None,
 ) -> Result:
-    """Approve a pending promotion and deploy it: canary cluster(s) first, then primary."""
+    """Approve a pending promotion and deploy it: canary cluster(s) first, then primary —
+    with a canary analysis of live traffic in between when platform.yaml has ``traffic``."""
     row = ledger.promotion(promotion_id)
     if row is None:
         raise errors.UsageError(f"no promotion request {promotion_id}")
@@ -142,11 +145,22 @@ def approve(
             fix="ask someone else to approve, or set selfApproval: true in the tenant's file",
         )
     ledger.set_promotion(promotion_id, status="approved", approved_by=by, approved_at=now())
-    failure = _deploy_version(
-        repo, ledger, clients, tenant=row.tenant, service=row.service, version=row.version,
-        digest=row.digest, environment=row.environment, actor=f"{by} (approved #{promotion_id})",
-        timeout_s=timeout_s,
-    )  # fmt: skip
+
+    def deploy(clusters: Sequence[models.ClusterRef] | None = None) -> str | None:
+        return _deploy_version(
+            repo, ledger, clients, tenant=row.tenant, service=row.service, version=row.version,
+            digest=row.digest, environment=row.environment,
+            actor=f"{by} (approved #{promotion_id})", timeout_s=timeout_s, clusters=clusters,
+        )  # fmt: skip
+
+    if repo.platform.traffic is not None:
+        # Canary cluster, analysis of live traffic, then the primary (or a rollback).
+        failure = canary_release.release(
+            repo, ledger, service=repo.service(f"{row.tenant}/{row.service}"),
+            version=row.version, environment=row.environment, deploy=deploy, log=log,
+        )  # fmt: skip
+    else:
+        failure = deploy()
     status, reason = ("failed", failure) if failure else ("deployed", "")
     ledger.set_promotion(promotion_id, status=status, reason=reason)
     return Result(promotion_id, status, reason)
@@ -208,6 +222,7 @@ def _deploy_version(
     environment: str,
     actor: str,
     timeout_s: float,
+    clusters: Sequence[models.ClusterRef] | None = None,
 ) -> str | None:
     assert repo.platform.artifacts is not None
     fetched = store.fetch(
@@ -223,7 +238,7 @@ def _deploy_version(
             ledger,
             release.Artifact(tenant, service, version, digest, archive),
             environment=environment,
-            clusters=_canary_first(repo.platform.environment(environment)),
+            clusters=clusters or _canary_first(repo.platform.environment(environment)),
             actor=actor,
             timeout_s=timeout_s,
         )

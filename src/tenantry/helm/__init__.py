@@ -160,6 +160,15 @@ def upgrade_install(
     return Release.from_json(json.loads(out))
 
 
+def rollback(target: Target, *, release: str, timeout_s: float = 300.0) -> None:
+    """``helm rollback`` to the previous revision, waiting until it is ready."""
+    run(
+        ["rollback", release, *target.flags(), "--wait", "--timeout", f"{int(timeout_s)}s"],
+        timeout_s=timeout_s + 30,
+        action=f"helm rollback {release} in {target.namespace}",
+    )
+
+
 def uninstall(target: Target, *, release: str, wait: bool = True) -> None:
     """``helm uninstall``; succeeds if the release is already gone."""
     args = ["uninstall", release, *target.flags(), "--ignore-not-found"]

@@ -13,9 +13,11 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tenantry import errors, paths
@@ -139,3 +141,32 @@ def stop(name: str, *, grace_s: float = 15.0) -> bool:
     if child is not None:
         child.wait()
     return True
+
+
+def serve_health(port: int, stop: threading.Event) -> None:
+    """Answer ``GET /healthz`` on 127.0.0.1:``port`` until ``stop`` is set, so `start`
+    can tell a long-running command is up."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop_when_asked() -> None:
+        stop.wait()
+        server.shutdown()
+
+    threading.Thread(target=stop_when_asked, daemon=True).start()
+
+
+def on_terminate(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on SIGTERM or SIGINT (to finish the current work and exit)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: callback())

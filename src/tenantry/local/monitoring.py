@@ -18,6 +18,7 @@ import secrets as tokens
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,12 +99,12 @@ def _hec_token() -> str:
     return path.read_text().strip()
 
 
-def settings(ports: Ports, *, deployer_metrics: str | None = None, hold: str | None = "5s",
-             interval: str = "2s") -> files.Settings:  # fmt: skip
+def settings(ports: Ports, *, platform_targets: Sequence[str] = (), hold: str | None = "5s",
+             interval: str = "1s") -> files.Settings:  # fmt: skip
     """The configuration of the local stack: everything on loopback, alerts in seconds."""
     return files.Settings(
         alertmanagers=[f"127.0.0.1:{ports.alertmanager}"],
-        platform_targets=[deployer_metrics] if deployer_metrics else [],
+        platform_targets=list(platform_targets),
         smtp_smarthost=f"127.0.0.1:{ports.smtp}",
         pagerduty_url=f"http://127.0.0.1:{ports.receivers}/v2/enqueue",
         group_wait="1s",
@@ -131,7 +132,7 @@ def start(
     *,
     secret_values: dict[str, str],
     secret_problems: list[Problem],
-    deployer_metrics: str | None = None,
+    platform_targets: Sequence[str] = (),
     tuned: files.Settings | None = None,
 ) -> tuple[Stack, files.Rendered]:
     """Render the configuration and start (or reload) every monitoring process;
@@ -141,7 +142,7 @@ def start(
     token = _hec_token()
     config = root() / "config"
     rendered = files.write(
-        repo, config, tuned or settings(ports, deployer_metrics=deployer_metrics),
+        repo, config, tuned or settings(ports, platform_targets=platform_targets),
         secret_values=secret_values, secret_problems=secret_problems,
     )  # fmt: skip
     data = root() / "data"
@@ -214,7 +215,7 @@ def apply(
     *,
     secret_values: dict[str, str],
     secret_problems: list[Problem],
-    deployer_metrics: str | None = None,
+    platform_targets: Sequence[str] = (),
 ) -> files.Rendered:
     """Render the configuration for the running stack and reload it."""
     ports = saved_ports()
@@ -224,7 +225,7 @@ def apply(
             fix="start it with `tenantry up`, or write files with `tenantry monitoring render`",
         )
     rendered = files.write(
-        repo, root() / "config", settings(ports, deployer_metrics=deployer_metrics),
+        repo, root() / "config", settings(ports, platform_targets=platform_targets),
         secret_values=secret_values, secret_problems=secret_problems,
     )  # fmt: skip
     reload()

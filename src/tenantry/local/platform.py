@@ -22,6 +22,7 @@ from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.local import awsserver, daemon, monitoring
+from tenantry.local import traffic as local_traffic
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
 from tenantry.spec import repository
@@ -154,10 +155,19 @@ def _seed_local_secrets(
         })  # fmt: skip
 
 
-def deployer_metrics() -> str | None:
-    """The running deployer's ``host:port`` for Prometheus to scrape, if one runs."""
+def platform_targets(repo: Repository) -> list[str]:
+    """``host:port`` of the platform's own metrics: the deployer, HAProxy, the demo apps."""
     deployer = daemon.running(DEPLOYER)
-    return f"127.0.0.1:{deployer.port}" if deployer else None
+    own = [f"127.0.0.1:{deployer.port}"] if deployer else []
+    return own + local_traffic.scrape_targets(repo)
+
+
+def start_traffic(repo_root: Path) -> list[tuple[str, int]]:
+    """Start HAProxy and the demo apps; each route's name and front port."""
+    loaded = repository.load(repo_root)
+    if local_traffic.start(loaded) is None:
+        return []
+    return [(route.name, port) for route, port in local_traffic.routes(loaded)]
 
 
 def start_monitoring(repo_root: Path) -> monitoring.Stack:
@@ -166,7 +176,7 @@ def start_monitoring(repo_root: Path) -> monitoring.Stack:
     values, problems = receiver_secrets(loaded, seed_local=True)
     stack, rendered = monitoring.start(
         loaded, secret_values=values, secret_problems=problems,
-        deployer_metrics=deployer_metrics(),
+        platform_targets=platform_targets(loaded),
     )  # fmt: skip
     for problem in rendered.problems:
         sys.stderr.write(f"monitoring: skipped: {problem}\n")
@@ -178,6 +188,7 @@ def down() -> list[ClusterReport]:
     of the platform, and reset the local ledger: what it records happened on clusters
     that no longer exist."""
     monitoring.stop(forget=True)
+    local_traffic.stop()
     daemon.stop(DEPLOYER)
     awsserver.stop()
     if not os.environ.get("TENANTRY_DATABASE_URL"):

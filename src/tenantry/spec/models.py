@@ -284,6 +284,8 @@ class Traffic(Model):
     router: Literal["haproxy", "route53"] = "haproxy"
     route53: Route53Zone | None = None
     scrape_interval_s: float = Field(default=15.0, gt=0)
+    # The Prometheus that scrapes the router and the services (the local stack's if unset).
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://")
     canary: CanaryPolicy = CanaryPolicy()
     hold_down_s: float = Field(default=30.0, ge=0)
 

@@ -191,6 +191,10 @@ class Controller:
             self.on_promote(self.target)
             self.router.set_canary_weight(self.target.route, 0)
 
+    def abort(self, reason: str) -> None:
+        """Take the canary out of traffic and roll it back (after `set_status` aborted it)."""
+        self._roll_back(reason)
+
     def _roll_back(self, reason: str) -> None:
         self.router.set_canary_weight(self.target.route, 0)
         self.on_rollback(self.target, reason)

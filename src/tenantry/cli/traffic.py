@@ -1,0 +1,182 @@
+"""`tenantry traffic` and `tenantry canary`: live traffic between the production clusters."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx2
+import typer
+
+from tenantry import errors
+from tenantry.cli import output
+from tenantry.cli.tenants import RepoOption
+from tenantry.ledger import Ledger
+from tenantry.local import daemon
+from tenantry.local import traffic as local_traffic
+from tenantry.spec import repository
+from tenantry.spec.repository import Repository
+from tenantry.traffic import canary, failover
+from tenantry.traffic.router import Route
+
+traffic_app = typer.Typer(help="Live traffic between the production clusters.",
+                          no_args_is_help=True)  # fmt: skip
+canary_app = typer.Typer(help="Canary rollouts: status, pause, resume, abort.",
+                         no_args_is_help=True)  # fmt: skip
+
+RefArgument = Annotated[str, typer.Argument(help="TEAM/SERVICE.")]
+
+
+def _route(repo: Repository, ref: str) -> tuple[Route, int]:
+    service = repo.service(ref)
+    for route, port in local_traffic.routes(repo):
+        if route.name == local_traffic.route_name(service):
+            return route, port
+    raise errors.UsageError(f"{ref} has no route for live traffic",
+                            fix="add a traffic section to platform.yaml; describe the service "
+                                "with service.yaml")  # fmt: skip
+
+
+@traffic_app.command("status")
+def status_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
+    """Show each route's clusters: weight, health, and the last failovers.
+
+    Example: tenantry traffic status --output json
+    """
+    loaded = repository.load(repo.resolve())
+    router = local_traffic.router(loaded)
+    rows = []
+    for route, port in local_traffic.routes(loaded):
+        for server in router.state(route):
+            rows.append({"route": route.name, "front": f"http://127.0.0.1:{port}/",
+                         "cluster": server.cluster, "role": server.role,
+                         "weight": server.weight, "healthy": server.healthy})  # fmt: skip
+    with Ledger.open() as ledger:
+        events = [
+            {"route": f.route, "cluster": f.cluster, "event": f.event,
+             "at": f.at.isoformat(timespec="seconds")}
+            for f in ledger.failovers()
+        ]  # fmt: skip
+    if ctx.obj.output == "table":
+        output.emit(rows, "table", title="live traffic")
+        output.emit(events, "table", title="failovers (newest first)")
+    else:
+        output.emit({"routes": rows, "failovers": events}, ctx.obj.output)
+
+
+@traffic_app.command("load")
+def load_cmd(
+    ctx: typer.Context,
+    ref: RefArgument,
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second.")] = 40,
+    seconds: Annotated[float, typer.Option(help="How long to send (bounded).")] = 60,
+    repo: RepoOption = Path(),
+) -> None:
+    """Send GETs to a service's route for a while and count the answers by version: a
+    canary needs traffic to be analysed.
+
+    Example: tenantry traffic load payments/api --rate 40 --seconds 60 &
+    """
+    if not 0 < rate <= 500 or not 0 < seconds <= 3600:
+        raise errors.UsageError("--rate must be in (0, 500] and --seconds in (0, 3600]")
+    _, port = _route(repository.load(repo.resolve()), ref)
+    answers: collections.Counter[str] = collections.Counter()
+    deadline = time.monotonic() + seconds
+    with httpx2.Client(timeout=5) as client:
+        while (now := time.monotonic()) < deadline:
+            try:
+                response = client.get(f"http://127.0.0.1:{port}/")
+                answers[response.text.split()[1] if response.status_code == 200
+                        else f"HTTP {response.status_code}"] += 1  # fmt: skip
+            except (httpx2.HTTPError, IndexError):
+                answers["failed"] += 1
+            time.sleep(max(0.0, 1 / rate - (time.monotonic() - now)))
+    output.emit([{"answer": k, "requests": v} for k, v in sorted(answers.items())],
+                ctx.obj.output, title=f"{ref}: answers by version")  # fmt: skip
+
+
+@traffic_app.command("watch")
+def watch_cmd(
+    port: Annotated[int, typer.Option(help="Port for /healthz (loopback).")] = 0,
+    repo: RepoOption = Path(),
+) -> None:
+    """Watch every route's primary: on failure record and alert, pin the standby, and give
+    traffic back after the hold-down, gradually. Runs until stopped (`tenantry up` runs it).
+
+    Example: tenantry traffic watch --repo examples/platform-repo
+    """
+    loaded = repository.load(repo.resolve())
+    traffic = loaded.platform.traffic
+    if traffic is None:
+        raise errors.UsageError("platform.yaml has no traffic section")
+    router = local_traffic.router(loaded)
+    stop = threading.Event()
+    if port:
+        daemon.serve_health(port, stop)
+    with Ledger.open() as ledger:
+        watchers = [
+            failover.Watcher(route, router=router, ledger=ledger, hold_down_s=traffic.hold_down_s,
+                             alert=lambda line: output.err_console.print(line, markup=False))
+            for route, _ in local_traffic.routes(loaded)
+        ]  # fmt: skip
+        daemon.on_terminate(stop.set)
+        while not stop.is_set():
+            for watcher in watchers:
+                watcher.poll()
+            stop.wait(0.1)
+
+
+def _canary_row(ctx: typer.Context, ref: str, status: str | None, reason: str) -> None:
+    tenant, _, service = ref.partition("/")
+    if not tenant or not service:
+        raise errors.UsageError(f"{ref!r} is not TEAM/SERVICE", fix="write it as payments/api")
+    with Ledger.open() as ledger:
+        if status is None:
+            row = ledger.canary(tenant, service)
+            if row is None:
+                raise errors.UsageError(f"{ref} has no canary rollout")
+        else:
+            row = canary.set_status(ledger, tenant, service, status, reason)
+    output.emit({"service": ref, "version": row.version, "status": row.status,
+                 "step": row.step, "weight": row.weight, "passes": row.passes,
+                 "failures": row.failures, "reason": row.reason,
+                 "updated": row.updated.isoformat(timespec="seconds")}, ctx.obj.output)  # fmt: skip
+
+
+@canary_app.command("status")
+def canary_status_cmd(ctx: typer.Context, ref: RefArgument) -> None:
+    """Show the newest canary rollout of a service: step, weight, passes, failures, why.
+
+    Example: tenantry canary status payments/api
+    """
+    _canary_row(ctx, ref, None, "")
+
+
+@canary_app.command("pause")
+def pause_cmd(ctx: typer.Context, ref: RefArgument) -> None:
+    """Hold the rollout at its current weight (the controller keeps it there).
+
+    Example: tenantry canary pause payments/api
+    """
+    _canary_row(ctx, ref, "paused", "paused by hand")
+
+
+@canary_app.command("resume")
+def resume_cmd(ctx: typer.Context, ref: RefArgument) -> None:
+    """Let a paused rollout continue from where it stopped.
+
+    Example: tenantry canary resume payments/api
+    """
+    _canary_row(ctx, ref, "running", "resumed by hand")
+
+
+@canary_app.command("abort")
+def abort_cmd(ctx: typer.Context, ref: RefArgument) -> None:
+    """Stop the rollout: the controller takes the canary out of traffic and rolls it back.
+
+    Example: tenantry canary abort payments/api
+    """
+    _canary_row(ctx, ref, "aborted", "aborted by hand")

@@ -1,0 +1,133 @@
+"""The local platform's live traffic: a demo app per service per production cluster (the
+cluster's ingress: kwok runs no containers), HAProxy in front of them, one frontend
+port per service, and the failover watcher (`tenantry traffic watch`). Ports are
+chosen once and kept in ``<state dir>/traffic/ports.json`` so every command finds the
+same router; every process is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import httpx2
+
+from tenantry import errors, paths
+from tenantry.local import daemon
+from tenantry.spec.repository import Repository, ServiceSource
+from tenantry.traffic.haproxy import HAProxy
+from tenantry.traffic.router import Endpoint, Route
+
+PRODUCTION = "production"
+WATCHER = "traffic-watch"
+
+
+def _dir() -> Path:
+    return paths.state_dir() / "traffic"
+
+
+def route_name(service: ServiceSource) -> str:
+    """The route (HAProxy frontend and backend) of a service: ``<tenant>-<service>``."""
+    return f"{service.tenant}-{service.name}"
+
+
+def _ports(names: list[str]) -> dict[str, int]:
+    path = _dir() / "ports.json"
+    try:
+        saved: dict[str, int] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    missing = [n for n in names if n not in saved]
+    if missing:
+        saved.update({n: daemon.free_port() for n in missing})
+        _dir().mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved))
+    return saved
+
+
+def routes(repo: Repository) -> list[tuple[Route, int]]:
+    """Each descriptor service's route over the production clusters, with its front port."""
+    if repo.platform.traffic is None:
+        return []
+    clusters = repo.platform.environment(PRODUCTION).clusters
+    services = [s for s in repo.services if s.descriptor is not None]
+    names = ["stats"] + [f"front:{route_name(s)}" for s in services] + [
+        f"app:{route_name(s)}:{c.name}" for s in services for c in clusters
+    ]  # fmt: skip
+    ports = _ports(names)
+    found = []
+    for service in services:
+        name = route_name(service)
+        endpoints = tuple(
+            Endpoint(c.name, c.role, c.ingress or f"127.0.0.1:{ports[f'app:{name}:{c.name}']}")
+            for c in clusters
+        )
+        found.append((Route(name, endpoints), ports[f"front:{name}"]))
+    return found
+
+
+def router(repo: Repository) -> HAProxy:
+    """The local HAProxy for the repository's routes (not started)."""
+    ports = _ports(["stats"])
+    return HAProxy(_dir() / "haproxy", routes(repo), stats_port=ports["stats"])
+
+
+def _app_process(route: Route, cluster: str) -> str:
+    return f"demo-{route.name}-{cluster}"
+
+
+def start(repo: Repository) -> HAProxy | None:
+    """Start the demo apps and HAProxy; None when the platform has no traffic section."""
+    found = routes(repo)
+    if not found:
+        return None
+    for route, _ in found:
+        service = next(s for s in repo.services if route_name(s) == route.name)
+        assert service.descriptor is not None
+        for endpoint in route.endpoints:
+            port = int(endpoint.address.rsplit(":", 1)[1])
+            daemon.start(_app_process(route, endpoint.cluster), [
+                sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
+                "--service", service.name, "--cluster", endpoint.cluster,
+                "--version", service.descriptor.version,
+            ], port=port)  # fmt: skip
+    haproxy = router(repo)
+    haproxy.start()
+    haproxy.apply_wanted()
+    port = _ports(["watch"])["watch"]
+    daemon.start(WATCHER, [
+        sys.executable, "-m", "tenantry", "traffic", "watch", "--repo", str(repo.root),
+        "--port", str(port),
+    ], port=port)  # fmt: skip
+    return haproxy
+
+
+def scrape_targets(repo: Repository) -> list[str]:
+    """``host:port`` of HAProxy's exporter and every demo app, for Prometheus."""
+    found = routes(repo)
+    if not found:
+        return []
+    apps = [e.address for route, _ in found for e in route.endpoints]
+    return [f"127.0.0.1:{_ports(['stats'])['stats']}", *apps]
+
+
+def set_version(route: Route, cluster: str, version: str) -> None:
+    """What a deploy does to a real ingress: the demo app now serves ``version``."""
+    process = daemon.running(_app_process(route, cluster))
+    if process is None:
+        raise errors.TenantryError(f"the demo app of {route.name} on {cluster} is not running",
+                                   fix="start the local platform with `tenantry up`")  # fmt: skip
+    httpx2.post(
+        f"{process.endpoint}/admin", json={"version": version}, timeout=5
+    ).raise_for_status()
+
+
+def stop() -> None:
+    """Stop HAProxy and every demo app (by pid), and forget the ports."""
+    daemon.stop(WATCHER)
+    daemon.stop("haproxy")
+    for entry in paths.state_dir().glob("demo-*"):
+        daemon.stop(entry.name)
+    shutil.rmtree(_dir(), ignore_errors=True)
