@@ -64,11 +64,11 @@ class Load:
             thread.join(timeout=10)
 
 
-def scraped(prometheus: str) -> bool:
-    """Whether Prometheus has scraped HAProxy and both apps at least once."""
+def scraped(prometheus: str, targets: int = 3) -> bool:
+    """Whether Prometheus has scraped every target (HAProxy and the apps) at least once."""
     try:
         query = httpx2.get(f"{prometheus}/api/v1/query", params={"query": "sum(up)"}, timeout=2)
-        return float(query.json()["data"]["result"][0]["value"][1]) == 3
+        return float(query.json()["data"]["result"][0]["value"][1]) == targets
     except (httpx2.HTTPError, LookupError, ValueError):
         return False
 
