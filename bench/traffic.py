@@ -1,0 +1,220 @@
+"""Benchmark: weight change, failover and canary rollback through a real HAProxy.
+
+Everything real: HAProxy 2.6 (Debian) with the configuration Tenantry generates,
+Prometheus 2.42 scraping it, demo apps as the clusters' ingresses (kwok runs no
+containers), the canary controller with its state in a SQLite ledger.
+
+* weight change: canary 0 % → 50 % through the Runtime API, until the first answer
+  from the canary (median of N); baseline: the same change by rewriting the
+  configuration and reloading HAProxy.
+* failover: a load of GETs; the primary's ingress is killed (SIGKILL); time until
+  HAProxy has it down and every answer comes from the standby, and the requests that
+  failed (median over N kills; the primary is restarted between runs).
+* rollback: a canary answering 20 % errors; time from its first step until the
+  controller rolled it back (median of N), against the analysis interval.
+
+Last line: one JSON object with ``weight_change_s``, ``failover_s``,
+``failover_failed_requests``, ``rollback_s``.
+Usage: python bench/traffic.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import yaml
+
+from _common import machine
+from tenantry.ledger import Ledger
+from tenantry.local import daemon
+from tenantry.traffic import analysis, canary
+from tenantry.traffic.haproxy import HAProxy
+from tenantry.traffic.router import Endpoint, Route
+
+
+class Load:
+    """Two threads of GETs; each answer with its time and version ("failed" on error)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(2)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self) -> None:
+        with httpx2.Client(timeout=5) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.get(self.url)
+                    answer = r.text.split()[1] if r.status_code == 200 else f"http-{r.status_code}"
+                except httpx2.HTTPError:
+                    answer = "failed"
+                self.answers.append((time.monotonic(), answer))
+                time.sleep(0.005)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def start_app(name: str, port: int, cluster: str, version: str) -> None:
+    daemon.start(name, [sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
+                        "--service", "api", "--cluster", cluster, "--version", version],
+                 port=port)  # fmt: skip
+
+
+def first_canary_answer(url: str, started: float, timeout_s: float = 10) -> float:
+    with httpx2.Client(timeout=5) as client:
+        while time.monotonic() - started < timeout_s:
+            if client.get(url).text.split()[1] == "canary":
+                return time.monotonic() - started
+    raise TimeoutError
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    for key, value in machine().items():
+        print(f"{key:>20}: {value}")
+    haproxy_version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True,
+                                     check=False).stdout.splitlines()[0]  # fmt: skip
+    print(f"{'haproxy':>20}: {haproxy_version}")
+    work = Path(tempfile.mkdtemp(prefix="tenantry-bench-traffic-"))
+    os.environ["TENANTRY_STATE_DIR"] = str(work)
+    ports = {n: daemon.free_port() for n in ("primary", "canary", "front", "stats", "prom")}
+    start_app("app-primary", ports["primary"], "prod-primary", "primary")
+    start_app("app-canary", ports["canary"], "prod-canary", "canary")
+    route = Route("payments-api", (
+        Endpoint("prod-primary", "primary", f"127.0.0.1:{ports['primary']}"),
+        Endpoint("prod-canary", "canary", f"127.0.0.1:{ports['canary']}"),
+    ))  # fmt: skip
+    router = HAProxy(work / "haproxy", [(route, ports["front"])], stats_port=ports["stats"])
+    router.start()
+    url = f"http://127.0.0.1:{ports['front']}/"
+    prometheus = None
+    try:
+        # --- weight change: Runtime API, and a reload as the baseline ---------------
+        runtime, reload = [], []
+        for _ in range(args.runs):
+            router.set_canary_weight(route, 0)
+            started = time.monotonic()
+            router.set_canary_weight(route, 50)
+            runtime.append(first_canary_answer(url, started))
+            router.set_canary_weight(route, 0)
+            (work / "haproxy" / "canary-weights.json").write_text(json.dumps({route.name: 50}))
+            started = time.monotonic()
+            router.reload()
+            reload.append(first_canary_answer(url, started))
+        router.set_canary_weight(route, 0)
+        weight_s, reload_s = statistics.median(runtime), statistics.median(reload)
+        print(f"weight 0 -> 50 % until the first canary answer, median of {args.runs}: "
+              f"Runtime API {weight_s * 1000:.1f} ms; baseline reload {reload_s * 1000:.1f} ms "
+              f"({reload_s / weight_s:.1f}x slower)")  # fmt: skip
+
+        # --- failover under load ----------------------------------------------------
+        failover_times, failed = [], []
+        for _ in range(args.runs):
+            load = Load(url)
+            time.sleep(1)
+            primary = daemon.running("app-primary")
+            assert primary is not None
+            killed = time.monotonic()
+            os.kill(primary.pid, 9)
+            while next(s for s in router.state(route) if s.role == "primary").healthy:
+                time.sleep(0.01)
+            down = time.monotonic() - killed
+            time.sleep(2)
+            load.close()
+            after = [a for t, a in load.answers if t > killed]
+            failed.append(sum(1 for a in after if a not in ("primary", "canary")))
+            failover_times.append(down)
+            daemon.stop("app-primary", grace_s=0)
+            start_app("app-primary", ports["primary"], "prod-primary", "primary")
+            while not next(s for s in router.state(route) if s.role == "primary").healthy:
+                time.sleep(0.05)
+        failover_s = statistics.median(failover_times)
+        print(
+            f"primary killed under load -> all traffic on the standby, median of {args.runs}: "
+            f"{failover_s:.2f} s; failed requests per run: {failed}"
+        )
+
+        # --- canary rollback ------------------------------------------------------------
+        config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [{
+            "job_name": "platform", "static_configs": [{"targets": [
+                f"127.0.0.1:{ports[n]}" for n in ("stats", "primary", "canary")]}]}]}  # fmt: skip
+        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+        prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{ports['prom']}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(5)
+        policy = analysis.Policy(steps=(20, 50), interval_s=3, min_requests=10)
+        httpx2.post(
+            f"http://127.0.0.1:{ports['canary']}/admin", json={"error_rate": 0.2}, timeout=5
+        )
+        rollbacks = []
+        with Ledger.open(f"sqlite:///{work / 'ledger.sqlite'}") as ledger:
+            for run in range(args.runs):
+                load = Load(url)
+                target = canary.Target("payments", "api", f"9.9.{run}", route,
+                                       analysis.Objectives(99.0, 0.5), policy)  # fmt: skip
+                started = time.monotonic()
+                rolled: list[float] = []
+
+                def rolled_back(_: canary.Target, __: str, since: float = started,
+                                into: list[float] = rolled) -> None:  # fmt: skip
+                    into.append(time.monotonic() - since)
+
+                canary.Controller(
+                    target, router=router, ledger=ledger,
+                    observe=lambda t: canary.observe(f"http://127.0.0.1:{ports['prom']}", t, 3),
+                    on_rollback=rolled_back, on_promote=lambda t: None,
+                ).run(max_intervals=5)  # fmt: skip
+                load.close()
+                rollbacks.append(rolled[0] if rolled else float("inf"))
+        rollback_s = statistics.median(rollbacks)
+        print(f"canary with 20 % errors -> rolled back, median of {args.runs}: {rollback_s:.2f} s "
+              f"(interval {policy.interval_s:g} s: "
+              f"{'within one interval' if rollback_s <= policy.interval_s * 1.5 else 'later'}); "
+              f"runs: {[round(r, 2) for r in rollbacks]}")  # fmt: skip
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(timeout=30)
+        router.stop()
+        daemon.stop("app-primary")
+        daemon.stop("app-canary")
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "weight_change_s": round(weight_s, 4),
+                "weight_change_reload_s": round(reload_s, 4),
+                "failover_s": round(failover_s, 3),
+                "failover_failed_requests": max(failed),
+                "rollback_s": round(rollback_s, 2),
+                "rollback_interval_s": policy.interval_s,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
