@@ -49,9 +49,10 @@ def _ports(names: list[str]) -> dict[str, int]:
 
 def routes(repo: Repository) -> list[tuple[Route, int]]:
     """Each descriptor service's route over the production clusters, with its front port."""
-    if repo.platform.traffic is None:
+    production = [e for e in repo.platform.environments if e.name == PRODUCTION]
+    if repo.platform.traffic is None or not production:
         return []
-    clusters = repo.platform.environment(PRODUCTION).clusters
+    clusters = production[0].clusters
     services = [s for s in repo.services if s.descriptor is not None]
     names = ["stats"] + [f"front:{route_name(s)}" for s in services] + [
         f"app:{route_name(s)}:{c.name}" for s in services for c in clusters

@@ -120,13 +120,19 @@ class Runtime:
 
     def command(self, line: str) -> str:
         """Send one command; its answer."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.path))
-            sock.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(str(self.path))
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except OSError as e:
+            raise errors.TenantryError(
+                f"HAProxy does not answer on {self.path}: {e}",
+                fix="start the local platform with `tenantry up` (`tenantry status` shows it)",
+            ) from e
         return b"".join(chunks).decode()
 
     def set_weight(self, backend: str, server: str, weight: int) -> None:
@@ -209,7 +215,7 @@ class HAProxy:
     def _worker_pid(self) -> int | None:
         try:
             return int(self.runtime.command("show info").split("Pid: ", 1)[1].split()[0])
-        except (OSError, IndexError, ValueError):
+        except (errors.TenantryError, IndexError, ValueError):
             return None
 
     def _wait_for_socket(self) -> None:
