@@ -15,7 +15,7 @@ from tenantry import errors
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
 from tenantry.ledger import Ledger
-from tenantry.local import daemon
+from tenantry.local import daemon, monitoring
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import repository
 from tenantry.spec.repository import Repository
@@ -119,7 +119,7 @@ def watch_cmd(
     with Ledger.open() as ledger:
         watchers = [
             failover.Watcher(route, router=router, ledger=ledger, hold_down_s=traffic.hold_down_s,
-                             alert=lambda line: output.err_console.print(line, markup=False))
+                             alert=_platform_alert)
             for route, _ in local_traffic.routes(loaded)
         ]  # fmt: skip
         daemon.on_terminate(stop.set)
@@ -127,6 +127,20 @@ def watch_cmd(
             for watcher in watchers:
                 watcher.poll()
             stop.wait(0.1)
+
+
+def _platform_alert(summary: str) -> None:
+    """Print it, and page the platform team through the local Alertmanager if one runs."""
+    output.err_console.print(summary, markup=False)
+    stack = monitoring.running()
+    if stack is None:
+        return
+    alert = {"labels": {"alertname": "TrafficFailover", "severity": "critical",
+                        "notify": "platform"}, "annotations": {"summary": summary}}  # fmt: skip
+    try:
+        httpx2.post(f"{stack.alertmanager}/api/v2/alerts", json=[alert], timeout=5)
+    except httpx2.HTTPError as e:
+        output.err_console.print(f"could not alert: {e}", markup=False)
 
 
 def _canary_row(ctx: typer.Context, ref: str, status: str | None, reason: str) -> None:
