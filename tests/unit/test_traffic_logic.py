@@ -3,11 +3,14 @@ configuration (pure)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from tenantry.traffic import analysis, failover, haproxy
+from tenantry.deploy import canary_release
+from tenantry.spec import models, repository, services
+from tenantry.traffic import analysis, failover, haproxy, policy
 from tenantry.traffic.router import Endpoint, Route
 
 SLO = analysis.Objectives(success_rate=99.5, latency_p99_s=0.3)
@@ -120,3 +123,25 @@ def test_haproxy_config_has_backups_and_fast_checks() -> None:
     assert "option redispatch" in text and "retry-on conn-failure" in text
     assert "inter 200ms fall 2" in text
     assert "prometheus-exporter" in text
+
+
+def test_a_production_without_a_canary_cluster_is_refused_before_any_deploy() -> None:
+    env = models.Environment.model_validate(
+        {"name": "production", "clusters": [{"name": "p", "local": "p"}]}
+    )
+    with pytest.raises(canary_release.CanaryError, match="role: canary"):
+        canary_release._split(env)
+
+
+def test_a_services_canary_settings_override_the_platforms() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
+    repo = repository.load(example)
+    service = repo.service("payments/api")
+    assert service.descriptor is not None
+    own = service.descriptor.model_copy(
+        update={"canary": services.CanaryOverrides(steps=(5, 50), min_requests=50)}
+    )
+    merged = policy.policy(repo.platform, dataclasses.replace(service, descriptor=own))
+    assert merged.steps == (5, 50) and merged.min_requests == 50
+    assert merged.interval_s == repo.platform.traffic.canary.interval_s  # type: ignore[union-attr]
+    assert policy.objectives(service).latency_p99_s == service.descriptor.slo.latency_p99_ms / 1000
