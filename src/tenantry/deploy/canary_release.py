@@ -119,6 +119,7 @@ def release(
     canaries, primaries = _split(env)
     rollout_policy = policy.policy(repo.platform, service)
     wired = wiring(repo, service, environment)
+    wired.router.state(wired.route)  # the router answers, before anything is deployed
     previous = {c.name: _serving(ledger, service, c.name) for c in canaries}
     failure = deploy(canaries)
     if failure:
