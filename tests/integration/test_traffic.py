@@ -38,6 +38,7 @@ class Load:
         self.url, self.pause = url, pause_s
         self.versions: collections.Counter[str] = collections.Counter()
         self.failed = 0
+        self.errors: list[str] = []
         self.timeline: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
@@ -50,8 +51,9 @@ class Load:
                 try:
                     response = client.get(self.url)
                     answer = response.text.split()[1] if response.status_code == 200 else "error"
-                except httpx2.HTTPError:
+                except httpx2.HTTPError as e:
                     answer = "failed"
+                    self.errors.append(f"{time.monotonic():.2f} {type(e).__name__}: {e}")
                 if answer == "failed":
                     self.failed += 1
                 self.versions[answer] += 1
@@ -255,7 +257,7 @@ def test_primary_failure_moves_all_traffic_to_the_standby_then_back(platform) ->
         load.stop()
         done.set()
         watching.join(timeout=5)
-    assert load.failed == 0 and load.versions["error"] == 0  # no request failed
+    assert load.failed == 0 and load.versions["error"] == 0, (load.errors, killed, back)
     during = [v for t, v in load.timeline if killed + 1 < t < back]
     assert during and set(during) == {"standby"}  # everything on the standby
     returned = [t for t, v in load.timeline if t > back and v == "1.0.0"]

@@ -66,12 +66,14 @@ def test_a_service_without_own_rules_has_none() -> None:
 def test_secrets_resolve_to_files_and_problems_name_the_secret_not_its_value() -> None:
     stored = {("payments-alerts", "webhook-url"): "https://hooks.slack.com/services/T/B/x",
               ("payments-pagerduty", "routing-key"): "not a key!",
-              ("checkout-alerts", "webhook-url"): "https://hooks.slack.com/services/T/B/y"}  # fmt: skip
+              ("checkout-alerts", "webhook-url"): "https://hooks.slack.com/services/T/B/y",
+              ("platform-alerts", "webhook-url"): "https://hooks.slack.com/services/T/B/z"}  # fmt: skip
     values, problems = secrets.resolve(
         secrets.needs(REPO), lambda ref: stored.get((ref.name, ref.key))
     )
     assert values == {"payments-slack": stored[("payments-alerts", "webhook-url")],
-                      "checkout-slack": stored[("checkout-alerts", "webhook-url")]}  # fmt: skip
+                      "checkout-slack": stored[("checkout-alerts", "webhook-url")],
+                      "platform-slack": stored[("platform-alerts", "webhook-url")]}  # fmt: skip
     (problem,) = problems
     assert (problem.tenant, problem.field) == ("payments", "alerts.pagerduty")
     assert "not a key" not in str(problem)
@@ -83,7 +85,8 @@ def test_a_missing_secret_skips_only_that_tenants_alerting() -> None:
     planned = alertmanager.plan(REPO, secrets_dir="/s", skip=problems)
     routed = {r["matchers"][0] for r in planned.config["route"]["routes"]}
     assert routed == {'notify="platform"'}
-    assert {p.tenant for p in planned.problems} == {"payments", "checkout"}
+    # The platform team's own receiver is missing too; it is reported, not a tenant skipped.
+    assert {p.tenant for p in planned.problems} == {"payments", "checkout", "platform"}
 
 
 def test_platform_alerts_route_first_and_continue() -> None:
@@ -145,3 +148,10 @@ def test_an_unknown_receiver_type_skips_only_that_tenants_alerting() -> None:
     routed = [r["matchers"] for r in planned.config["route"]["routes"]]
     assert ['tenant="payments"'] in routed
     assert ['tenant="checkout"'] not in routed
+
+
+def test_a_missing_platform_secret_leaves_the_platform_receiver_empty() -> None:
+    _, problems = secrets.resolve(secrets.needs(REPO), lambda ref: None)
+    planned = alertmanager.plan(REPO, secrets_dir="/s", skip=problems)
+    receivers = {r["name"] for r in planned.config["receivers"]}
+    assert receivers == {"platform"}  # the catch-all with no integrations, still valid

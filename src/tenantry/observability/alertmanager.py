@@ -129,8 +129,11 @@ def plan(
     ``group_interval`` how long a notified group waits before telling of new alerts.
     """
     smtp: dict[str, Any] = {"smarthost": smtp_smarthost, "from": smtp_from, "require_tls": False}
-    platform_receivers = _receivers(
-        PLATFORM_RECEIVER, repo.platform.alerts, secrets_dir, smtp, pagerduty_url
+    skipped = {p.tenant for p in skip}
+    platform_receivers = (
+        []
+        if PLATFORM_RECEIVER in skipped  # its secret is missing: nothing to send with
+        else _receivers(PLATFORM_RECEIVER, repo.platform.alerts, secrets_dir, smtp, pagerduty_url)
     )
     receivers: list[dict[str, Any]] = [{"name": PLATFORM_RECEIVER}, *platform_receivers]
     # Alerts marked for the platform team reach it too, and then their tenant.
@@ -139,7 +142,6 @@ def plan(
          "continue": True, "routes": _children(platform_receivers)},
     ]  # fmt: skip
     inhibits, found = [], list(skip)
-    skipped = {p.tenant for p in skip}
     for tenant in repo.tenants:
         own_problems = problems(tenant)
         found += own_problems
