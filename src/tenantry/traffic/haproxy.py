@@ -9,9 +9,12 @@ backend whose servers are the clusters' ingress endpoints:
   weight 0 would be no standby at all; HAProxy sends traffic to backups only when no
   active server can take it, whatever their weights;
 * health checks every 200 ms, two failures mark a server down (detection in about
-  half a second); ``retries`` with ``option redispatch`` and ``retry-on`` connection
+  half a second), and so do three connection errors in live traffic (``observe
+  layer4``); ``retries`` with ``option redispatch`` and ``retry-on`` connection
   failures, empty responses and timeouts, so an idempotent request caught by a
-  failure is sent again to a healthy server;
+  failure is sent again — to the standby once the server is down. (While the dead
+  server is still up, a retry could only pick it again: at weight 0 the canary is
+  not an active choice.)
 * a server that comes back is up again after ``rise`` good checks; giving it traffic
   back after a hold-down, gradually, is the failover watcher's job
   (`tenantry.traffic.failover`).
@@ -52,6 +55,9 @@ class Timing:
     check_interval_ms: int = 200
     fall: int = 2
     rise: int = 3
+    # Connection errors seen in live traffic that mark a server down at once, before
+    # the checks notice: a retried request then goes to the standby, not the dead server.
+    error_limit: int = 3
 
 
 def server_weights(canary_weight: int) -> dict[str, int]:
@@ -102,7 +108,8 @@ def config(
             "    option httpchk GET /healthz",
             "    http-check expect status 200",
             f"    default-server check inter {timing.check_interval_ms}ms "
-            f"fall {timing.fall} rise {timing.rise}",
+            f"fall {timing.fall} rise {timing.rise} "
+            f"observe layer4 error-limit {timing.error_limit} on-error mark-down",
         ]
         for endpoint in route.endpoints:
             weight = weights.get(endpoint.role, 0)
