@@ -84,8 +84,8 @@ def status_cmd(ctx: typer.Context) -> None:
              "at": (d.finished or d.started).isoformat(timespec="seconds")}
             for d in ledger.current_releases()
         ]  # fmt: skip
-    if ctx.obj.output == "table":
-        output.emit(clusters, "table", title="local platform")
-        output.emit(releases, "table", title="releases (from the ledger)")
-    else:
-        output.emit({"clusters": clusters, "releases": releases}, ctx.obj.output)
+    output.emit_sections(
+        {"clusters": ("local platform", clusters),
+         "releases": ("releases (from the ledger)", releases)},
+        ctx.obj.output,
+    )  # fmt: skip

@@ -54,6 +54,18 @@ def emit(
     out_console.print(table)
 
 
+def emit_sections(
+    sections: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]], fmt: Format
+) -> None:
+    """Several tables for people (each with its title); one document keyed by section
+    for scripts."""
+    if fmt == "table":
+        for title, rows in sections.values():
+            emit(rows, "table", title=title)
+    else:
+        emit({key: rows for key, (_, rows) in sections.items()}, fmt)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

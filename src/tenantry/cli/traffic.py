@@ -60,11 +60,10 @@ def status_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
              "at": f.at.isoformat(timespec="seconds")}
             for f in ledger.failovers()
         ]  # fmt: skip
-    if ctx.obj.output == "table":
-        output.emit(rows, "table", title="live traffic")
-        output.emit(events, "table", title="failovers (newest first)")
-    else:
-        output.emit({"routes": rows, "failovers": events}, ctx.obj.output)
+    output.emit_sections(
+        {"routes": ("live traffic", rows), "failovers": ("failovers (newest first)", events)},
+        ctx.obj.output,
+    )
 
 
 @traffic_app.command("load")
