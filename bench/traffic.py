@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,35 +39,8 @@ from tenantry.ledger import Ledger
 from tenantry.local import daemon
 from tenantry.traffic import analysis, canary
 from tenantry.traffic.haproxy import HAProxy
+from tenantry.traffic.load import Load
 from tenantry.traffic.router import Endpoint, Route
-
-
-class Load:
-    """Two threads of GETs; each answer with its time and version ("failed" on error)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answers: list[tuple[float, str]] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(2)]
-        for thread in self.threads:
-            thread.start()
-
-    def run(self) -> None:
-        with httpx2.Client(timeout=5) as client:
-            while not self.stop.is_set():
-                try:
-                    r = client.get(self.url)
-                    answer = r.text.split()[1] if r.status_code == 200 else f"http-{r.status_code}"
-                except httpx2.HTTPError:
-                    answer = "failed"
-                self.answers.append((time.monotonic(), answer))
-                time.sleep(0.005)
-
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
 
 
 def start_app(name: str, port: int, cluster: str, version: str) -> None:
@@ -129,7 +101,7 @@ def main() -> None:
         # --- failover under load ----------------------------------------------------
         failover_times, failed = [], []
         for _ in range(args.runs):
-            load = Load(url)
+            load = Load(url, interval_s=0.005)
             time.sleep(1)
             primary = daemon.running("app-primary")
             assert primary is not None
@@ -139,7 +111,7 @@ def main() -> None:
                 time.sleep(0.01)
             down = time.monotonic() - killed
             time.sleep(2)
-            load.close()
+            load.stop()
             after = [a for t, a in load.answers if t > killed]
             failed.append(sum(1 for a in after if a not in ("primary", "canary")))
             failover_times.append(down)
@@ -172,7 +144,7 @@ def main() -> None:
         rollbacks = []
         with Ledger.open(f"sqlite:///{work / 'ledger.sqlite'}") as ledger:
             for run in range(args.runs):
-                load = Load(url)
+                load = Load(url, interval_s=0.005)
                 target = canary.Target("payments", "api", f"9.9.{run}", route,
                                        analysis.Objectives(99.0, 0.5), policy)  # fmt: skip
                 started = time.monotonic()
@@ -187,7 +159,7 @@ def main() -> None:
                     observe=lambda t: canary.observe(f"http://127.0.0.1:{ports['prom']}", t, 3),
                     on_rollback=rolled_back, on_promote=lambda t: None,
                 ).run(max_intervals=5)  # fmt: skip
-                load.close()
+                load.stop()
                 rollbacks.append(rolled[0] if rolled else float("inf"))
         rollback_s = statistics.median(rollbacks)
         print(f"canary with 20 % errors -> rolled back, median of {args.runs}: {rollback_s:.2f} s "

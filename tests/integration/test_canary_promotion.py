@@ -20,6 +20,7 @@ from tenantry.deploy import promotion
 from tenantry.ledger import Ledger
 from tenantry.local import daemon
 from tenantry.local import traffic as local_traffic
+from tenantry.traffic.load import Load
 from tests.integration.test_delivery import Platform
 from tests.integration.test_promotion import (
     chart_in,
@@ -29,7 +30,7 @@ from tests.integration.test_promotion import (
     production,
     ship_to_staging,
 )  # fmt: skip
-from tests.integration.test_traffic import Load, admin, scraped
+from tests.integration.test_traffic import admin, scraped
 
 __all__ = ["ledger", "onboarded", "platform", "production"]  # fixtures shared
 

@@ -8,7 +8,6 @@ clusters run no containers. A load generator sends a bounded stream of GETs.
 
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
 import sys
@@ -25,45 +24,10 @@ from tenantry.ledger import Ledger
 from tenantry.local import daemon
 from tenantry.traffic import analysis, canary, failover
 from tenantry.traffic.haproxy import HAProxy
+from tenantry.traffic.load import Load
 from tenantry.traffic.router import Endpoint, Route
 
 OBJECTIVES = analysis.Objectives(success_rate=99.0, latency_p99_s=0.5)
-
-
-class Load:
-    """GETs from two threads, each pausing between requests; counts answers by version
-    and failures (the pace is bounded: at most 2 / pause requests a second)."""
-
-    def __init__(self, url: str, pause_s: float = 0.01) -> None:
-        self.url, self.pause = url, pause_s
-        self.versions: collections.Counter[str] = collections.Counter()
-        self.failed = 0
-        self.errors: list[str] = []
-        self.timeline: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self) -> None:
-        with httpx2.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.get(self.url)
-                    answer = response.text.split()[1] if response.status_code == 200 else "error"
-                except httpx2.HTTPError as e:
-                    answer = "failed"
-                    self.errors.append(f"{time.monotonic():.2f} {type(e).__name__}: {e}")
-                if answer == "failed":
-                    self.failed += 1
-                self.versions[answer] += 1
-                self.timeline.append((time.monotonic(), answer))
-                time.sleep(self.pause)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 def scraped(prometheus: str, targets: int = 3) -> bool:
@@ -258,10 +222,10 @@ def test_primary_failure_moves_all_traffic_to_the_standby_then_back(platform) ->
         done.set()
         watching.join(timeout=5)
     assert load.failed == 0 and load.versions["error"] == 0, (load.errors, killed, back)
-    during = [v for t, v in load.timeline if killed + 1 < t < back]
+    during = [v for t, v in load.answers if killed + 1 < t < back]
     assert during and set(during) == {"standby"}  # everything on the standby
-    returned = [t for t, v in load.timeline if t > back and v == "1.0.0"]
-    standby_after_restart = [t for t, v in load.timeline if t > back and v == "standby"]
+    returned = [t for t, v in load.answers if t > back and v == "1.0.0"]
+    standby_after_restart = [t for t, v in load.answers if t > back and v == "standby"]
     assert returned and standby_after_restart
     assert min(standby_after_restart) < min(returned)  # held down first, not at once
     events = [f.event for f in reversed(platform["ledger"].failovers())]

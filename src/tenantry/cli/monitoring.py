@@ -168,7 +168,8 @@ def demo_cmd(
     Example: tenantry monitoring demo payments && tenantry monitoring received slack
     """
     loaded = repository.load(repo.resolve())
-    loaded.tenant(tenant)  # a clear error for an unknown tenant
+    found = loaded.tenant(tenant)  # a clear error for an unknown tenant
+    index = logs.index(found, loaded.platform)
     running = _running()
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
     directory = (
@@ -178,17 +179,10 @@ def demo_cmd(
     line = f"demo log line for {tenant} at {now}"
     with (directory / "0.log").open("a") as log:
         log.write(f"{now} stdout F {line}\n")
-    alert = {
-        "labels": {
-            "alertname": "TenantryDemo",
-            "tenant": tenant,
-            "service": "demo",
-            "severity": "critical",
-        },
-        "annotations": {"summary": f"a demo alert for {tenant} (tenantry monitoring demo)"},
-    }
-    response = httpx2.post(f"{running.alertmanager}/api/v2/alerts", json=[alert], timeout=10)
-    response.raise_for_status()
+    stack.post_alert(
+        {"alertname": "TenantryDemo", "tenant": tenant, "service": "demo", "severity": "critical"},
+        f"a demo alert for {tenant} (tenantry monitoring demo)",
+    )
     started = time.monotonic()
     arrived = {"alert": False, "log": False}
     while wait and not all(arrived.values()) and time.monotonic() - started < wait:
@@ -198,11 +192,10 @@ def demo_cmd(
                 f"/slack/{tenant}" == r["path"] and "TenantryDemo" in str(r["message"])
                 for r in httpx2.get(f"{running.receivers}/received/slack", timeout=10).json()
             )
-            or not loaded.tenant(tenant).alerts.slack
+            or not found.alerts.slack
         )
         arrived["log"] = any(
-            r["event"] == line
-            and r.get("index") == logs.index(loaded.tenant(tenant), loaded.platform)
+            r["event"] == line and r.get("index") == index
             for r in httpx2.get(f"{running.receivers}/received/hec", timeout=10).json()
         )
     if wait and not all(arrived.values()):

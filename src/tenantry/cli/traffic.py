@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from pathlib import Path
@@ -18,9 +17,8 @@ from tenantry.ledger import Ledger
 from tenantry.local import daemon, monitoring
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import repository
-from tenantry.spec.repository import Repository
 from tenantry.traffic import canary, failover
-from tenantry.traffic.router import Route
+from tenantry.traffic.load import Load
 
 traffic_app = typer.Typer(help="Live traffic between the production clusters.",
                           no_args_is_help=True)  # fmt: skip
@@ -28,16 +26,6 @@ canary_app = typer.Typer(help="Canary rollouts: status, pause, resume, abort.",
                          no_args_is_help=True)  # fmt: skip
 
 RefArgument = Annotated[str, typer.Argument(help="TEAM/SERVICE.")]
-
-
-def _route(repo: Repository, ref: str) -> tuple[Route, int]:
-    service = repo.service(ref)
-    for route, port in local_traffic.routes(repo):
-        if route.name == local_traffic.route_name(service):
-            return route, port
-    raise errors.UsageError(f"{ref} has no route for live traffic",
-                            fix="add a traffic section to platform.yaml; describe the service "
-                                "with service.yaml")  # fmt: skip
 
 
 @traffic_app.command("status")
@@ -81,18 +69,12 @@ def load_cmd(
     """
     if not 0 < rate <= 500 or not 0 < seconds <= 3600:
         raise errors.UsageError("--rate must be in (0, 500] and --seconds in (0, 3600]")
-    _, port = _route(repository.load(repo.resolve()), ref)
-    answers: collections.Counter[str] = collections.Counter()
-    deadline = time.monotonic() + seconds
-    with httpx2.Client(timeout=5) as client:
-        while (now := time.monotonic()) < deadline:
-            try:
-                response = client.get(f"http://127.0.0.1:{port}/")
-                answers[response.text.split()[1] if response.status_code == 200
-                        else f"HTTP {response.status_code}"] += 1  # fmt: skip
-            except (httpx2.HTTPError, IndexError):
-                answers["failed"] += 1
-            time.sleep(max(0.0, 1 / rate - (time.monotonic() - now)))
+    loaded = repository.load(repo.resolve())
+    _, port = local_traffic.route_for(loaded, loaded.service(ref))
+    load = Load(f"http://127.0.0.1:{port}/", threads=1, interval_s=1 / rate)
+    time.sleep(seconds)
+    load.stop()
+    answers = load.versions
     output.emit([{"answer": k, "requests": v} for k, v in sorted(answers.items())],
                 ctx.obj.output, title=f"{ref}: answers by version")  # fmt: skip
 
@@ -131,13 +113,9 @@ def watch_cmd(
 def _platform_alert(summary: str) -> None:
     """Print it, and page the platform team through the local Alertmanager if one runs."""
     output.err_console.print(summary, markup=False)
-    stack = monitoring.running()
-    if stack is None:
-        return
-    alert = {"labels": {"alertname": "TrafficFailover", "severity": "critical",
-                        "notify": "platform"}, "annotations": {"summary": summary}}  # fmt: skip
+    labels = {"alertname": "TrafficFailover", "severity": "critical", "notify": "platform"}
     try:
-        httpx2.post(f"{stack.alertmanager}/api/v2/alerts", json=[alert], timeout=5)
+        monitoring.post_alert(labels, summary)
     except httpx2.HTTPError as e:
         output.err_console.print(f"could not alert: {e}", markup=False)
 

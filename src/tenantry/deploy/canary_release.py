@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import httpx2
-
 from tenantry import aws, errors, helm
 from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger, now, tables
@@ -79,8 +77,7 @@ def wiring(repo: Repository, service: ServiceSource, environment: str) -> Wiring
             fix="set traffic.prometheusUrl, or start the local platform (`tenantry up`)",
         )
     if local:
-        found = dict(local_traffic.routes(repo))
-        route = next(r for r in found if r.name == local_traffic.route_name(service))
+        route, _ = local_traffic.route_for(repo, service)
         return Wiring(route, local_traffic.router(repo), prometheus, local=True)
     missing = [c.name for c in clusters if c.ingress is None]
     if missing:
@@ -187,10 +184,6 @@ def _helm_rollback(
 
 def _alert(service: ServiceSource, summary: str) -> None:
     """Tell the tenant through Alertmanager, when the local stack runs one."""
-    stack = monitoring.running()
-    if stack is None:
-        return
-    alert = {"labels": {"alertname": "CanaryRolledBack", "tenant": service.tenant,
-                        "service": service.name, "severity": "warning"},
-             "annotations": {"summary": summary}}  # fmt: skip
-    httpx2.post(f"{stack.alertmanager}/api/v2/alerts", json=[alert], timeout=10)
+    labels = {"alertname": "CanaryRolledBack", "tenant": service.tenant,
+              "service": service.name, "severity": "warning"}  # fmt: skip
+    monitoring.post_alert(labels, summary)

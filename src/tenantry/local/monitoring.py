@@ -18,7 +18,7 @@ import secrets as tokens
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,6 +138,7 @@ def start(
     """Render the configuration and start (or reload) every monitoring process;
     ``tuned`` replaces the local settings (benchmarks make alerts faster still)."""
     ports = ensure_ports()
+    already = {name for name in NAMES if daemon.running(name)}
     (root() / "pods").mkdir(exist_ok=True)
     token = _hec_token()
     config = root() / "config"
@@ -166,7 +167,7 @@ def start(
     daemon.start(COLLECTOR, [
         str(install.binary("otelcol-tenantry")), "--config", str(config / "collector.yaml"),
     ], port=ports.collector_health, env={logs.TOKEN_ENV: token})  # fmt: skip
-    reload()
+    reload(already)  # new processes read the new configuration as they start
     return stack(ports), rendered
 
 
@@ -199,13 +200,24 @@ def running() -> Stack | None:
     return stack(ports)
 
 
-def reload() -> None:
-    """Make every running server read its configuration again."""
+def post_alert(labels: dict[str, str], summary: str) -> bool:
+    """Post one alert to the running Alertmanager, as Prometheus would, so it takes the
+    real routes; False when no stack runs."""
+    stack = running()
+    if stack is None:
+        return False
+    alert = {"labels": labels, "annotations": {"summary": summary}}
+    httpx2.post(f"{stack.alertmanager}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
+    return True
+
+
+def reload(names: Collection[str] = NAMES) -> None:
+    """Make the running servers among ``names`` read their configuration again."""
     for name in (PROMETHEUS, ALERTMANAGER):
-        process = daemon.running(name)
+        process = daemon.running(name) if name in names else None
         if process is not None:
             httpx2.post(f"{process.endpoint}/-/reload", timeout=30).raise_for_status()
-    collector = daemon.running(COLLECTOR)
+    collector = daemon.running(COLLECTOR) if COLLECTOR in names else None
     if collector is not None:
         os.kill(collector.pid, signal.SIGHUP)  # the collector reloads its file on SIGHUP
 

@@ -69,6 +69,18 @@ def routes(repo: Repository) -> list[tuple[Route, int]]:
     return found
 
 
+def route_for(repo: Repository, service: ServiceSource) -> tuple[Route, int]:
+    """The service's route and front port; `UsageError` when it has none."""
+    name = route_name(service)
+    for route, port in routes(repo):
+        if route.name == name:
+            return route, port
+    raise errors.UsageError(
+        f"{service.ref} has no route for live traffic",
+        fix="add a traffic section to platform.yaml; describe the service with service.yaml",
+    )
+
+
 def router(repo: Repository) -> HAProxy:
     """The local HAProxy for the repository's routes (not started)."""
     ports = _ports(["stats"])
