@@ -70,20 +70,6 @@ def test_failed_intervals_roll_back_at_the_limit() -> None:
     assert finished == rollout and action.kind == "wait"
 
 
-@pytest.mark.parametrize(
-    ("policy", "words"),
-    [
-        (analysis.Policy(steps=(5, 5, 25)), "must increase"),
-        (analysis.Policy(steps=(0, 50)), "between 1 and 100"),
-        (analysis.Policy(steps=(50, 150)), "between 1 and 100"),
-        (analysis.Policy(interval_s=5), "shorter than the scrape interval"),
-        (analysis.Policy(min_requests=0), "never a pass"),
-    ],
-)
-def test_bad_policies_are_explained(policy: analysis.Policy, words: str) -> None:
-    assert any(words in p for p in analysis.validate(policy, scrape_interval_s=15))
-
-
 def test_failover_holds_down_then_returns_gradually() -> None:
     def run(
         state: failover.State, healthy: bool, at: float

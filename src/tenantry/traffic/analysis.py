@@ -18,7 +18,6 @@ is a unit test.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -177,24 +176,3 @@ def advance(rollout: Rollout, verdict: Verdict, policy: Policy) -> tuple[Rollout
         reason=f"step {step + 1} of {len(policy.steps)}: {weight}% to the canary "
         f"(last interval: {verdict.reason})",
     ), Action("set-weight", weight)
-
-
-def validate(policy: Policy, *, scrape_interval_s: float) -> list[str]:
-    """What is wrong with a policy (empty when it is usable)."""
-    problems = []
-    if not policy.steps:
-        problems.append("steps: at least one weight is needed")
-    if any(not 0 < w <= 100 for w in policy.steps):
-        problems.append(f"steps: {list(policy.steps)}: every weight must be between 1 and 100")
-    if any(b <= a for a, b in itertools.pairwise(policy.steps)):
-        problems.append(f"steps: {list(policy.steps)}: weights must increase")
-    if policy.interval_s < scrape_interval_s:
-        problems.append(
-            f"intervalS: {policy.interval_s:g} is shorter than the scrape interval "
-            f"{scrape_interval_s:g} s (an interval would have no new data)"
-        )
-    if policy.min_requests < 1:
-        problems.append("minRequests: must be at least 1 (no traffic is never a pass)")
-    if policy.max_failed_intervals < 1:
-        problems.append("maxFailedIntervals: must be at least 1")
-    return problems

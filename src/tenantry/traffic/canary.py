@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import httpx2
 
@@ -200,7 +200,9 @@ class Controller:
         self.on_rollback(self.target, reason)
 
 
-def set_status(ledger: Ledger, tenant: str, service: str, status: str, reason: str) -> Any:
+def set_status(
+    ledger: Ledger, tenant: str, service: str, status: str, reason: str
+) -> tables.Canary:
     """Pause, resume or abort the newest rollout of a service (read by its controller)."""
     row = ledger.canary(tenant, service)
     allowed = {"paused": ("running",), "running": ("paused",), "aborted": ("running", "paused")}
@@ -212,4 +214,6 @@ def set_status(ledger: Ledger, tenant: str, service: str, status: str, reason: s
             f"it cannot become {status}"
         )
     ledger.set_canary(row.id, status=status, reason=reason, updated=now())
-    return ledger.canary(tenant, service)
+    updated = ledger.canary(tenant, service)
+    assert updated is not None
+    return updated
