@@ -33,6 +33,7 @@ def obs(requests: float = 100, rate: float = 100.0, p99: float = 0.1,
         (obs(rate=99.6, primary_rate=100.0), "pass", ""),  # within the 1-point margin
         (obs(rate=99.8, primary_rate=100.0, p99=0.29, primary_p99=0.1), "fail", "over 1.2x"),
         (obs(p99=0.4, primary_p99=0.4), "fail", "above the SLO"),
+        (obs(p99=0.019, primary_p99=0.005), "pass", ""),  # 14 ms of jitter, under the floor
     ],
 )
 def test_classify(observation: analysis.Observation, kind: str, words: str) -> None:

@@ -136,7 +136,8 @@ def release(
 
     def roll_back(_: canary.Target, reason: str) -> None:
         for cluster in canaries:
-            _helm_rollback(repo, ledger, service, cluster, environment, version, reason)
+            _helm_rollback(repo, ledger, service, cluster, environment, version, reason,
+                           previous=previous.get(cluster.name))  # fmt: skip
             if wired.local and previous.get(cluster.name):
                 local_traffic.set_version(wired.route, cluster.name, str(previous[cluster.name]))
         _alert(service, f"canary {version} rolled back: {reason}")
@@ -166,15 +167,18 @@ def _serving(ledger: Ledger, service: ServiceSource, cluster: str) -> str | None
 
 def _helm_rollback(
     repo: Repository, ledger: Ledger, service: ServiceSource, cluster: models.ClusterRef,
-    environment: str, version: str, reason: str,
+    environment: str, version: str, reason: str, *, previous: str | None,
 ) -> None:  # fmt: skip
+    """Back to the release before ``version``; a first release has none, so it goes."""
     target = reconcile.resolve(cluster, environment, repo.root)
-    helm.rollback(
-        helm.Target(kubeconfig=target.kubeconfig, context=target.context,
-                    namespace=service.tenant,
-                    identity=Identity.service_account(service.tenant, objects.DEPLOYER_SA)),
-        release=service.name,
+    helm_target = helm.Target(
+        kubeconfig=target.kubeconfig, context=target.context, namespace=service.tenant,
+        identity=Identity.service_account(service.tenant, objects.DEPLOYER_SA),
     )  # fmt: skip
+    if previous is None:
+        helm.uninstall(helm_target, release=service.name)
+    else:
+        helm.rollback(helm_target, release=service.name)
     ledger.add(tables.Deployment(
         tenant=service.tenant, service=service.name, version=version, digest="",
         environment=environment, cluster=cluster.name, actor="canary controller",

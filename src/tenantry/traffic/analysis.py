@@ -11,7 +11,8 @@ is a unit test.
 * The canary passes an interval when its success rate meets the SLO and is not
   worse than the primary's by more than ``success_margin`` percentage points, and
   its p99 latency meets the SLO and is not above the primary's by more than
-  ``latency_margin`` (a ratio).
+  ``latency_margin`` (a ratio) — and by more than ``latency_floor_s``, so that a few
+  milliseconds of jitter on a fast service are not read as a regression.
 * ``max_failed_intervals`` failed intervals roll the canary back; passing every
   step promotes it.
 """
@@ -35,6 +36,7 @@ class Policy:
     max_failed_intervals: int = 1
     success_margin: float = 1.0  # percentage points the canary may trail the primary
     latency_margin: float = 1.2  # canary p99 / primary p99 allowed
+    latency_floor_s: float = 0.05  # a p99 difference below this is never a regression
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,15 @@ def classify(obs: Observation, slo: Objectives, policy: Policy) -> Verdict:
             problems.append(
                 f"p99 {p99 * 1000:.0f} ms above the SLO {slo.latency_p99_s * 1000:.0f} ms"
             )
-        if obs.primary_p99_s and p99 > obs.primary_p99_s * policy.latency_margin:
+        primary_p99 = obs.primary_p99_s
+        if (
+            primary_p99
+            and p99 > primary_p99 * policy.latency_margin
+            and p99 - primary_p99 > policy.latency_floor_s
+        ):
             problems.append(
                 f"p99 {p99 * 1000:.0f} ms over {policy.latency_margin}x the primary's "
-                f"{obs.primary_p99_s * 1000:.0f} ms"
+                f"{primary_p99 * 1000:.0f} ms"
             )
     if problems:
         return Verdict("fail", "; ".join(problems))
