@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 from tenantry.spec import quantities
 
 API_VERSION: Final = "tenantry.dev/v1"
+PRODUCTION: Final = "production"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -159,6 +160,15 @@ class Environment(Model):
 
     name: DnsLabel
     clusters: tuple[ClusterRef, ...] = Field(min_length=1)
+    # Whether a tenant's owners and members may write in its namespaces here with their
+    # own identity. Unset: yes, except in production, where only the tenant's deployer
+    # ServiceAccount (used by the platform) writes, so nobody goes around the approval.
+    people_write: bool | None = None
+
+    @property
+    def people_may_write(self) -> bool:
+        """`people_write`, defaulting to False for ``production`` and True elsewhere."""
+        return self.people_write if self.people_write is not None else self.name != PRODUCTION
 
     @model_validator(mode="after")
     def _one_primary(self) -> Environment:
@@ -223,6 +233,19 @@ class People(Model):
 
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+
+
+class Server(Model):
+    """The Tenantry server: who proves identities, who administers, how long a review lasts."""
+
+    # The cluster (named in an environment) whose API server's TokenReview says who a
+    # bearer token belongs to: whatever that API server accepts (ServiceAccount tokens,
+    # OIDC, a static token file) works.
+    management_cluster: DnsLabel
+    # People who may do everything, for every tenant.
+    admins: People = People()
+    # Seconds a token's review is reused; never beyond the token's own expiry.
+    review_cache_s: float = Field(default=10.0, ge=0, le=300)
 
 
 class SecretRef(Model):
@@ -316,12 +339,21 @@ class Platform(Model):
     # The platform team's own contacts: platform alerts, and tenants' refused scrapes.
     alerts: Alerts = Alerts()
     traffic: Traffic | None = None
+    server: Server | None = None
 
     def environment(self, name: str) -> Environment:
         """The environment called ``name``; KeyError if there is none."""
         for env in self.environments:
             if env.name == name:
                 return env
+        raise KeyError(name)
+
+    def cluster(self, name: str) -> tuple[Environment, ClusterRef]:
+        """The cluster called ``name`` and its environment; KeyError if there is none."""
+        for env in self.environments:
+            for cluster in env.clusters:
+                if cluster.name == name:
+                    return env, cluster
         raise KeyError(name)
 
 

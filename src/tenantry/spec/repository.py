@@ -301,6 +301,12 @@ def _platform_problems(platform: models.Platform) -> list[errors.SpecProblem]:
                     )
                 )
             seen[cluster.name] = env.name
+    if platform.server is not None and platform.server.management_cluster not in seen:
+        problems.append(errors.SpecProblem(
+            PLATFORM_FILE, "server.managementCluster",
+            f"{platform.server.management_cluster!r} is not a cluster of any environment",
+            f"name one of: {', '.join(sorted(seen))}",
+        ))  # fmt: skip
     return problems
 
 
