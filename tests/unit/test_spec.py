@@ -264,3 +264,13 @@ def test_a_service_canary_interval_below_the_scrape_interval_is_refused(repo: Pa
     path.write_text(yaml.safe_dump(descriptor))
     (problem,) = problems_of(repo)
     assert "services/payments/api/service.yaml: canary.intervalS: 0.5 is shorter" in problem
+
+
+def test_the_management_cluster_must_be_a_cluster_of_the_platform(repo: Path) -> None:
+    data = yaml.safe_load((repo / "platform.yaml").read_text())
+    data["server"]["managementCluster"] = "elsewhere"
+    (repo / "platform.yaml").write_text(yaml.safe_dump(data))
+    assert problems_of(repo) == [
+        "platform.yaml: server.managementCluster: 'elsewhere' is not a cluster of any "
+        "environment (name one of: prod-canary, prod-primary, staging)"
+    ]

@@ -17,11 +17,13 @@ from rich.markup import escape
 import tenantry
 from tenantry import errors
 from tenantry.cli import (
+    canary,
     cluster,
     delivery,
     local,
     monitoring,
     output,
+    server,
     services,
     tenants,
     tools,
@@ -83,10 +85,11 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(monitoring.app, name="monitoring")
 app.add_typer(traffic.traffic_app, name="traffic")
-app.add_typer(traffic.canary_app, name="canary")
+app.add_typer(canary.app, name="canary")
 local.register(app)
 services.register(app)
 delivery.register(app)
+server.register(app)
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
-"""`tenantry aws setup`, `publish`, `deployer`, `history`: continuous delivery to staging."""
+"""`tenantry aws setup`, `publish`, `deployer`: continuous delivery to staging (platform
+commands); `history`, `promote`, `promotions`, `approve`, `reject`, `cancel`, `rollback`:
+production through the Tenantry server, as its client."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +20,11 @@ from prometheus_client import start_http_server
 from tenantry import aws, errors
 from tenantry.artifacts import publishing
 from tenantry.aws import wiring
-from tenantry.cli import output, services
+from tenantry.cli import client, output, services
+from tenantry.cli import server as server_cli
 from tenantry.cli.tenants import RepoOption
 from tenantry.deploy import deployer as deploying
-from tenantry.deploy import promotion
+from tenantry.jobs import worker as jobs
 from tenantry.ledger import Ledger, now
 from tenantry.spec import repository
 
@@ -34,7 +38,10 @@ def register(app: typer.Typer) -> None:
     app.command("deployer")(deployer_cmd)
     app.command("history")(history_cmd)
     app.command("promote")(promote_cmd)
+    app.command("promotions")(promotions_cmd)
     app.command("approve")(approve_cmd)
+    app.command("reject")(reject_cmd)
+    app.command("cancel")(cancel_cmd)
     app.command("rollback")(rollback_cmd)
 
 
@@ -144,9 +151,10 @@ def deployer_cmd(
         typer.Option("--lease-ttl", help="Seconds a release's lease lasts unless renewed."),
     ] = 60.0,
 ) -> None:
-    """Run a deployer worker: S3 upload → SQS event → helm upgrade --install to staging.
+    """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, and the
+    production operations the server queues (approved promotions, rollbacks).
 
-    Runs until SIGTERM or Ctrl-C, finishing the message in hand. Several workers may
+    Runs until SIGTERM or Ctrl-C, finishing the work in hand. Several workers may
     share the queue and (with TENANTRY_DATABASE_URL) the ledger.
 
     Example: tenantry deployer --metrics-port 9464
@@ -175,37 +183,69 @@ def deployer_cmd(
         on_outcome=lambda o: output.err_console.print(f"{o.result}: {o.reason}", markup=False),
     )
 
+    stop = threading.Event()
+    job_worker = jobs.Worker(
+        loaded, ledger, clients, name=name,
+        log=lambda line: output.err_console.print(line, markup=False),
+    )  # fmt: skip
+    job_thread = threading.Thread(target=job_worker.run, args=(stop,), name="jobs")
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        output.err_console.print(f"signal {signum}: finishing the message in hand, then exiting")
+        output.err_console.print(f"signal {signum}: finishing the work in hand, then exiting")
         worker_.stop()
+        stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    output.err_console.print(f"deployer {name} consuming {loaded.platform.queue.name}")
+    output.err_console.print(f"deployer {name} consuming {loaded.platform.queue.name} "
+                             "and carrying out production operations")  # fmt: skip
+    job_thread.start()
     try:
         worker_.run()
     finally:
+        stop.set()
+        job_thread.join()
         ledger.close()
+
+
+def _table(rows: list[dict[str, object]], *keys: str) -> list[dict[str, object]]:
+    return [{k: r.get(k) for k in keys} for r in rows]
 
 
 def history_cmd(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    ref: Annotated[
+        str | None, typer.Argument(help="TEAM/SERVICE (default: all you may see).")
+    ] = None,
+    environment: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    result: Annotated[str | None, typer.Option("--result", help="Only this result.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many deployments.")] = 20,
+    before: Annotated[int | None, typer.Option("--before", help="Page: ids below this.")] = None,
 ) -> None:
-    """Show a service's deployments from the ledger, newest first.
+    """Show deployments from the ledger, newest first (through the server).
 
-    Example: tenantry history payments/api --output json
+    Example: tenantry history payments/api --env production --output json
     """
-    tenant, _, service = ref.partition("/")
-    with Ledger.open() as ledger:
-        rows = ledger.history(tenant=tenant, service=service, limit=limit)
-    output.emit(
-        [{"version": r.version, "environment": r.environment, "cluster": r.cluster,
-          "result": r.result, "actor": r.actor, "started": r.started.isoformat(timespec="seconds"),
-          "reason": r.reason} for r in rows],
-        ctx.obj.output, title=f"history of {ref}",
+    tenant, service = _split(ref) if ref else (None, None)
+    page = client.Client.from_environment().call(
+        "GET", "/history", tenant=tenant, service=service, environment=environment,
+        result=result, limit=limit, before=before,
     )  # fmt: skip
+    rows = page["items"]
+    if ctx.obj.output == "table":
+        rows = _table(rows, "id", "service", "version", "environment", "cluster", "result",
+                      "actor", "started", "reason")  # fmt: skip
+        if page["next"]:
+            output.err_console.print(f"older: --before {page['next']}")
+    output.emit(rows if ctx.obj.output == "table" else page, ctx.obj.output,
+                title=f"history of {ref or 'your services'}")  # fmt: skip
+
+
+def _split(ref: str) -> tuple[str, str]:
+    tenant, _, service = ref.partition("/")
+    if not tenant or not service:
+        raise errors.UsageError(f"{ref!r} is not TEAM/SERVICE", fix="write it as payments/api")
+    return tenant, service
 
 
 def promote_cmd(
@@ -213,55 +253,96 @@ def promote_cmd(
     ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
     version: Annotated[str, typer.Argument(help="The version staging runs.")],
     to: Annotated[str, typer.Option("--to", help="The environment to promote to.")] = "production",
-    repo: RepoOption = Path(),
 ) -> None:
-    """Request promotion of a version to production; someone else must approve it.
+    """Request promotion of a version to production; an owner other than you approves it.
 
-    The version must be the one staging runs, healthy there now. The requester is
-    $TENANTRY_ACTOR (else your login name).
+    The version must be the one staging runs, healthy there now. You are who your
+    token says (`tenantry whoami`).
 
     Example: tenantry promote payments/api 1.4.0 --to production
     """
-    loaded = repository.load(repo.resolve())
-    with Ledger.open() as ledger:
-        row = promotion.request(
-            loaded, ledger, ref=ref, version=version, environment=to, by=promotion.actor()
-        )
-    output.emit(
-        {"request": row.id, "service": ref, "version": row.version, "environment": row.environment,
-         "sha256": row.digest, "requestedBy": row.requested_by, "status": row.status},
-        ctx.obj.output,
-    )  # fmt: skip
-    output.err_console.print(
-        f"approve with: tenantry approve {row.id}  (by someone other than {row.requested_by})"
+    _split(ref)
+    row = client.Client.from_environment().call(
+        "POST", "/promotions", body={"service": ref, "version": version, "environment": to}
     )
+    output.emit(row, ctx.obj.output)
+    output.err_console.print(
+        f"approve with: tenantry approve {row['id']}  (an owner other than {row['requestedBy']})"
+    )
+
+
+def promotions_cmd(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only these: pending, deployed, ...")
+    ] = None,
+) -> None:
+    """List promotion requests of your tenants, newest first.
+
+    Example: tenantry promotions --status pending
+    """
+    rows = client.Client.from_environment().call("GET", "/promotions", status=status)
+    output.emit(
+        _table(rows, "id", "service", "version", "environment", "status", "requestedBy",
+               "approvedBy", "reason") if ctx.obj.output == "table" else rows,
+        ctx.obj.output, title="promotions",
+    )  # fmt: skip
 
 
 def approve_cmd(
     ctx: typer.Context,
     request: Annotated[int, typer.Argument(help="The promotion request's number.")],
-    repo: RepoOption = Path(),
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the deploy until it ends.")
+    ] = True,
 ) -> None:
-    """Approve a promotion and deploy it: production canary cluster first, then primary.
+    """Approve a promotion (owners, not the requester). The platform's workers deploy it:
+    production canary cluster first, then primary.
 
     When platform.yaml has a traffic section, live traffic moves to the canary cluster
     step by step between the two deploys while its metrics are analysed; a failing
-    canary is rolled back and the primary is never touched. Progress goes to stderr;
-    `tenantry canary status TEAM/SERVICE` shows it from another shell.
+    canary is rolled back and the primary is never touched. The rollout runs on the
+    platform's side: --wait only follows it, and closing this terminal changes nothing
+    (`tenantry operation N --wait` follows it again).
 
-    Example: TENANTRY_ACTOR=bob tenantry approve 7
+    Example: tenantry approve 7
     """
-    loaded = repository.load(repo.resolve())
-    with Ledger.open() as ledger:
-        result = promotion.approve(
-            loaded, ledger, _platform_aws(loaded), promotion_id=request, by=promotion.actor(),
-            log=lambda line: output.err_console.print(f"canary: {line}", markup=False),
-        )  # fmt: skip
-    output.emit(
-        {"request": request, "status": result.status, "reason": result.reason}, ctx.obj.output
+    api = client.Client.from_environment()
+    answer = api.call("POST", f"/promotions/{request}/approve")
+    operation = answer["operation"]
+    output.err_console.print(f"approved; the workers carry it out as operation {operation['id']}")
+    view = server_cli.follow(api, int(operation["id"])) if wait else operation
+    server_cli.show_operation(ctx, view)
+
+
+def reject_cmd(
+    ctx: typer.Context,
+    request: Annotated[int, typer.Argument(help="The promotion request's number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "",
+) -> None:
+    """Reject a pending promotion request (owners).
+
+    Example: tenantry reject 7 --reason "needs the migration first"
+    """
+    row = client.Client.from_environment().call(
+        "POST", f"/promotions/{request}/reject", body={"reason": reason}
     )
-    if result.status != "deployed":
-        raise typer.Exit(1)
+    output.emit(row, ctx.obj.output)
+
+
+def cancel_cmd(
+    ctx: typer.Context,
+    request: Annotated[int, typer.Argument(help="The promotion request's number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "",
+) -> None:
+    """Withdraw a pending promotion request (its requester, or owners).
+
+    Example: tenantry cancel 7
+    """
+    row = client.Client.from_environment().call(
+        "POST", f"/promotions/{request}/cancel", body={"reason": reason}
+    )
+    output.emit(row, ctx.obj.output)
 
 
 def rollback_cmd(
@@ -271,18 +352,21 @@ def rollback_cmd(
     to: Annotated[
         str | None, typer.Option("--to", help="The version to go back to (default: the previous).")
     ] = None,
-    repo: RepoOption = Path(),
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the rollback until it ends.")
+    ] = True,
 ) -> None:
-    """Redeploy an earlier version that succeeded in an environment.
+    """Redeploy an earlier version that succeeded in an environment (owners). The
+    platform's workers carry it out; --wait only follows.
 
     Example: tenantry rollback payments/api --env production --to 1.3.2
     """
-    loaded = repository.load(repo.resolve())
-    with Ledger.open() as ledger:
-        result = promotion.rollback(
-            loaded, ledger, _platform_aws(loaded), ref=ref, environment=env, to_version=to,
-            by=promotion.actor(),
-        )  # fmt: skip
-    output.emit({"service": ref, "status": result.status, "reason": result.reason}, ctx.obj.output)
-    if result.status == "failed":
-        raise typer.Exit(1)
+    _split(ref)
+    api = client.Client.from_environment()
+    answer = api.call("POST", "/rollbacks",
+                      body={"service": ref, "environment": env, "to": to})  # fmt: skip
+    plan, operation = answer["rollback"], answer["operation"]
+    output.err_console.print(f"rolling back {ref} in {env}: {plan['current']} → {plan['target']} "
+                             f"(operation {operation['id']})")  # fmt: skip
+    view = server_cli.follow(api, int(operation["id"])) if wait else operation
+    server_cli.show_operation(ctx, view)

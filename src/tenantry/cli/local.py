@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from tenantry.cli import output
+from tenantry import errors
+from tenantry.cli import client, output
 from tenantry.cli.tenants import RepoOption
-from tenantry.ledger import Ledger
-from tenantry.local import platform
+from tenantry.local import people, platform
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up_cmd)
     app.command("down")(down_cmd)
     app.command("status")(status_cmd)
+    app.command("local-token")(local_token_cmd)
 
 
 def up_cmd(
@@ -44,8 +47,13 @@ def up_cmd(
     if services is not None:
         output.err_console.print(
             f"S3/SQS server {services.aws_endpoint} (bucket {services.bucket}, "
-            f"queue {services.queue}); deployer metrics {services.deployer_metrics}"
+            f"queue {services.queue}); workers' metrics {', '.join(services.workers)}"
         )
+        if services.server:
+            output.err_console.print(
+                f"Tenantry server {services.server} (people sign in with their own token: "
+                "`tenantry local-token USER | tenantry login`)"
+            )
     for name, port in platform.start_traffic(repo.resolve()):
         output.err_console.print(f"live traffic for {name}: http://127.0.0.1:{port}/ (HAProxy)")
     output.err_console.print("starting monitoring (Prometheus, Alertmanager, log shipper) ...")
@@ -71,21 +79,41 @@ def down_cmd(ctx: typer.Context) -> None:
 
 
 def status_cmd(ctx: typer.Context) -> None:
-    """Show each local platform cluster, whether it answers, and what each service runs where
-    (the newest successful deployment per cluster, from the ledger).
+    """Show each local platform cluster and whether it answers, the Tenantry server's URL,
+    and — when you are logged in — what each service you may see runs where.
 
     Example: tenantry status --output json
     """
     clusters = [asdict(r) for r in platform.status()]
-    with Ledger.open() as ledger:
+    url = client.server_url()
+    server_rows = [{"server": url or "-", "user": "-"}]
+    releases: list[dict[str, object]] = []
+    try:
+        api = client.Client.from_environment()
+        server_rows[0]["user"] = api.call("GET", "/whoami")["username"]
         releases = [
-            {"service": f"{d.tenant}/{d.service}", "environment": d.environment,
-             "cluster": d.cluster, "version": d.version, "actor": d.actor,
-             "at": (d.finished or d.started).isoformat(timespec="seconds")}
-            for d in ledger.current_releases()
+            {k: r[k] for k in ("service", "environment", "cluster", "version", "actor",
+                               "finished")}
+            for r in api.call("GET", "/status")
         ]  # fmt: skip
+    except errors.TenantryError as e:
+        output.err_console.print(f"releases: {e.message}" + (f" ({e.fix})" if e.fix else ""),
+                                 markup=False)  # fmt: skip
     output.emit_sections(
         {"clusters": ("local platform", clusters),
-         "releases": ("releases (from the ledger)", releases)},
+         "server": ("Tenantry server", server_rows),
+         "releases": ("releases (from the server)", releases)},
         ctx.obj.output,
     )  # fmt: skip
+
+
+def local_token_cmd(
+    user: Annotated[str, typer.Argument(help="A person of the local platform.")],
+) -> None:
+    """Print the local platform's token for one of the example people (the local API
+    servers accept it, so the Tenantry server can prove who it is). Local only: on a
+    real platform people's tokens come from your identity provider.
+
+    Example: tenantry local-token alice@acme.example | tenantry login
+    """
+    sys.stdout.write(people.token(user) + "\n")

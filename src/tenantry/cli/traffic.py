@@ -1,4 +1,4 @@
-"""`tenantry traffic` and `tenantry canary`: live traffic between the production clusters."""
+"""`tenantry traffic`: live traffic between the production clusters."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from tenantry.ledger import Ledger
 from tenantry.local import daemon, monitoring
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import repository
-from tenantry.traffic import canary, failover
+from tenantry.traffic import failover
 from tenantry.traffic.load import Load
 
 traffic_app = typer.Typer(help="Live traffic between the production clusters.",
                           no_args_is_help=True)  # fmt: skip
-canary_app = typer.Typer(help="Canary rollouts: status, pause, resume, abort.",
-                         no_args_is_help=True)  # fmt: skip
 
 RefArgument = Annotated[str, typer.Argument(help="TEAM/SERVICE.")]
 
@@ -118,56 +116,3 @@ def _platform_alert(summary: str) -> None:
         monitoring.post_alert(labels, summary)
     except httpx2.HTTPError as e:
         output.err_console.print(f"could not alert: {e}", markup=False)
-
-
-def _canary_row(ctx: typer.Context, ref: str, status: str | None, reason: str) -> None:
-    tenant, _, service = ref.partition("/")
-    if not tenant or not service:
-        raise errors.UsageError(f"{ref!r} is not TEAM/SERVICE", fix="write it as payments/api")
-    with Ledger.open() as ledger:
-        if status is None:
-            row = ledger.canary(tenant, service)
-            if row is None:
-                raise errors.UsageError(f"{ref} has no canary rollout")
-        else:
-            row = canary.set_status(ledger, tenant, service, status, reason)
-    output.emit({"service": ref, "version": row.version, "status": row.status,
-                 "step": row.step, "weight": row.weight, "passes": row.passes,
-                 "failures": row.failures, "reason": row.reason,
-                 "updated": row.updated.isoformat(timespec="seconds")}, ctx.obj.output)  # fmt: skip
-
-
-@canary_app.command("status")
-def canary_status_cmd(ctx: typer.Context, ref: RefArgument) -> None:
-    """Show the newest canary rollout of a service: step, weight, passes, failures, why.
-
-    Example: tenantry canary status payments/api
-    """
-    _canary_row(ctx, ref, None, "")
-
-
-@canary_app.command("pause")
-def pause_cmd(ctx: typer.Context, ref: RefArgument) -> None:
-    """Hold the rollout at its current weight (the controller keeps it there).
-
-    Example: tenantry canary pause payments/api
-    """
-    _canary_row(ctx, ref, "paused", "paused by hand")
-
-
-@canary_app.command("resume")
-def resume_cmd(ctx: typer.Context, ref: RefArgument) -> None:
-    """Let a paused rollout continue from where it stopped.
-
-    Example: tenantry canary resume payments/api
-    """
-    _canary_row(ctx, ref, "running", "resumed by hand")
-
-
-@canary_app.command("abort")
-def abort_cmd(ctx: typer.Context, ref: RefArgument) -> None:
-    """Stop the rollout: the controller takes the canary out of traffic and rolls it back.
-
-    Example: tenantry canary abort payments/api
-    """
-    _canary_row(ctx, ref, "aborted", "aborted by hand")

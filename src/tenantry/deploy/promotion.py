@@ -5,19 +5,22 @@ and roll back.
   there now (helm says deployed, every Deployment of the release fully ready);
   the request records that digest.
 * `approve` needs an actor other than the requester (unless the tenant allows
-  self-approval), downloads the archive, checks it is the recorded digest, and
-  deploys to the production clusters, canary first: if the canary fails, the
-  primary keeps serving the previous version.
-* `rollback` redeploys an earlier succeeded version (default: the one before the
-  current) to every cluster of an environment.
+  self-approval) and queues the deploy; `deploy_approved` (a worker) downloads the
+  archive, checks it is the recorded digest, and deploys to the production
+  clusters, canary first: if the canary fails, the primary keeps serving the
+  previous version.
+* `decline` rejects or cancels a pending request.
+* `plan_rollback` checks and `rollback` redeploys an earlier succeeded version
+  (default: the one before the current) to every cluster of an environment.
 
-The actor comes from ``TENANTRY_ACTOR`` (CI sets it), else the login name.
+Who acts is decided by the caller: the server passes the identity the management
+cluster proved, and only after `tenantry.server.rights` allowed it. An approval only
+queues the deploy (an operation in the ledger); a worker carries it out.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
+import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,11 +44,6 @@ STAGING = "staging"
 
 class PromotionError(errors.TenantryError):
     """A promotion or approval is refused; the message says why."""
-
-
-def actor() -> str:
-    """Who is acting: ``TENANTRY_ACTOR``, else the login name."""
-    return os.environ.get("TENANTRY_ACTOR") or getpass.getuser()
 
 
 @dataclass(frozen=True)
@@ -122,17 +120,12 @@ def request(
 
 
 def approve(
-    repo: Repository,
-    ledger: Ledger,
-    clients: Clients,
-    *,
-    promotion_id: int,
-    by: str,
-    timeout_s: float = 300.0,
-    log: Callable[[str], None] = lambda _: None,
-) -> Result:
-    """Approve a pending promotion and deploy it: canary cluster(s) first, then primary —
-    with a canary analysis of live traffic in between when platform.yaml has ``traffic``."""
+    repo: Repository, ledger: Ledger, *, promotion_id: int, by: str
+) -> tuple[tables.Promotion, tables.Operation]:
+    """Approve a pending promotion and queue its deploy for a worker, in one transaction.
+
+    The pending → approved change is one conditional update: of two concurrent
+    approvals exactly one gets the operation, the other a `PromotionError`."""
     row = ledger.promotion(promotion_id)
     if row is None:
         raise errors.UsageError(f"no promotion request {promotion_id}")
@@ -144,7 +137,65 @@ def approve(
             f"{by} requested promotion {promotion_id} and cannot also approve it",
             fix="ask someone else to approve, or set selfApproval: true in the tenant's file",
         )
-    ledger.set_promotion(promotion_id, status="approved", approved_by=by, approved_at=now())
+    operation = tables.Operation(
+        kind="approve", tenant=row.tenant, service=row.service, environment=row.environment,
+        params=json.dumps({"promotion": promotion_id}), requested_by=by, status="queued",
+        result="", progress="", created=now(),
+    )  # fmt: skip
+    if not ledger.transition_promotion(
+        promotion_id, from_status="pending", enqueue=operation,
+        status="approved", approved_by=by, approved_at=now(),
+    ):  # fmt: skip
+        current = ledger.promotion(promotion_id)
+        raise PromotionError(
+            f"promotion {promotion_id} was {current.status if current else 'removed'} "
+            "meanwhile, by someone else"
+        )
+    approved = ledger.promotion(promotion_id)
+    assert approved is not None
+    return approved, operation
+
+
+def decline(
+    repo: Repository, ledger: Ledger, *, promotion_id: int, by: str, status: str, reason: str
+) -> tables.Promotion:
+    """Reject or cancel a pending promotion (``status``: rejected or cancelled)."""
+    row = ledger.promotion(promotion_id)
+    if row is None:
+        raise errors.UsageError(f"no promotion request {promotion_id}")
+    repo.tenant(row.tenant)
+    words = f"{status} by {by}" + (f": {reason}" if reason else "")
+    if not ledger.transition_promotion(
+        promotion_id, from_status="pending", status=status, reason=words
+    ):
+        current = ledger.promotion(promotion_id)
+        raise PromotionError(
+            f"promotion {promotion_id} is {current.status if current else 'gone'}, not pending"
+        )
+    declined = ledger.promotion(promotion_id)
+    assert declined is not None
+    return declined
+
+
+def deploy_approved(
+    repo: Repository,
+    ledger: Ledger,
+    clients: Clients,
+    *,
+    promotion_id: int,
+    timeout_s: float = 300.0,
+    log: Callable[[str], None] = lambda _: None,
+) -> Result:
+    """Deploy an approved promotion: canary cluster(s) first, then primary — with a
+    canary analysis of live traffic in between when platform.yaml has ``traffic``.
+    Workers run this; it never runs in the terminal of the person who approved."""
+    row = ledger.promotion(promotion_id)
+    if row is None or row.status != "approved":
+        raise PromotionError(
+            f"promotion {promotion_id} is {row.status if row else 'missing'}, not approved"
+        )
+    by = row.approved_by or "?"
+    ledger.set_promotion(promotion_id, status="deploying")
 
     def deploy(clusters: Sequence[models.ClusterRef] | None = None) -> str | None:
         return _deploy_version(
@@ -160,25 +211,30 @@ def approve(
             version=row.version, environment=row.environment, deploy=deploy, log=log,
         )  # fmt: skip
     else:
+        log(f"deploying {row.tenant}/{row.service} {row.version} to {row.environment}")
         failure = deploy()
     status, reason = ("failed", failure) if failure else ("deployed", "")
     ledger.set_promotion(promotion_id, status=status, reason=reason)
     return Result(promotion_id, status, reason)
 
 
-def rollback(
-    repo: Repository,
-    ledger: Ledger,
-    clients: Clients,
-    *,
-    ref: str,
-    environment: str,
-    to_version: str | None,
-    by: str,
-    timeout_s: float = 300.0,
-) -> Result:
-    """Redeploy an earlier succeeded version to every cluster of ``environment``."""
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback will do: from the current version to an earlier succeeded one."""
+
+    ref: str
+    environment: str
+    current: str
+    target: str
+    digest: str
+
+
+def plan_rollback(
+    repo: Repository, ledger: Ledger, *, ref: str, environment: str, to_version: str | None
+) -> RollbackPlan:
+    """Check a rollback can happen, before anything is queued: `PromotionError` if not."""
     service = repo.service(ref)
+    repo.platform.environment(environment)
     history = [
         d
         for d in ledger.history(tenant=service.tenant, service=service.name, limit=500)
@@ -200,13 +256,31 @@ def rollback(
                 fix=f"pick one of: {', '.join(sorted({d.version for d in history}))}",
             )
         target = matches[0]
+    return RollbackPlan(ref, environment, current, target.version, target.digest)
+
+
+def rollback(
+    repo: Repository,
+    ledger: Ledger,
+    clients: Clients,
+    *,
+    plan: RollbackPlan,
+    by: str,
+    timeout_s: float = 300.0,
+    log: Callable[[str], None] = lambda _: None,
+) -> Result:
+    """Redeploy ``plan``'s earlier succeeded version to every cluster of its environment."""
+    service = repo.service(plan.ref)
+    log(f"rolling {plan.ref} back in {plan.environment}: {plan.current} → {plan.target}")
     failure = _deploy_version(
-        repo, ledger, clients, tenant=service.tenant, service=service.name, version=target.version,
-        digest=target.digest, environment=environment, actor=f"{by} (rollback from {current})",
-        timeout_s=timeout_s,
+        repo, ledger, clients, tenant=service.tenant, service=service.name, version=plan.target,
+        digest=plan.digest, environment=plan.environment,
+        actor=f"{by} (rollback from {plan.current})", timeout_s=timeout_s,
     )  # fmt: skip
     return Result(
-        None, "failed" if failure else "rolled-back", failure or f"{current} → {target.version}"
+        None,
+        "failed" if failure else "rolled-back",
+        failure or f"{plan.current} → {plan.target}",
     )
 
 

@@ -31,6 +31,8 @@ from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource, Resource
 from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource
+from lightkube.models.authentication_v1 import TokenReviewSpec
+from lightkube.resources.authentication_v1 import TokenReview
 
 from tenantry import errors
 
@@ -270,6 +272,16 @@ class Kube:
         except errors.NotFoundError:
             return False
         return True
+
+    def review_token(self, token: str) -> tuple[str, tuple[str, ...]] | None:
+        """Ask the API server who ``token`` belongs to (TokenReview): the username and
+        groups, or None when it does not accept the token."""
+        review = TokenReview(spec=TokenReviewSpec(token=token))
+        with _first_decode_guard(TokenReview), translate("create TokenReview"):
+            status = self._lk.create(review).status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        return str(status.user.username or ""), tuple(status.user.groups or ())
 
     @staticmethod
     def load(manifest: Mapping[str, Any]) -> Resource:

@@ -12,7 +12,7 @@ gets a larger fencing token, so a holder whose lease lapsed can tell it lost.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -194,6 +194,141 @@ class Ledger:
             session.execute(
                 update(tables.Promotion).where(tables.Promotion.id == promotion_id).values(**values)
             )
+
+    def transition_promotion(
+        self,
+        promotion_id: int,
+        *,
+        from_status: str,
+        enqueue: tables.Operation | None = None,
+        **values: Any,
+    ) -> bool:
+        """Update a promotion only if it is still ``from_status``: one conditional UPDATE,
+        so of two concurrent approvals exactly one wins. ``enqueue`` is queued in the same
+        transaction, so an approval never exists without the work it starts."""
+        with self.session() as session:
+            changed = session.execute(
+                update(tables.Promotion)
+                .where(tables.Promotion.id == promotion_id, tables.Promotion.status == from_status)
+                .values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if enqueue is not None:
+                session.add(enqueue)
+            return True
+
+    def promotions(
+        self, *, tenants: Collection[str] | None, status: str | None = None, limit: int = 100
+    ) -> list[tables.Promotion]:
+        """Promotion requests, newest first: of ``tenants`` (None: every tenant)."""
+        query = select(tables.Promotion).order_by(tables.Promotion.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Promotion.tenant.in_(list(tenants)))
+        if status is not None:
+            query = query.where(tables.Promotion.status == status)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def deployments_page(
+        self,
+        *,
+        tenants: Collection[str] | None,
+        service: str | None = None,
+        environment: str | None = None,
+        result: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[tables.Deployment]:
+        """Deployments newest first, filtered; ``before`` (an id) pages further back."""
+        query = select(tables.Deployment).order_by(tables.Deployment.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Deployment.tenant.in_(list(tenants)))
+        for column, value in (
+            (tables.Deployment.service, service),
+            (tables.Deployment.environment, environment),
+            (tables.Deployment.result, result),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if before is not None:
+            query = query.where(tables.Deployment.id < before)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def publications(
+        self, *, tenant: str, service: str, limit: int = 50
+    ) -> list[tables.Publication]:
+        """A service's publications (provenance of each version), newest first."""
+        with self.session() as session:
+            return list(session.scalars(
+                select(tables.Publication)
+                .where(tables.Publication.tenant == tenant, tables.Publication.service == service)
+                .order_by(tables.Publication.id.desc())
+                .limit(limit)
+            ))  # fmt: skip
+
+    # --- operations (production work done by workers) ------------------------------
+
+    def operation(self, operation_id: int) -> tables.Operation | None:
+        """One operation."""
+        with self.session() as session:
+            return session.get(tables.Operation, operation_id)
+
+    def claim_operation(self, *, worker: str) -> tables.Operation | None:
+        """Take the oldest queued operation for ``worker``; None when none is queued.
+
+        The claim is a conditional UPDATE (queued → running), so two workers never
+        take the same operation."""
+        while True:
+            with self.session() as session:
+                candidate = session.scalars(
+                    select(tables.Operation.id)
+                    .where(tables.Operation.status == "queued")
+                    .order_by(tables.Operation.id)
+                    .limit(1)
+                ).first()
+                if candidate is None:
+                    return None
+                taken = session.execute(
+                    update(tables.Operation)
+                    .where(tables.Operation.id == candidate, tables.Operation.status == "queued")
+                    .values(status="running", worker=worker, started=now())
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return session.get_one(tables.Operation, candidate)
+
+    def add_progress(self, operation_id: int, line: str) -> None:
+        """Append one line to an operation's progress log."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Operation)
+                .where(tables.Operation.id == operation_id)
+                .values(progress=tables.Operation.progress + line.rstrip("\n") + "\n")
+            )
+
+    def finish_operation(self, operation_id: int, *, status: str, result: str) -> None:
+        """Record how an operation ended."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Operation)
+                .where(tables.Operation.id == operation_id)
+                .values(status=status, result=result, finished=now())
+            )
+
+    # --- audit -----------------------------------------------------------------------
+
+    def audit_log(
+        self, *, tenants: Collection[str] | None, limit: int = 100, before: int | None = None
+    ) -> list[tables.Audit]:
+        """Calls to the server, newest first: about ``tenants`` (None: every call)."""
+        query = select(tables.Audit).order_by(tables.Audit.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Audit.tenant.in_(list(tenants)))
+        if before is not None:
+            query = query.where(tables.Audit.id < before)
+        with self.session() as session:
+            return list(session.scalars(query))
 
     # --- canaries and failovers ----------------------------------------------------
 

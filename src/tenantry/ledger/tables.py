@@ -121,3 +121,40 @@ class Failover(Base):
     cluster: Mapped[str] = mapped_column(String(63))
     event: Mapped[str] = mapped_column(String(16))  # "failover" or "failback"
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Operation(Base):
+    """Production work (an approval's deploy, a rollback) queued by the server and carried
+    out by a worker; clients follow it by id. ``progress`` accumulates its log lines."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_status", "status", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "approve" or "rollback"
+    tenant: Mapped[str] = mapped_column(String(63))
+    service: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    params: Mapped[str] = mapped_column(Text)  # JSON
+    requested_by: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
+    result: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Audit(Base):
+    """One call to the server: the verified identity, the action and how it ended."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_tenant", "tenant", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    target: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -22,6 +22,7 @@ from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.local import awsserver, daemon, monitoring
+from tenantry.local import server as local_server
 from tenantry.local import traffic as local_traffic
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
@@ -81,9 +82,6 @@ def up(*, nodes: int = 3, on_start: Callable[[str], None] | None = None) -> list
     return reports
 
 
-DEPLOYER = "deployer"
-
-
 @dataclass(frozen=True)
 class Services:
     """The local platform's processes besides the clusters."""
@@ -91,11 +89,13 @@ class Services:
     aws_endpoint: str
     bucket: str
     queue: str
-    deployer_metrics: str
+    server: str
+    workers: tuple[str, ...]
 
 
 def start_services(repo_root: Path) -> Services | None:
-    """Start the S3/SQS server, wire the bucket and queues, and start a deployer.
+    """Start the S3/SQS server, wire the bucket and queues, and start the Tenantry server
+    and its two workers (deployers that also carry out production operations).
 
     Only for a platform repository whose artifacts live on the local server
     (``artifacts.endpoint: local``); returns None for any other.
@@ -104,16 +104,12 @@ def start_services(repo_root: Path) -> Services | None:
     artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
     if artifacts is None or queue is None or artifacts.endpoint != "local":
         return None
-    server = awsserver.start()
+    aws_server = awsserver.start()
     wiring.setup(aws.clients(loaded.platform), loaded.platform)
-    port = daemon.free_port()
-    deployer = daemon.start(
-        DEPLOYER,
-        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(loaded.root),
-         "--worker", "local-1", "--metrics-port", str(port)],
-        port=port,
-    )  # fmt: skip
-    return Services(server.endpoint, artifacts.bucket, queue.name, f"{deployer.endpoint}/metrics")
+    workers = local_server.start_workers(loaded.root)
+    url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
+    return Services(aws_server.endpoint, artifacts.bucket, queue.name, url,
+                    tuple(f"{w.endpoint}/metrics" for w in workers))  # fmt: skip
 
 
 def secrets_cluster(repo: Repository) -> reconcile.ClusterTarget:
@@ -156,9 +152,9 @@ def _seed_local_secrets(
 
 
 def platform_targets(repo: Repository) -> list[str]:
-    """``host:port`` of the platform's own metrics: the deployer, HAProxy, the demo apps."""
-    deployer = daemon.running(DEPLOYER)
-    own = [f"127.0.0.1:{deployer.port}"] if deployer else []
+    """``host:port`` of the platform's own metrics: the workers, HAProxy, the demo apps."""
+    workers = [daemon.running(name) for name in local_server.WORKERS]
+    own = [f"127.0.0.1:{w.port}" for w in workers if w is not None]
     return own + local_traffic.scrape_targets(repo)
 
 
@@ -189,7 +185,7 @@ def down() -> list[ClusterReport]:
     that no longer exist."""
     monitoring.stop(forget=True)
     local_traffic.stop()
-    daemon.stop(DEPLOYER)
+    local_server.stop()
     awsserver.stop()
     if not os.environ.get("TENANTRY_DATABASE_URL"):
         for suffix in ("", "-wal", "-shm"):

@@ -1,4 +1,5 @@
-"""The CLI's contract: help on every command, exit codes, machine-readable output."""
+"""The CLI's contract: help on every command, exit codes, machine-readable output —
+through the `tenantry` command itself, as a subprocess (so not a unit test)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,17 @@ COMMANDS = [
     ["deployer"],
     ["history"],
     ["promote"],
+    ["promotions"],
     ["approve"],
+    ["reject"],
+    ["cancel"],
     ["rollback"],
+    ["server"],
+    ["login"],
+    ["logout"],
+    ["whoami"],
+    ["operation"],
+    ["local-token"],
     ["monitoring", "render"],
     ["monitoring", "apply"],
     ["monitoring", "status"],

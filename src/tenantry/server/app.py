@@ -1,0 +1,117 @@
+"""The FastAPI application: the routers, errors as HTTP statuses, and the audit log.
+
+Errors become JSON ``{"error": message, "fix": …, "right": …, "holders": …}``:
+
+    401  no token, or one the management cluster does not accept
+    403  a right is missing (the body names it and who holds it)
+    404  unknown — or not yours to see
+    409  the state forbids it (not pending, approved meanwhile, not healthy in staging)
+    422  a malformed body or parameter (FastAPI names the field)
+    503  the ledger database or the management cluster does not answer; nothing written
+
+Every call under ``/api/v1`` is written to the audit log with the verified identity
+(or ``anonymous``), the action, the tenant it concerned and the status it got. Tokens
+never reach the log, the audit or a response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+import tenantry
+from tenantry import errors
+from tenantry.ledger import Ledger, now, tables
+from tenantry.server import actions, identity, reads
+from tenantry.server.context import ApiError, Server
+
+log = logging.getLogger("tenantry.server")
+
+
+def _body(message: str, fix: str | None = None, **extra: str) -> dict[str, str]:
+    body = {"error": message}
+    if fix:
+        body["fix"] = fix
+    body.update({k: v for k, v in extra.items() if v})
+    return body
+
+
+def _status_of(e: errors.TenantryError) -> int:
+    if isinstance(e, ApiError):
+        return e.status
+    if isinstance(e, identity.UnauthenticatedError):
+        return 401
+    if isinstance(e, identity.IdentityUnavailableError | errors.KubeUnavailableError):
+        return 503
+    if isinstance(e, errors.UsageError):
+        return 404
+    return 409
+
+
+async def _tenantry_error(request: Request, e: Exception) -> Response:
+    assert isinstance(e, errors.TenantryError)
+    status = _status_of(e)
+    extra = {"right": e.right, "holders": e.holders} if isinstance(e, ApiError) else {}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(_body(e.message, e.fix, **extra), status_code=status, headers=headers)
+
+
+async def _database_error(request: Request, e: Exception) -> Response:
+    # The driver's message may hold the database URL; it goes to the server's log only.
+    log.error("ledger database error on %s %s: %s", request.method, request.url.path,
+              type(e).__name__)  # fmt: skip
+    return JSONResponse(
+        _body("the ledger database is unreachable; nothing was changed",
+              "retry later; the platform team is alerted by the server's log"),
+        status_code=503,
+    )  # fmt: skip
+
+
+def create_app(srv: Server) -> FastAPI:
+    """The application for ``srv``."""
+    app = FastAPI(
+        title="Tenantry",
+        version=tenantry.version(),
+        description="Multi-tenant delivery: tenants, services, promotions, rollbacks, "
+        "canaries, history and audit. Every call needs `Authorization: Bearer <token>`.",
+    )
+    app.state.server = srv
+    app.include_router(reads.router)
+    app.include_router(actions.router)
+    app.add_exception_handler(errors.TenantryError, _tenantry_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.middleware("http")
+    async def audit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/api/v1/"):
+            await run_in_threadpool(_record, srv.ledger, request, response.status_code)
+        return response
+
+    return app
+
+
+def _record(ledger: Ledger, request: Request, status: int) -> None:
+    route = request.scope.get("route")
+    action = f"{request.method} {getattr(route, 'path', request.url.path)}"
+    row = tables.Audit(
+        at=now(), actor=getattr(request.state, "actor", "anonymous"), action=action[:255],
+        tenant=getattr(request.state, "tenant", None), target=request.url.path[:1024],
+        status=status, detail="",
+    )  # fmt: skip
+    try:
+        ledger.add(row)
+    except SQLAlchemyError as e:
+        log.error("could not write the audit record of %s (%s): %s", action, status,
+                  type(e).__name__)  # fmt: skip
