@@ -15,7 +15,6 @@ import httpx2
 import pytest
 import yaml
 
-from tenantry import aws
 from tenantry.deploy import promotion
 from tenantry.ledger import Ledger
 from tenantry.local import daemon
@@ -23,6 +22,7 @@ from tenantry.local import traffic as local_traffic
 from tenantry.traffic.load import Load
 from tests.integration.test_delivery import Platform
 from tests.integration.test_promotion import (
+    approve_and_deploy,
     chart_in,
     ledger,
     onboarded,
@@ -72,8 +72,7 @@ def promote(p: Platform, ledger: Ledger, version: str) -> promotion.Result:
     repo = p.load()
     row = promotion.request(repo, ledger, ref="echo/web", version=version,
                             environment="production", by="alice")  # fmt: skip
-    return promotion.approve(repo, ledger, aws.clients(repo.platform), promotion_id=row.id,
-                             by="bob")  # fmt: skip
+    return approve_and_deploy(repo, ledger, promotion_id=row.id, by="bob")
 
 
 def demo_app(route_name: str, cluster: str) -> int:

@@ -17,6 +17,7 @@ from tenantry.deploy import promotion
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
+from tenantry.spec import repository
 from tenantry.tenancy import reconcile
 from tests.integration.test_delivery import Platform, drain, offboard, publish, worker
 
@@ -86,6 +87,15 @@ def chart_in(cluster_name: str) -> str:
     return str(release["chart"])
 
 
+def approve_and_deploy(
+    repo: repository.Repository, ledger: Ledger, *, promotion_id: int, by: str
+) -> promotion.Result:
+    """What the server and a worker do between them: approve, then deploy."""
+    promotion.approve(repo, ledger, promotion_id=promotion_id, by=by)
+    return promotion.deploy_approved(repo, ledger, aws.clients(repo.platform),
+                                     promotion_id=promotion_id)  # fmt: skip
+
+
 def ship_to_staging(p: Platform, ledger: Ledger, version: str) -> None:
     p.write(version)
     p.commit(version)
@@ -97,7 +107,6 @@ def test_promotion_needs_a_healthy_staging_version_and_another_approver(
     platform: Platform, ledger: Ledger, production: tuple[str, str]
 ) -> None:
     repo = platform.load()
-    clients = aws.clients(repo.platform)
     ship_to_staging(platform, ledger, "1.0.0")
 
     with pytest.raises(
@@ -113,9 +122,9 @@ def test_promotion_needs_a_healthy_staging_version_and_another_approver(
     with pytest.raises(
         promotion.PromotionError, match=r"alice requested promotion \d+ and cannot also approve it"
     ):
-        promotion.approve(repo, ledger, clients, promotion_id=row.id, by="alice")
+        promotion.approve(repo, ledger, promotion_id=row.id, by="alice")
 
-    result = promotion.approve(repo, ledger, clients, promotion_id=row.id, by="bob")
+    result = approve_and_deploy(repo, ledger, promotion_id=row.id, by="bob")
 
     assert (result.status, result.reason) == ("deployed", "")
     primary, canary = production
@@ -171,34 +180,16 @@ def test_rollback_returns_production_to_the_previous_version(
             environment="production",
             by="alice",
         )
-        assert (
-            promotion.approve(
-                platform.load(), ledger, clients, promotion_id=row.id, by="bob"
-            ).status
-            == "deployed"
-        )
+        assert approve_and_deploy(repo, ledger, promotion_id=row.id, by="bob").status == "deployed"
     primary, canary = production
     assert chart_in(primary) == "web-1.1.0"
 
-    result = promotion.rollback(
-        platform.load(),
-        ledger,
-        clients,
-        ref="echo/web",
-        environment="production",
-        to_version=None,
-        by="carol",
-    )
+    plan = promotion.plan_rollback(repo, ledger, ref="echo/web", environment="production",
+                                   to_version=None)  # fmt: skip
+    result = promotion.rollback(repo, ledger, clients, plan=plan, by="carol")
 
     assert (result.status, result.reason) == ("rolled-back", "1.1.0 → 1.0.0")
     assert chart_in(primary) == chart_in(canary) == "web-1.0.0"
     with pytest.raises(promotion.PromotionError, match=r"9\.9\.9 never succeeded in production"):
-        promotion.rollback(
-            platform.load(),
-            ledger,
-            clients,
-            ref="echo/web",
-            environment="production",
-            to_version="9.9.9",
-            by="carol",
-        )
+        promotion.plan_rollback(repo, ledger, ref="echo/web", environment="production",
+                                to_version="9.9.9")  # fmt: skip

@@ -60,7 +60,7 @@ def test_rights_on_payments(person: rights.Person, allowed: set[str]) -> None:
 def test_a_refusal_names_the_right_and_who_holds_it() -> None:
     decision = rights.decide(ERIN, "approve", tenant=PAYMENTS, platform=REPO.platform)
     assert not decision.allowed
-    assert "erin@acme.example lacks the right 'approve' on tenant payments" == decision.reason
+    assert decision.reason == "erin@acme.example lacks the right 'approve' on tenant payments"
     assert "owners of payments (users alice@acme.example, bob@acme.example; groups " \
            "payments-leads)" in decision.holders  # fmt: skip
     assert "platform admins (users dana@acme.example; groups platform-admins)" in decision.holders
