@@ -46,11 +46,34 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["TENANTRY_STATE_DIR"] = previous
 
 
+# The people the session cluster's API server knows by a static bearer token: the
+# Tenantry server proves who calls it by asking that API server (TokenReview).
+PEOPLE: dict[str, tuple[str, ...]] = {
+    "alice": (),  # owner of the test tenant echo
+    "bob": (),  # owner of echo
+    "erin": (),  # member of echo
+    "carol": (),  # owner of another tenant
+    "dana": (),  # platform admin
+    "devs-member": ("echo-devs",),  # member of echo through a group
+}
+
+
 @pytest.fixture(scope="session")
-def cluster(state_dir: Path) -> Iterator[localcluster.LocalCluster]:
+def tokens(state_dir: Path) -> dict[str, str]:
+    """Each person's bearer token; the session cluster's API server accepts them."""
+    return {user: secrets.token_urlsafe(24) for user in PEOPLE}
+
+
+@pytest.fixture(scope="session")
+def cluster(state_dir: Path, tokens: dict[str, str]) -> Iterator[localcluster.LocalCluster]:
     """One real cluster (3 simulated nodes) shared by the whole session."""
     name = f"it-{SESSION_ID}"
-    created = localcluster.create(name, nodes=3)
+    token_file = state_dir / "people-tokens.csv"
+    token_file.write_text("".join(
+        f'{tokens[user]},{user},{user},"{",".join(groups)}"\n' for user, groups in PEOPLE.items()
+    ))  # fmt: skip
+    token_file.chmod(0o600)
+    created = localcluster.create(name, nodes=3, token_file=token_file)
     try:
         yield created
     finally:

@@ -1,0 +1,434 @@
+"""The Tenantry server over HTTP: identities proven by the real API server's TokenReview,
+rights from the tenant files, production work done by a real worker process — never by
+the terminal that asked. Real clusters, Helm, S3/SQS, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+
+from tenantry import aws
+from tenantry.aws import wiring
+from tenantry.kube import localcluster
+from tenantry.ledger import Ledger, now, tables
+from tenantry.local import daemon
+from tenantry.tenancy import reconcile
+from tests.integration.test_delivery import Platform, offboard, publish
+from tests.integration.test_promotion import chart_in, production
+from tests.integration.test_promotion import production_platform as with_production
+
+__all__ = ["production"]  # the module's production clusters, shared with test_promotion
+
+READY_S = 60
+
+
+def server_platform(root: Path, staging: str, prod: tuple[str, str]) -> Platform:
+    """echo (owners alice and bob, member erin and group echo-devs) and other (carol),
+    staging and production; the session cluster proves identities; dana administers."""
+    p = with_production(root, staging, prod)
+    data = yaml.safe_load((p.root / "platform.yaml").read_text())
+    data["server"] = {"managementCluster": staging, "admins": {"users": ["dana"]},
+                      "reviewCacheS": 5}  # fmt: skip
+    (p.root / "platform.yaml").write_text(yaml.safe_dump(data))
+    echo = yaml.safe_load((p.root / "tenants" / "echo.yaml").read_text())
+    echo["owners"] = {"users": ["alice", "bob"]}
+    echo["members"] = {"users": ["erin"], "groups": ["echo-devs"]}
+    (p.root / "tenants" / "echo.yaml").write_text(yaml.safe_dump(echo))
+    (p.root / "tenants" / "other.yaml").write_text(yaml.safe_dump(
+        {"name": "other", "owners": {"users": ["carol"]}, "environments": ["staging"]}
+    ))  # fmt: skip
+    p.commit("people")
+    return p
+
+
+def start(name: str, argv: list[str], *, port: int, env: dict[str, str], logs: Path) -> int:
+    """A detached process, ready when it answers on ``port``; its pid."""
+    log = (logs / f"{name}.log").open("ab")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **env}, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + READY_S
+    while not daemon.answers(port):
+        assert process.poll() is None, (logs / f"{name}.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{name} did not answer within {READY_S} s"
+        time.sleep(0.1)
+    return process.pid
+
+
+def stop(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@dataclass(frozen=True)
+class Running:
+    """The server (and a worker) on a platform repository."""
+
+    url: str
+    platform: Platform
+    database: str
+    logs: Path
+
+    def as_(self, token: str | None) -> httpx2.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx2.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=60,
+                             trust_env=False)  # fmt: skip
+
+
+def tenantry_server(root: Path, database: str, logs: Path) -> tuple[str, int]:
+    port = daemon.free_port()
+    pid = start("server", [sys.executable, "-m", "tenantry", "server", "--repo", str(root),
+                           "--port", str(port)],
+                port=port, env={"TENANTRY_DATABASE_URL": database}, logs=logs)  # fmt: skip
+    return f"http://127.0.0.1:{port}", pid
+
+
+@pytest.fixture(scope="module")
+def running(
+    cluster: localcluster.LocalCluster, production: tuple[str, str], aws_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Running]:  # fmt: skip
+    root = tmp_path_factory.mktemp("server")
+    p = server_platform(root / "platform", cluster.name, production)
+    repo = p.load()
+    reconcile.apply_all(repo)
+    wiring.setup(aws.clients(repo.platform), repo.platform)
+    database = f"sqlite:///{root / 'ledger.sqlite'}"
+    Ledger.open(database).close()  # migrated once, before two processes open it
+    url, server_pid = tenantry_server(p.root, database, root)
+    metrics = daemon.free_port()
+    worker_pid = start("worker", [sys.executable, "-m", "tenantry", "deployer", "--repo",
+                                  str(p.root), "--worker", "w1", "--wait", "1",
+                                  "--metrics-port", str(metrics)],
+                       port=metrics, env={"TENANTRY_DATABASE_URL": database}, logs=root)  # fmt: skip
+    try:
+        yield Running(url, p, database, root)
+    finally:
+        stop(worker_pid)
+        stop(server_pid)
+        for name in (cluster.name, *production):
+            subprocess.run(["helm", "uninstall", "web", "-n", "echo", "--kubeconfig",
+                            str(localcluster.get(name).kubeconfig)], capture_output=True,
+                           check=False)  # fmt: skip
+        offboard(root)
+
+
+@pytest.fixture(scope="module")
+def seeded(running: Running) -> dict[str, int]:
+    """A promotion that is no longer pending and a finished canary: rights are checked
+    before state, so an allowed caller gets 409 (state) where a refused one gets 403."""
+    with Ledger.open(running.database) as ledger:
+        promotion = ledger.add(tables.Promotion(
+            tenant="echo", service="web", version="0.0.1", digest="0" * 64,
+            environment="production", requested_by="erin", requested_at=now(),
+            status="rejected", reason="seeded",
+        ))  # fmt: skip
+        ledger.add(tables.Canary(tenant="echo", service="web", version="0.0.1", step=3,
+                                 weight=0, passes=3, failures=0, status="promoted",
+                                 reason="seeded", updated=now()))  # fmt: skip
+    return {"promotion": promotion.id}
+
+
+# (method, path, body) per right, on tenant echo; {promotion} is the seeded one.
+ACTIONS = {
+    "read": ("GET", "/tenants/echo", None),
+    "request": ("POST", "/promotions", {"service": "echo/web", "version": "9.9.9"}),
+    "approve": ("POST", "/promotions/{promotion}/approve", None),
+    "reject": ("POST", "/promotions/{promotion}/reject", None),
+    "rollback": ("POST", "/rollbacks", {"service": "echo/web", "environment": "production"}),
+    "pause": ("POST", "/canaries/echo/web/pause", None),
+    "abort": ("POST", "/canaries/echo/web/abort", None),
+    "audit": ("GET", "/audit", None),
+}
+# 409: allowed, but the state forbids it (not what staging runs, not pending, never
+# deployed, canary finished); 404: another tenant's, as if it did not exist.
+MATRIX = {
+    "anonymous": dict.fromkeys(ACTIONS, 401),
+    "bad-token": dict.fromkeys(ACTIONS, 401),
+    "erin": {"read": 200, "request": 409, "approve": 403, "reject": 403, "rollback": 403,
+             "pause": 403, "abort": 403, "audit": 403},
+    "devs-member": {"read": 200, "request": 409, "approve": 403, "reject": 403,
+                    "rollback": 403, "pause": 403, "abort": 403, "audit": 403},
+    "alice": {"read": 200, "request": 409, "approve": 409, "reject": 409, "rollback": 409,
+              "pause": 409, "abort": 409, "audit": 403},
+    "carol": {"read": 404, "request": 404, "approve": 404, "reject": 404, "rollback": 404,
+              "pause": 404, "abort": 404, "audit": 403},
+    "dana": {"read": 200, "request": 409, "approve": 409, "reject": 409, "rollback": 409,
+             "pause": 409, "abort": 409, "audit": 200},
+}  # fmt: skip
+
+
+def token_of(who: str, tokens: dict[str, str]) -> str | None:
+    return {"anonymous": None, "bad-token": "not-a-token"}.get(who, tokens.get(who))
+
+
+@pytest.mark.parametrize("who", list(MATRIX))
+def test_every_right_for_every_kind_of_caller(
+    running: Running, seeded: dict[str, int], tokens: dict[str, str], who: str
+) -> None:
+    got = {}
+    with running.as_(token_of(who, tokens)) as api:
+        for right, (method, path, body) in ACTIONS.items():
+            answer = api.request(method, path.format(**seeded), json=body)
+            got[right] = answer.status_code
+            if answer.status_code == 403:
+                refusal = answer.json()
+                assert refusal["right"] == right and refusal["holders"], refusal
+            if answer.status_code == 401:
+                assert answer.headers["www-authenticate"] == "Bearer"
+    assert got == MATRIX[who]
+
+
+def test_the_token_not_a_header_says_who_you_are(running: Running, tokens: dict[str, str]) -> None:
+    with running.as_(tokens["devs-member"]) as api:
+        me = api.get("/whoami").json()
+    assert me == {"username": "devs-member", "groups": ["echo-devs", "system:authenticated"],
+                  "admin": False, "tenants": {"echo": "member"}}  # fmt: skip
+    with running.as_(tokens["dana"]) as api:
+        assert api.get("/whoami").json()["tenants"] == {"echo": "admin", "other": "admin"}
+    with running.as_(tokens["carol"]) as api:
+        assert [t["name"] for t in api.get("/tenants").json()] == ["other"]
+        assert api.get("/history", params={"tenant": "echo"}).status_code == 404
+        # TENANTRY_ACTOR is gone: nothing but the token decides.
+        assert api.get("/whoami", headers={"X-Tenantry-Actor": "dana"}).json()["admin"] is False
+
+
+def test_malformed_requests_name_the_field(running: Running, tokens: dict[str, str]) -> None:
+    with running.as_(tokens["alice"]) as api:
+        bad_version = api.post("/promotions", json={"service": "echo/web", "version": "latest"})
+        extra = api.post("/promotions", json={"service": "echo/web", "version": "1.0.0",
+                                              "approvedBy": "bob"})  # fmt: skip
+        unknown = api.post("/promotions/999999/approve")
+    assert bad_version.status_code == extra.status_code == 422
+    assert [d["loc"] for d in bad_version.json()["detail"]] == [["body", "version"]]
+    assert [d["loc"] for d in extra.json()["detail"]] == [["body", "approvedBy"]]
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "no promotion 999999 that you may see"
+
+
+def wait_for(check: object, what: str, timeout_s: float = 120) -> None:
+    """Poll ``check`` until it holds; fail the test naming ``what`` when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def ship(running: Running, tokens: dict[str, str], version: str) -> None:
+    """Publish ``version``; the worker process brings it to staging."""
+    running.platform.write(version)
+    running.platform.commit(version)
+    with Ledger.open(running.database) as ledger:
+        publish(running.platform, ledger)
+
+    def in_staging() -> bool:
+        with running.as_(tokens["alice"]) as api:
+            items = api.get("/history", params={"environment": "staging"}).json()["items"]
+        return any(i["version"] == version and i["result"] == "succeeded" for i in items)
+
+    wait_for(in_staging, f"echo/web {version} in staging")
+
+
+def operation(running: Running, token: str, number: int) -> dict:
+    with running.as_(token) as api:
+        answer = api.get(f"/operations/{number}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+def test_an_owner_approves_anothers_request_and_the_workers_deploy_it_after_the_cli_dies(
+    running: Running, tokens: dict[str, str], production: tuple[str, str]
+) -> None:
+    ship(running, tokens, "1.0.0")
+    with running.as_(tokens["alice"]) as api:
+        requested = api.post("/promotions", json={"service": "echo/web", "version": "1.0.0"})
+        assert requested.status_code == 201, requested.text
+        number = requested.json()["id"]
+        own = api.post(f"/promotions/{number}/approve")
+    assert own.status_code == 403
+    assert "alice requested this promotion and cannot also approve it" in own.json()["error"]
+
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "approve", str(number)],
+        env={**os.environ, "TENANTRY_SERVER": running.url, "TENANTRY_TOKEN": tokens["bob"]},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def approved() -> bool:
+        with running.as_(tokens["bob"]) as api:
+            return bool(api.get(f"/promotions/{number}").json()["status"] != "pending")
+
+    wait_for(approved, f"promotion {number} approved")
+    cli.kill()  # the approver's terminal goes away mid-rollout
+    _, err = cli.communicate()
+    assert "approved; the workers carry it out as operation" in err
+    (queued,) = [
+        o
+        for o in _operations(running)
+        if o.kind == "approve" and f'"promotion": {number}' in o.params
+    ]
+
+    wait_for(lambda: operation(running, tokens["alice"], queued.id)["status"]
+             in ("succeeded", "failed"), f"operation {queued.id}")  # fmt: skip
+    done = operation(running, tokens["alice"], queued.id)
+    assert (done["status"], done["requestedBy"], done["worker"]) == ("succeeded", "bob", "w1")
+    primary, canary = production
+    assert chart_in(canary) == chart_in(primary) == "web-1.0.0"
+    with running.as_(tokens["erin"]) as api:
+        history = api.get("/history", params={"environment": "production"}).json()["items"]
+        promotion = api.get(f"/promotions/{number}").json()
+    assert {(h["cluster"], h["actor"]) for h in history} == {
+        (canary, f"bob (approved #{number})"), (primary, f"bob (approved #{number})"),
+    }  # fmt: skip
+    assert (promotion["status"], promotion["approvedBy"]) == ("deployed", "bob")
+
+
+def _operations(running: Running) -> list[tables.Operation]:
+    with Ledger.open(running.database) as ledger, ledger.session() as session:
+        return list(session.query(tables.Operation).order_by(tables.Operation.id))
+
+
+def test_two_concurrent_approvals_deploy_once(running: Running, tokens: dict[str, str]) -> None:
+    with running.as_(tokens["erin"]) as api:
+        requested = api.post("/promotions", json={"service": "echo/web", "version": "1.0.0"})
+    assert requested.status_code == 201, requested.text
+    number = requested.json()["id"]
+    before = len(_operations(running))
+    statuses: list[int] = []
+    go = threading.Barrier(2)
+
+    def approve(who: str) -> None:
+        with running.as_(tokens[who]) as api:
+            go.wait()
+            statuses.append(api.post(f"/promotions/{number}/approve").status_code)
+
+    threads = [threading.Thread(target=approve, args=(who,)) for who in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [202, 409]
+    (only,) = _operations(running)[before:]
+    wait_for(lambda: operation(running, tokens["erin"], only.id)["status"] == "succeeded",
+             f"operation {only.id}")  # fmt: skip
+
+
+def test_a_rollback_is_carried_out_by_the_workers_and_followed_as_events(
+    running: Running, tokens: dict[str, str], production: tuple[str, str]
+) -> None:
+    ship(running, tokens, "1.1.0")
+    with running.as_(tokens["erin"]) as api:
+        number = api.post("/promotions", json={"service": "echo/web", "version": "1.1.0"}).json()[
+            "id"
+        ]
+    with running.as_(tokens["bob"]) as api:
+        queued = api.post(f"/promotions/{number}/approve").json()["operation"]["id"]
+    wait_for(lambda: operation(running, tokens["bob"], queued)["status"] == "succeeded",
+             f"operation {queued}")  # fmt: skip
+    primary, _ = production
+    assert chart_in(primary) == "web-1.1.0"
+
+    with running.as_(tokens["erin"]) as api:
+        assert api.post("/rollbacks", json={"service": "echo/web",
+                                            "environment": "production"}).status_code == 403  # fmt: skip
+    with running.as_(tokens["alice"]) as api:
+        answer = api.post("/rollbacks", json={"service": "echo/web", "environment": "production"})
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["rollback"]["current"], answer.json()["rollback"]["target"]) == (
+            "1.1.0", "1.0.0",
+        )  # fmt: skip
+        number = answer.json()["operation"]["id"]
+        events = []
+        with api.stream("GET", f"/operations/{number}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line.removeprefix("event: "))
+    assert events[0] == "progress" and events[-1] == "end"
+    done = operation(running, tokens["alice"], number)
+    assert done["status"] == "succeeded", done
+    assert done["progress"][0] == "rolling echo/web back in production: 1.1.0 → 1.0.0"
+    assert chart_in(primary) == "web-1.0.0"
+
+
+def test_every_call_is_audited_with_the_proven_identity_and_no_token(
+    running: Running, tokens: dict[str, str]
+) -> None:
+    with running.as_(tokens["dana"]) as api:
+        items = api.get("/audit", params={"limit": 1000}).json()["items"]
+    refused = [i for i in items if i["actor"] == "alice" and i["status"] == 403]
+    assert any(i["action"] == "POST /api/v1/promotions/{promotion_id}/approve"
+               and i["tenant"] == "echo" for i in refused)  # fmt: skip
+    assert any(i["actor"] == "anonymous" and i["status"] == 401 for i in items)
+    with Ledger.open(running.database) as ledger:
+        everything = repr([vars(r) for r in ledger.audit_log(tenants=None, limit=10_000)])
+    logs = (running.logs / "server.log").read_text() + (running.logs / "worker.log").read_text()
+    for token in tokens.values():
+        assert token not in everything and token not in logs
+
+
+def test_the_database_down_is_503_and_nothing_written(
+    running: Running, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    from tenantry.local import postgres
+
+    with postgres.server() as database:
+        Ledger.open(database).close()
+        url, pid = tenantry_server(running.platform.root, database, tmp_path)
+        try:
+            with running.as_(tokens["alice"]) as api:
+                up = api.get(f"{url}/api/v1/history")
+        except BaseException:
+            stop(pid)
+            raise
+    try:  # PostgreSQL is stopped now
+        with running.as_(tokens["alice"]) as api:
+            down = api.post(f"{url}/api/v1/promotions",
+                            json={"service": "echo/web", "version": "1.0.0"})  # fmt: skip
+    finally:
+        stop(pid)
+    assert up.status_code == 200
+    assert down.status_code == 503
+    assert down.json()["error"] == "the ledger database is unreachable; nothing was changed"
+    assert "postgres" not in down.text
+
+
+def test_an_unreachable_management_cluster_is_503(
+    running: Running, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    root = tmp_path / "platform"
+    subprocess.run(["git", "clone", "-q", str(running.platform.root), str(root)], check=True)
+    closed = daemon.free_port()
+    (root / "nowhere.kubeconfig").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
+        "clusters": [{"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{closed}",
+                                                     "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "nowhere", "user": {"token": "unused"}}],
+        "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "nowhere"}}],
+    }))  # fmt: skip
+    data = yaml.safe_load((root / "platform.yaml").read_text())
+    data["environments"].append({"name": "management", "clusters": [
+        {"name": "nowhere", "kubeconfig": "nowhere.kubeconfig"}]})  # fmt: skip
+    data["server"]["managementCluster"] = "nowhere"
+    (root / "platform.yaml").write_text(yaml.safe_dump(data))
+    url, pid = tenantry_server(root, f"sqlite:///{tmp_path / 'ledger.sqlite'}", tmp_path)
+    try:
+        with running.as_(tokens["alice"]) as api:
+            answer = api.get(f"{url}/api/v1/whoami")
+    finally:
+        stop(pid)
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith("the management cluster could not review the token")
