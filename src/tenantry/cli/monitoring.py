@@ -10,10 +10,9 @@ from typing import Annotated
 import httpx2
 import typer
 
-from tenantry import errors
+from tenantry import errors, processes
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
-from tenantry.local import daemon
 from tenantry.local import monitoring as stack
 from tenantry.local import platform as local_platform
 from tenantry.local.receivers import KINDS
@@ -94,11 +93,11 @@ def status_cmd(ctx: typer.Context) -> None:
     ports = stack.saved_ports()
     rows = []
     for name in stack.NAMES:
-        process = daemon.running(name)
+        process = processes.running(name)
         rows.append({"process": name, "running": process is not None,
                      "pid": process.pid if process else None,
                      "address": process.endpoint if process else "",
-                     "log": str(daemon.log_file(name))})  # fmt: skip
+                     "log": str(processes.log_file(name))})  # fmt: skip
     output.emit(rows, ctx.obj.output, title="local monitoring")
     if ports is not None and ctx.obj.output == "table":
         output.err_console.print(

@@ -10,11 +10,11 @@ from typing import Annotated
 import httpx2
 import typer
 
-from tenantry import errors
+from tenantry import errors, processes
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
 from tenantry.ledger import Ledger
-from tenantry.local import daemon, monitoring
+from tenantry.local import monitoring
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import repository
 from tenantry.traffic import canary, failover
@@ -96,14 +96,14 @@ def watch_cmd(
     router = local_traffic.router(loaded)
     stop = threading.Event()
     if port:
-        daemon.serve_health(port, stop)
+        processes.serve_health(port, stop)
     with Ledger.open() as ledger:
         watchers = [
             failover.Watcher(route, router=router, ledger=ledger, hold_down_s=traffic.hold_down_s,
                              alert=_platform_alert)
             for route, _ in local_traffic.routes(loaded)
         ]  # fmt: skip
-        daemon.on_terminate(stop.set)
+        processes.on_terminate(stop.set)
         while not stop.is_set():
             for watcher in watchers:
                 watcher.poll()

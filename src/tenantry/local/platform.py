@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tenantry import aws, paths
+from tenantry import aws, paths, processes
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
-from tenantry.local import awsserver, daemon, monitoring
+from tenantry.local import awsserver, monitoring
 from tenantry.local import traffic as local_traffic
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
@@ -106,8 +106,8 @@ def start_services(repo_root: Path) -> Services | None:
         return None
     server = awsserver.start()
     wiring.setup(aws.clients(loaded.platform), loaded.platform)
-    port = daemon.free_port()
-    deployer = daemon.start(
+    port = processes.free_port()
+    deployer = processes.start(
         DEPLOYER,
         [sys.executable, "-m", "tenantry", "deployer", "--repo", str(loaded.root),
          "--worker", "local-1", "--metrics-port", str(port)],
@@ -157,7 +157,7 @@ def _seed_local_secrets(
 
 def platform_targets(repo: Repository) -> list[str]:
     """``host:port`` of the platform's own metrics: the deployer, HAProxy, the demo apps."""
-    deployer = daemon.running(DEPLOYER)
+    deployer = processes.running(DEPLOYER)
     own = [f"127.0.0.1:{deployer.port}"] if deployer else []
     return own + local_traffic.scrape_targets(repo)
 
@@ -189,7 +189,7 @@ def down() -> list[ClusterReport]:
     that no longer exist."""
     monitoring.stop(forget=True)
     local_traffic.stop()
-    daemon.stop(DEPLOYER)
+    processes.stop(DEPLOYER)
     awsserver.stop()
     if not os.environ.get("TENANTRY_DATABASE_URL"):
         for suffix in ("", "-wal", "-shm"):

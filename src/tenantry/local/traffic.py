@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from tenantry import errors, paths
-from tenantry.local import daemon
+from tenantry import errors, paths, processes
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.router import Endpoint, Route
@@ -41,7 +40,7 @@ def _ports(names: list[str]) -> dict[str, int]:
         saved = {}
     missing = [n for n in names if n not in saved]
     if missing:
-        saved.update({n: daemon.free_port() for n in missing})
+        saved.update({n: processes.free_port() for n in missing})
         _dir().mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved))
     return saved
@@ -101,7 +100,7 @@ def start(repo: Repository) -> HAProxy | None:
         assert service.descriptor is not None
         for endpoint in route.endpoints:
             port = int(endpoint.address.rsplit(":", 1)[1])
-            daemon.start(_app_process(route, endpoint.cluster), [
+            processes.start(_app_process(route, endpoint.cluster), [
                 sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
                 "--service", service.name, "--cluster", endpoint.cluster,
                 "--version", service.descriptor.version,
@@ -110,7 +109,7 @@ def start(repo: Repository) -> HAProxy | None:
     haproxy.start()
     haproxy.apply_wanted()
     port = _ports(["watch"])["watch"]
-    daemon.start(WATCHER, [
+    processes.start(WATCHER, [
         sys.executable, "-m", "tenantry", "traffic", "watch", "--repo", str(repo.root),
         "--port", str(port),
     ], port=port)  # fmt: skip
@@ -128,7 +127,7 @@ def scrape_targets(repo: Repository) -> list[str]:
 
 def set_version(route: Route, cluster: str, version: str) -> None:
     """What a deploy does to a real ingress: the demo app now serves ``version``."""
-    process = daemon.running(_app_process(route, cluster))
+    process = processes.running(_app_process(route, cluster))
     if process is None:
         raise errors.TenantryError(f"the demo app of {route.name} on {cluster} is not running",
                                    fix="start the local platform with `tenantry up`")  # fmt: skip
@@ -139,8 +138,8 @@ def set_version(route: Route, cluster: str, version: str) -> None:
 
 def stop() -> None:
     """Stop HAProxy and every demo app (by pid), and forget the ports."""
-    daemon.stop(WATCHER)
-    daemon.stop("haproxy")
+    processes.stop(WATCHER)
+    processes.stop("haproxy")
     for entry in paths.state_dir().glob("demo-*"):
-        daemon.stop(entry.name)
+        processes.stop(entry.name)
     shutil.rmtree(_dir(), ignore_errors=True)
