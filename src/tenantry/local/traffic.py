@@ -3,6 +3,9 @@ cluster's ingress: kwok runs no containers), HAProxy in front of them, one front
 port per service, and the failover watcher (`tenantry traffic watch`). Ports are
 chosen once and kept in ``<state dir>/traffic/ports.json`` so every command finds the
 same router; every process is stopped by its pid.
+
+`Provider` is how the rest of Tenantry reaches all this: the `tenantry.traffic.wiring`
+provider for environments on local clusters, registered by `tenantry.local.plugin`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 import httpx2
 
 from tenantry import errors, paths, processes
+from tenantry.local import monitoring
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.router import Endpoint, Route
+from tenantry.traffic.wiring import route_name
 
 PRODUCTION = "production"
 WATCHER = "traffic-watch"
@@ -25,11 +30,6 @@ WATCHER = "traffic-watch"
 
 def _dir() -> Path:
     return paths.state_dir() / "traffic"
-
-
-def route_name(service: ServiceSource) -> str:
-    """The route (HAProxy frontend and backend) of a service: ``<tenant>-<service>``."""
-    return f"{service.tenant}-{service.name}"
 
 
 def _ports(names: list[str]) -> dict[str, int]:
@@ -143,3 +143,36 @@ def stop() -> None:
     for entry in paths.state_dir().glob("demo-*"):
         processes.stop(entry.name)
     shutil.rmtree(_dir(), ignore_errors=True)
+
+
+class Provider:
+    """The local platform's `tenantry.traffic.wiring.Provider`: HAProxy over the demo
+    apps, the local monitoring stack's Prometheus and Alertmanager."""
+
+    def router(self, repo: Repository) -> HAProxy:
+        """The local HAProxy (started by `tenantry up`)."""
+        return router(repo)
+
+    def routes(self, repo: Repository) -> list[tuple[Route, str]]:
+        """Each route with its HAProxy frontend on loopback."""
+        return [(route, f"http://127.0.0.1:{port}/") for route, port in routes(repo)]
+
+    def route(self, repo: Repository, service: ServiceSource) -> Route:
+        """The service's route over the demo apps."""
+        return route_for(repo, service)[0]
+
+    def prometheus(self, repo: Repository) -> str | None:
+        """``traffic.prometheusUrl`` if set (tests run their own), else the local stack's."""
+        traffic = repo.platform.traffic
+        if traffic is not None and traffic.prometheus_url:
+            return traffic.prometheus_url
+        stack = monitoring.running()
+        return stack.prometheus if stack else None
+
+    def alert(self, labels: dict[str, str], summary: str) -> None:
+        """Through the local Alertmanager, when the local stack runs one."""
+        monitoring.post_alert(labels, summary)
+
+    def serving(self, route: Route, cluster: str, version: str) -> None:
+        """Tell the cluster's demo app which version it serves now."""
+        set_version(route, cluster, version)
