@@ -16,7 +16,8 @@ from tenantry.cli.tenants import RepoOption
 from tenantry.local import monitoring as stack
 from tenantry.local import platform as local_platform
 from tenantry.local.receivers import KINDS
-from tenantry.observability import files, logs
+from tenantry.monitoring import files
+from tenantry.observability import config, logs
 from tenantry.observability.problems import Problem
 from tenantry.spec import repository
 
@@ -60,7 +61,7 @@ def render_cmd(
     loaded = repository.load(repo.resolve())
     out = out.resolve()
     shipper = logs.Shipper(hec_endpoint, str(out.parent / f"{out.name}-collector-state"), 13133)
-    rendered = files.write(loaded, out, files.Settings(shipper=shipper))
+    rendered = files.write(loaded, out, config.Settings(shipper=shipper))
     _report_problems(rendered.problems)
     output.emit(_summary(rendered), ctx.obj.output)
 

@@ -3,7 +3,7 @@ shipper (otelcol-tenantry) and the stand-in receivers, on loopback, with the
 configuration Tenantry generates.
 
 Everything lives under ``<state dir>/monitoring/``: ``config/`` (written by
-`tenantry.observability.files`, swapped whole), ``data/`` (each server's storage),
+`tenantry.monitoring.files`, swapped whole), ``data/`` (each server's storage),
 ``ports.json`` (so a later `apply` in another shell points the configuration at the
 same servers) and ``pods/`` (where the local clusters' container logs would be: kwok
 runs no containers, so demo lines are written there in the Kubernetes log layout).
@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx2
 
 from tenantry import errors, paths, processes
-from tenantry.observability import files, logs
+from tenantry.monitoring import files
+from tenantry.observability import config, logs
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
@@ -99,9 +100,9 @@ def _hec_token() -> str:
 
 
 def settings(ports: Ports, *, platform_targets: Sequence[str] = (), hold: str | None = "5s",
-             interval: str = "1s") -> files.Settings:  # fmt: skip
+             interval: str = "1s") -> config.Settings:  # fmt: skip
     """The configuration of the local stack: everything on loopback, alerts in seconds."""
-    return files.Settings(
+    return config.Settings(
         alertmanagers=[f"127.0.0.1:{ports.alertmanager}"],
         platform_targets=list(platform_targets),
         smtp_smarthost=f"127.0.0.1:{ports.smtp}",
@@ -132,7 +133,7 @@ def start(
     secret_values: dict[str, str],
     secret_problems: list[Problem],
     platform_targets: Sequence[str] = (),
-    tuned: files.Settings | None = None,
+    tuned: config.Settings | None = None,
 ) -> tuple[Stack, files.Rendered]:
     """Render the configuration and start (or reload) every monitoring process;
     ``tuned`` replaces the local settings (benchmarks make alerts faster still)."""

@@ -23,6 +23,7 @@ from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.local import awsserver, monitoring
 from tenantry.local import traffic as local_traffic
+from tenantry.monitoring import secret_store
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
 from tenantry.spec import repository
@@ -131,14 +132,14 @@ def receiver_secrets(repo: Repository, *, seed_local: bool) -> tuple[dict[str, s
     with secrets_cluster(repo).connect() as kube:
         if seed_local:
             _seed_local_secrets(kube, namespace, wanted, monitoring.ensure_ports())
-        return secrets.resolve(wanted, secrets.cluster_reader(kube, namespace))
+        return secrets.resolve(wanted, secret_store.cluster_reader(kube, namespace))
 
 
 def _seed_local_secrets(
     kube: Kube, namespace: str, wanted: list[secrets.Need], ports: monitoring.Ports
 ) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    read = secrets.cluster_reader(kube, namespace)
+    read = secret_store.cluster_reader(kube, namespace)
     for need in wanted:
         if read(need.ref) is not None:
             continue
