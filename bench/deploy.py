@@ -39,7 +39,7 @@ from tenantry.artifacts import package, publishing
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.ledger import Ledger
-from tenantry.local import awsserver
+from tenantry.local import awsserver, plugin
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
 
@@ -142,6 +142,7 @@ def main() -> None:
     for key, value in machine().items():
         print(f"{key:>12}: {value}")
 
+    plugin.install()  # artifacts.endpoint: local, as the tenantry command resolves it
     cluster = localcluster.create("bench-staging", nodes=3)
     awsserver.start()
     try:

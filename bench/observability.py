@@ -41,7 +41,8 @@ import httpx2
 import yaml
 
 from _common import machine
-from tenantry.local import daemon, monitoring
+from tenantry import processes
+from tenantry.local import monitoring
 from tenantry.observability import prometheus, secrets
 from tenantry.spec import models, repository
 
@@ -145,7 +146,7 @@ def ingestion(
 ) -> dict[str, float]:
     workdir.mkdir(parents=True)
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = daemon.free_port()
+    port = processes.free_port()
     proc = subprocess.Popen(
         [shutil.which("prometheus") or "prometheus", f"--config.file={workdir / 'prometheus.yml'}",
          f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
@@ -153,7 +154,7 @@ def ingestion(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_until(lambda: daemon.answers(port), 30, 0.1)
+        wait_until(lambda: processes.answers(port), 30, 0.1)
         time.sleep(warm_s)
         samples0, cpu0, t0 = appended(port), cpu_seconds(proc.pid), time.monotonic()
         time.sleep(window_s)

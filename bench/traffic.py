@@ -35,8 +35,8 @@ import httpx2
 import yaml
 
 from _common import machine
+from tenantry import processes
 from tenantry.ledger import Ledger
-from tenantry.local import daemon
 from tenantry.traffic import analysis, canary
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.load import Load
@@ -44,7 +44,7 @@ from tenantry.traffic.router import Endpoint, Route
 
 
 def start_app(name: str, port: int, cluster: str, version: str) -> None:
-    daemon.start(name, [sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
+    processes.start(name, [sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
                         "--service", "api", "--cluster", cluster, "--version", version],
                  port=port)  # fmt: skip
 
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"{'haproxy':>20}: {haproxy_version}")
     work = Path(tempfile.mkdtemp(prefix="tenantry-bench-traffic-"))
     os.environ["TENANTRY_STATE_DIR"] = str(work)
-    ports = {n: daemon.free_port() for n in ("primary", "canary", "front", "stats", "prom")}
+    ports = {n: processes.free_port() for n in ("primary", "canary", "front", "stats", "prom")}
     start_app("app-primary", ports["primary"], "prod-primary", "primary")
     start_app("app-canary", ports["canary"], "prod-canary", "canary")
     route = Route("payments-api", (
@@ -103,7 +103,7 @@ def main() -> None:
         for _ in range(args.runs):
             load = Load(url, interval_s=0.005)
             time.sleep(1)
-            primary = daemon.running("app-primary")
+            primary = processes.running("app-primary")
             assert primary is not None
             killed = time.monotonic()
             os.kill(primary.pid, 9)
@@ -115,7 +115,7 @@ def main() -> None:
             after = [a for t, a in load.answers if t > killed]
             failed.append(sum(1 for a in after if a not in ("primary", "canary")))
             failover_times.append(down)
-            daemon.stop("app-primary", grace_s=0)
+            processes.stop("app-primary", grace_s=0)
             start_app("app-primary", ports["primary"], "prod-primary", "primary")
             while not next(s for s in router.state(route) if s.role == "primary").healthy:
                 time.sleep(0.05)
@@ -171,8 +171,8 @@ def main() -> None:
             prometheus.terminate()
             prometheus.wait(timeout=30)
         router.stop()
-        daemon.stop("app-primary")
-        daemon.stop("app-canary")
+        processes.stop("app-primary")
+        processes.stop("app-canary")
         shutil.rmtree(work, ignore_errors=True)
     print(
         json.dumps(

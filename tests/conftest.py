@@ -27,6 +27,15 @@ TEST_LABEL = "tenantry.dev/test-session"
 CHARTS = Path(__file__).parent / "data" / "charts"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def local_platform_plugged_in() -> None:
+    """What the `tenantry` command does on import: the local platform's traffic wiring and
+    S3/SQS endpoint, for the tests that call actions directly on local clusters."""
+    from tenantry.local import plugin
+
+    plugin.install()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts or "e2e" in item.path.parts:

@@ -11,9 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tenantry import aws
+from tenantry import aws, processes
 from tenantry.aws import wiring
-from tenantry.local import daemon
 from tests.integration.test_delivery import Platform, ledger, onboarded, platform, publish
 
 __all__ = ["ledger", "onboarded", "platform"]  # fixtures shared with the delivery tests
@@ -29,7 +28,7 @@ def metrics(port: int) -> str:
 def test_deployer_serves_metrics_and_stops_on_sigterm(
     platform: Platform, ledger, tmp_path: Path
 ) -> None:
-    port = daemon.free_port()
+    port = processes.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
          "--worker", "e2e", "--wait", "1", "--metrics-port", str(port)],
@@ -38,7 +37,7 @@ def test_deployer_serves_metrics_and_stops_on_sigterm(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not daemon.answers(port) and time.monotonic() < deadline:
+        while not processes.answers(port) and time.monotonic() < deadline:
             time.sleep(0.1)
         publish(platform, ledger)
         deadline = time.monotonic() + 60

@@ -15,9 +15,9 @@ import httpx2
 import pytest
 import yaml
 
+from tenantry import processes
 from tenantry.deploy import promotion
 from tenantry.ledger import Ledger
-from tenantry.local import daemon
 from tenantry.local import traffic as local_traffic
 from tenantry.traffic.load import Load
 from tests.integration.test_delivery import Platform
@@ -38,7 +38,7 @@ __all__ = ["ledger", "onboarded", "platform", "production"]  # fixtures shared
 @pytest.fixture
 def live(platform: Platform, tmp_path: Path) -> Iterator[dict[str, object]]:
     """A traffic section, HAProxy and demo apps for the platform, and a Prometheus."""
-    port = daemon.free_port()
+    port = processes.free_port()
     data = yaml.safe_load((platform.root / "platform.yaml").read_text())
     data["traffic"] = {"scrapeIntervalS": 1, "prometheusUrl": f"http://127.0.0.1:{port}",
                        "canary": {"steps": [20, 50], "intervalS": 5, "minRequests": 10}}  # fmt: skip
@@ -76,7 +76,7 @@ def promote(p: Platform, ledger: Ledger, version: str) -> promotion.Result:
 
 
 def demo_app(route_name: str, cluster: str) -> int:
-    process = daemon.running(f"demo-{route_name}-{cluster}")
+    process = processes.running(f"demo-{route_name}-{cluster}")
     assert process is not None
     return process.port
 

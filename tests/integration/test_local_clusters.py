@@ -6,9 +6,9 @@ from pathlib import Path
 
 from lightkube.resources.core_v1 import Node
 
+from tenantry import processes
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
-from tenantry.local import daemon
 
 
 def test_session_cluster_is_listed_reachable_and_has_ready_nodes(
@@ -41,5 +41,5 @@ def test_second_cluster_runs_beside_the_first_and_delete_is_idempotent(
     assert localcluster.delete(other.name) is False
     assert not other.workdir.exists()
     for pid in pids:
-        assert not daemon.alive(pid), f"process {pid} of the deleted cluster runs"
+        assert not processes.alive(pid), f"process {pid} of the deleted cluster runs"
     assert cluster.reachable()

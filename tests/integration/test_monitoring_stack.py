@@ -27,7 +27,8 @@ import httpx2
 import pytest
 import yaml
 
-from tenantry.local import daemon, monitoring
+from tenantry import processes
+from tenantry.local import monitoring
 from tenantry.observability import prometheus, secrets
 from tenantry.spec import repository
 from tests.integration.test_prometheus_limits import exporter
@@ -217,7 +218,7 @@ def test_container_logs_reach_each_tenants_index(stack) -> None:
 
 def test_no_line_is_lost_while_the_receiver_is_down_for_30_seconds(stack) -> None:
     before = len(received(stack, "hec"))
-    assert daemon.stop(monitoring.RECEIVERS)
+    assert processes.stop(monitoring.RECEIVERS)
     try:
         sent = [f"outage line {i}" for i in range(200)]
         for start in range(0, 200, 20):

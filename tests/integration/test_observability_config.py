@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenantry.observability import alertmanager, files, prometheus
+from tenantry.monitoring import files
+from tenantry.observability import alertmanager, prometheus
+from tenantry.observability.config import Settings
 from tenantry.spec import repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
@@ -121,7 +123,7 @@ def test_a_rule_promtool_rejects_is_skipped_and_the_rest_is_installed(tmp_path: 
     (root / "services/payments/api/alerts.yaml").write_text(
         yaml.safe_dump({"groups": [{"name": "g", "rules": [broken]}]})
     )
-    rendered = files.write(repository.load(root), tmp_path / "out", files.Settings())
+    rendered = files.write(repository.load(root), tmp_path / "out", Settings())
     (problem,) = rendered.problems
     assert problem.file == "services/payments/api/alerts.yaml"
     assert "promtool rejects it" in problem.message

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tenantry.kube.client import Kube
-from tenantry.observability import crds, operator
+from tenantry.monitoring import crds
+from tenantry.observability import operator
 from tenantry.spec import repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenantry.local import daemon
+from tenantry import processes
 from tenantry.observability import prometheus
 from tenantry.spec import models, repository
 
@@ -73,7 +73,7 @@ def running(tmp_path: Path) -> Iterator[str]:
             prometheus.config(repo, rule_files=[], targets_dir=str(targets), interval="1s")
         )
     )
-    port = daemon.free_port()
+    port = processes.free_port()
     proc = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}"],

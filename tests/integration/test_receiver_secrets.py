@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 from tenantry.kube.client import Kube
-from tenantry.observability import secrets
+from tenantry.monitoring import secret_store
 from tenantry.spec import models
 
 
@@ -14,7 +14,7 @@ def test_secrets_are_read_from_the_monitoring_namespace(admin: Kube, namespace: 
     admin.apply({"apiVersion": "v1", "kind": "Secret",
                  "metadata": {"name": "payments-alerts", "namespace": namespace},
                  "stringData": {"webhook-url": "https://hooks.slack.com/services/T/B/x"}})  # fmt: skip
-    read = secrets.cluster_reader(admin, namespace)
+    read = secret_store.cluster_reader(admin, namespace)
     ref = models.SecretRef(name="payments-alerts", key="webhook-url")
     assert read(ref) == "https://hooks.slack.com/services/T/B/x"
     assert read(ref.model_copy(update={"key": "other"})) is None
@@ -23,8 +23,8 @@ def test_secrets_are_read_from_the_monitoring_namespace(admin: Kube, namespace: 
 
 def test_secret_files_are_private_and_stale_ones_removed(tmp_path: Path) -> None:
     directory = tmp_path / "secrets"
-    secrets.write(directory, {"payments-slack": "https://a", "old-slack": "https://b"})
-    secrets.write(directory, {"payments-slack": "https://c"})
+    secret_store.write(directory, {"payments-slack": "https://a", "old-slack": "https://b"})
+    secret_store.write(directory, {"payments-slack": "https://c"})
     assert sorted(p.name for p in directory.iterdir()) == ["payments-slack"]
     assert (directory / "payments-slack").read_text() == "https://c"
     assert stat.S_IMODE((directory / "payments-slack").stat().st_mode) == 0o600

@@ -20,11 +20,10 @@ import httpx2
 import pytest
 import yaml
 
-from tenantry import aws
+from tenantry import aws, processes
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.ledger import Ledger, now, tables
-from tenantry.local import daemon
 from tenantry.tenancy import reconcile
 from tests.integration.test_delivery import Platform, offboard, publish
 from tests.integration.test_promotion import chart_in, production
@@ -60,7 +59,7 @@ def start(name: str, argv: list[str], *, port: int, env: dict[str, str], logs: P
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, **env}, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + READY_S
-    while not daemon.answers(port):
+    while not processes.answers(port):
         assert process.poll() is None, (logs / f"{name}.log").read_text()[-3000:]
         assert time.monotonic() < deadline, f"{name} did not answer within {READY_S} s"
         time.sleep(0.1)
@@ -90,7 +89,7 @@ class Running:
 
 
 def tenantry_server(root: Path, database: str, logs: Path) -> tuple[str, int]:
-    port = daemon.free_port()
+    port = processes.free_port()
     pid = start("server", [sys.executable, "-m", "tenantry", "server", "--repo", str(root),
                            "--port", str(port)],
                 port=port, env={"TENANTRY_DATABASE_URL": database}, logs=logs)  # fmt: skip
@@ -110,7 +109,7 @@ def running(
     database = f"sqlite:///{root / 'ledger.sqlite'}"
     Ledger.open(database).close()  # migrated once, before two processes open it
     url, server_pid = tenantry_server(p.root, database, root)
-    metrics = daemon.free_port()
+    metrics = processes.free_port()
     worker_pid = start("worker", [sys.executable, "-m", "tenantry", "deployer", "--repo",
                                   str(p.root), "--worker", "w1", "--wait", "1",
                                   "--metrics-port", str(metrics)],
@@ -411,7 +410,7 @@ def test_an_unreachable_management_cluster_is_503(
 ) -> None:
     root = tmp_path / "platform"
     subprocess.run(["git", "clone", "-q", str(running.platform.root), str(root)], check=True)
-    closed = daemon.free_port()
+    closed = processes.free_port()
     (root / "nowhere.kubeconfig").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
         "clusters": [{"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{closed}",

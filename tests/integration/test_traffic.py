@@ -20,8 +20,8 @@ import httpx2
 import pytest
 import yaml
 
+from tenantry import processes
 from tenantry.ledger import Ledger
-from tenantry.local import daemon
 from tenantry.traffic import analysis, canary, failover
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.load import Load
@@ -48,12 +48,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     state = tmp_path_factory.mktemp("traffic-state")
     previous = os.environ.get("TENANTRY_STATE_DIR")
     os.environ["TENANTRY_STATE_DIR"] = str(state)
-    ports = {name: daemon.free_port() for name in ("primary", "canary", "front", "stats", "prom")}
+    ports = {
+        name: processes.free_port() for name in ("primary", "canary", "front", "stats", "prom")
+    }
     apps = {"primary": ("prod-primary", "1.0.0"), "canary": ("prod-canary", "1.1.0")}
     prometheus = None
     try:
         for role, (cluster, version) in apps.items():
-            daemon.start(f"app-{role}", [
+            processes.start(f"app-{role}", [
                 sys.executable, "-m", "tenantry.local.demoapp", "--port", str(ports[role]),
                 "--service", "api", "--cluster", cluster, "--version", version,
             ], port=ports[role])  # fmt: skip
@@ -86,9 +88,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         if prometheus is not None:
             prometheus.terminate()
             prometheus.wait(timeout=30)
-        daemon.stop("haproxy")
+        processes.stop("haproxy")
         for role in apps:
-            daemon.stop(f"app-{role}")
+            processes.stop(f"app-{role}")
         if previous is None:
             os.environ.pop("TENANTRY_STATE_DIR", None)
         else:
@@ -207,11 +209,11 @@ def test_primary_failure_moves_all_traffic_to_the_standby_then_back(platform) ->
     try:
         time.sleep(1)
         killed = time.monotonic()
-        daemon.stop("app-primary", grace_s=0)  # the primary cluster's ingress dies
+        processes.stop("app-primary", grace_s=0)  # the primary cluster's ingress dies
         wait_for(lambda: watcher.state.mode == "failed-over")
         time.sleep(2)
         back = time.monotonic()
-        daemon.start("app-primary", [
+        processes.start("app-primary", [
             sys.executable, "-m", "tenantry.local.demoapp", "--port", str(ports["primary"]),
             "--service", "api", "--cluster", "prod-primary", "--version", "1.0.0",
         ], port=ports["primary"])  # fmt: skip

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tenantry.local import receivers
-from tenantry.observability import alertmanager, logs, rules, secrets
+from tenantry.observability import alertmanager, config, logs, rules, secrets
+from tenantry.observability.problems import Problem
 from tenantry.spec import models, repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
@@ -155,3 +156,16 @@ def test_a_missing_platform_secret_leaves_the_platform_receiver_empty() -> None:
     planned = alertmanager.plan(REPO, secrets_dir="/s", skip=problems)
     receivers = {r["name"] for r in planned.config["receivers"]}
     assert receivers == {"platform"}  # the catch-all with no integrations, still valid
+
+
+def test_the_whole_directory_is_planned_without_touching_it() -> None:
+    out = Path("/srv/monitoring")
+    problem = Problem("payments", "tenants/payments.yaml", "alerts.slack", "missing")
+    plan = config.plan(REPO, out, config.Settings(), own_rules={}, secret_problems=[problem])
+    assert {"prometheus.yml", "alertmanager.yml", "rules/platform.yml"} <= set(plan.documents)
+    assert "collector.yaml" not in plan.documents  # no shipper configured
+    assert {f"operator/{t.name}.yaml" for t in REPO.tenants} <= set(plan.documents)
+    assert set(plan.targets) == {f"targets/{t.name}.json" for t in REPO.tenants}
+    (prometheus_yml,) = plan.documents["prometheus.yml"]
+    assert str(out / "rules" / "*.yml") in prometheus_yml["rule_files"]
+    assert not out.exists()

@@ -1,15 +1,17 @@
 """The AWS adapter: S3 and SQS clients for the platform's artifact store and queue.
 
 One place decides where requests go: AWS itself by the standard credential chain,
-any S3/SQS-compatible endpoint named in platform.yaml, or ``local`` — the local
-server of `tenantry up`. botocore's errors are translated here into `AwsError`.
+any S3/SQS-compatible endpoint named in platform.yaml, or a named endpoint that
+whoever runs it resolves at run time — ``local``, the local server of `tenantry up`,
+which the local platform registers from above (`register_endpoint`), so this adapter
+never imports it. botocore's errors are translated here into `AwsError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tenantry import errors
-from tenantry.local import awsserver
 from tenantry.spec import models
 
 
@@ -72,18 +73,39 @@ class Clients:
     endpoint: str | None
 
 
+# Resolves a named endpoint to the URL of the server running now; None when none runs.
+EndpointResolver = Callable[[], str | None]
+
+_resolvers: dict[str, EndpointResolver] = {}
+
+# The endpoint name the local platform's S3/SQS server answers to in platform.yaml.
+LOCAL = "local"
+
+
+def register_endpoint(name: str, resolve: EndpointResolver) -> None:
+    """Let ``artifacts.endpoint: <name>`` mean the server ``resolve`` finds."""
+    _resolvers[name] = resolve
+
+
 def endpoint_for(artifacts: models.Artifacts) -> str | None:
-    """The endpoint URL to use, resolving ``local`` to the running local server."""
-    if artifacts.endpoint != "local":
+    """The endpoint URL to use, resolving a named endpoint (``local``) to its server."""
+    if artifacts.endpoint is None or "://" in artifacts.endpoint:
         return artifacts.endpoint
-    server = awsserver.running()
-    if server is None:
+    resolve = _resolvers.get(artifacts.endpoint)
+    if resolve is None:
         raise errors.TenantryError(
-            "platform.yaml says artifacts.endpoint: local, "
-            "but the local S3/SQS server is not running",
+            f"platform.yaml says artifacts.endpoint: {artifacts.endpoint}, which nothing here "
+            "resolves",
+            fix="run it through the tenantry command, or set artifacts.endpoint to a URL",
+        )
+    url = resolve()
+    if url is None:
+        raise errors.TenantryError(
+            f"platform.yaml says artifacts.endpoint: {artifacts.endpoint}, "
+            "but that S3/SQS server is not running",
             fix="start the local platform: tenantry up",
         )
-    return server.endpoint
+    return url
 
 
 def clients(platform: models.Platform) -> Clients:
@@ -97,7 +119,7 @@ def clients(platform: models.Platform) -> Clients:
     kwargs: dict[str, Any] = {"region_name": platform.artifacts.region, "config": _config()}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
-    if platform.artifacts.endpoint == "local":
+    if platform.artifacts.endpoint == LOCAL:
         # The local server accepts any credentials; these never leave the machine.
         kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
     return Clients(

@@ -10,14 +10,14 @@ from typing import Annotated
 import httpx2
 import typer
 
-from tenantry import errors
+from tenantry import errors, processes
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
-from tenantry.local import daemon
 from tenantry.local import monitoring as stack
 from tenantry.local import platform as local_platform
 from tenantry.local.receivers import KINDS
-from tenantry.observability import files, logs
+from tenantry.monitoring import files
+from tenantry.observability import config, logs
 from tenantry.observability.problems import Problem
 from tenantry.spec import repository
 
@@ -61,7 +61,7 @@ def render_cmd(
     loaded = repository.load(repo.resolve())
     out = out.resolve()
     shipper = logs.Shipper(hec_endpoint, str(out.parent / f"{out.name}-collector-state"), 13133)
-    rendered = files.write(loaded, out, files.Settings(shipper=shipper))
+    rendered = files.write(loaded, out, config.Settings(shipper=shipper))
     _report_problems(rendered.problems)
     output.emit(_summary(rendered), ctx.obj.output)
 
@@ -94,11 +94,11 @@ def status_cmd(ctx: typer.Context) -> None:
     ports = stack.saved_ports()
     rows = []
     for name in stack.NAMES:
-        process = daemon.running(name)
+        process = processes.running(name)
         rows.append({"process": name, "running": process is not None,
                      "pid": process.pid if process else None,
                      "address": process.endpoint if process else "",
-                     "log": str(daemon.log_file(name))})  # fmt: skip
+                     "log": str(processes.log_file(name))})  # fmt: skip
     output.emit(rows, ctx.obj.output, title="local monitoring")
     if ports is not None and ctx.obj.output == "table":
         output.err_console.print(

@@ -1,4 +1,7 @@
-"""`tenantry traffic`: live traffic between the production clusters."""
+"""`tenantry traffic`: live traffic between the production clusters.
+
+Routes, the router and alerts come from the production environment's
+`tenantry.traffic.wiring` provider: the local platform's or platform.yaml's."""
 
 from __future__ import annotations
 
@@ -10,14 +13,12 @@ from typing import Annotated
 import httpx2
 import typer
 
-from tenantry import errors
+from tenantry import errors, processes
 from tenantry.cli import output
 from tenantry.cli.tenants import RepoOption
 from tenantry.ledger import Ledger
-from tenantry.local import daemon, monitoring
-from tenantry.local import traffic as local_traffic
 from tenantry.spec import repository
-from tenantry.traffic import failover
+from tenantry.traffic import failover, wiring
 from tenantry.traffic.load import Load
 
 traffic_app = typer.Typer(help="Live traffic between the production clusters.",
@@ -33,13 +34,15 @@ def status_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
     Example: tenantry traffic status --output json
     """
     loaded = repository.load(repo.resolve())
-    router = local_traffic.router(loaded)
     rows = []
-    for route, port in local_traffic.routes(loaded):
-        for server in router.state(route):
-            rows.append({"route": route.name, "front": f"http://127.0.0.1:{port}/",
-                         "cluster": server.cluster, "role": server.role,
-                         "weight": server.weight, "healthy": server.healthy})  # fmt: skip
+    if loaded.platform.traffic is not None:
+        provider = wiring.provider(loaded)
+        router = provider.router(loaded)
+        for route, front in provider.routes(loaded):
+            rows += [{"route": route.name, "front": front,
+                      "cluster": server.cluster, "role": server.role,
+                      "weight": server.weight, "healthy": server.healthy}
+                     for server in router.state(route)]  # fmt: skip
     with Ledger.open() as ledger:
         events = [
             {"route": f.route, "cluster": f.cluster, "event": f.event,
@@ -68,8 +71,11 @@ def load_cmd(
     if not 0 < rate <= 500 or not 0 < seconds <= 3600:
         raise errors.UsageError("--rate must be in (0, 500] and --seconds in (0, 3600]")
     loaded = repository.load(repo.resolve())
-    _, port = local_traffic.route_for(loaded, loaded.service(ref))
-    load = Load(f"http://127.0.0.1:{port}/", threads=1, interval_s=1 / rate)
+    service = loaded.service(ref)
+    provider = wiring.provider(loaded)
+    route = provider.route(loaded, service)
+    front = next(url for found, url in provider.routes(loaded) if found.name == route.name)
+    load = Load(front, threads=1, interval_s=1 / rate)
     time.sleep(seconds)
     load.stop()
     answers = load.versions
@@ -91,28 +97,29 @@ def watch_cmd(
     traffic = loaded.platform.traffic
     if traffic is None:
         raise errors.UsageError("platform.yaml has no traffic section")
-    router = local_traffic.router(loaded)
+    provider = wiring.provider(loaded)
+    router = provider.router(loaded)
     stop = threading.Event()
     if port:
-        daemon.serve_health(port, stop)
+        processes.serve_health(port, stop)
     with Ledger.open() as ledger:
         watchers = [
             failover.Watcher(route, router=router, ledger=ledger, hold_down_s=traffic.hold_down_s,
-                             alert=_platform_alert)
-            for route, _ in local_traffic.routes(loaded)
+                             alert=lambda summary: _platform_alert(provider, summary))
+            for route, _ in provider.routes(loaded)
         ]  # fmt: skip
-        daemon.on_terminate(stop.set)
+        processes.on_terminate(stop.set)
         while not stop.is_set():
             for watcher in watchers:
                 watcher.poll()
             stop.wait(0.1)
 
 
-def _platform_alert(summary: str) -> None:
-    """Print it, and page the platform team through the local Alertmanager if one runs."""
+def _platform_alert(provider: wiring.Provider, summary: str) -> None:
+    """Print it, and page the platform team through the platform's alerting."""
     output.err_console.print(summary, markup=False)
     labels = {"alertname": "TrafficFailover", "severity": "critical", "notify": "platform"}
     try:
-        monitoring.post_alert(labels, summary)
+        provider.alert(labels, summary)
     except httpx2.HTTPError as e:
         output.err_console.print(f"could not alert: {e}", markup=False)

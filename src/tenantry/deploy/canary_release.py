@@ -7,9 +7,10 @@ Everything that can be wrong is checked before the first deploy: the platform ha
 has a route (a descriptor service), and the router and Prometheus are reachable.
 
 On rollback: weight 0 on the canary, ``helm rollback`` on the canary cluster(s) as
-the tenant, a ledger entry, and an alert to the tenant (through Alertmanager when one
-runs). On the local platform the clusters' ingresses are demo apps, told which
-version they now serve.
+the tenant, a ledger entry, and an alert to the tenant. The router, the route,
+Prometheus and the alert come from the environment's `tenantry.traffic.wiring`
+provider, which is also told each version a cluster now serves (the local platform's
+ingresses are demo apps that need telling; a real ingress does not).
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tenantry import aws, errors, helm
+from tenantry import errors, helm
 from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger, now, tables
-from tenantry.local import monitoring
-from tenantry.local import traffic as local_traffic
 from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.tenancy import objects, reconcile
 from tenantry.traffic import canary, policy
-from tenantry.traffic.route53 import Route53
-from tenantry.traffic.router import Endpoint, Route, Router
+from tenantry.traffic import wiring as traffic_wiring
+from tenantry.traffic.router import Route, Router
 
 Deploy = Callable[[Sequence[models.ClusterRef]], str | None]
 
@@ -38,12 +37,12 @@ class CanaryError(errors.TenantryError):
 
 @dataclass(frozen=True)
 class Wiring:
-    """Where the canary's traffic and metrics are."""
+    """Where the canary's traffic and metrics are, and who is told what a cluster serves."""
 
     route: Route
     router: Router
     prometheus: str
-    local: bool
+    provider: traffic_wiring.Provider
 
 
 def _split(
@@ -62,39 +61,20 @@ def _split(
 
 def wiring(repo: Repository, service: ServiceSource, environment: str) -> Wiring:
     """Resolve the route, the router and Prometheus; `CanaryError` naming what is missing."""
-    traffic = repo.platform.traffic
-    assert traffic is not None
     if service.descriptor is None:
         raise CanaryError(f"{service.ref} has its own chart and no route for live traffic",
                           fix="describe it with service.yaml to get a canary release")  # fmt: skip
-    clusters = repo.platform.environment(environment).clusters
-    local = all(c.local is not None for c in clusters)
-    stack = monitoring.running() if local else None
-    prometheus = traffic.prometheus_url or (stack.prometheus if stack else None)
-    if prometheus is None:
-        raise CanaryError(
-            "no Prometheus to analyse the canary with",
-            fix="set traffic.prometheusUrl, or start the local platform (`tenantry up`)",
-        )
-    if local:
-        route, _ = local_traffic.route_for(repo, service)
-        return Wiring(route, local_traffic.router(repo), prometheus, local=True)
-    missing = [c.name for c in clusters if c.ingress is None]
-    if missing:
-        raise CanaryError(
-            f"cluster(s) {', '.join(missing)} have no ingress address",
-            fix="set ingress: host:port on every production cluster in platform.yaml",
-        )
-    route = Route(local_traffic.route_name(service),
-                  tuple(Endpoint(c.name, c.role, c.ingress or "") for c in clusters))  # fmt: skip
-    if traffic.router != "route53" or traffic.route53 is None:
-        raise CanaryError(
-            "an HAProxy router is driven only on the local platform",
-            fix="use router: route53 for clusters outside this machine",
-        )
-    zone = traffic.route53
-    return Wiring(route, Route53(aws.route53_client(), zone.zone_id, zone.domain), prometheus,
-                  local=False)  # fmt: skip
+    try:
+        provider = traffic_wiring.provider(repo, environment)
+        prometheus = provider.prometheus(repo)
+        if prometheus is None:
+            raise CanaryError(
+                "no Prometheus to analyse the canary with",
+                fix="set traffic.prometheusUrl, or start the local platform (`tenantry up`)",
+            )
+        return Wiring(provider.route(repo, service), provider.router(repo), prometheus, provider)
+    except traffic_wiring.WiringError as e:
+        raise CanaryError(e.message, fix=e.fix) from e
 
 
 def release(
@@ -121,26 +101,25 @@ def release(
     failure = deploy(canaries)
     if failure:
         return failure
-    if wired.local:
-        for cluster in canaries:
-            local_traffic.set_version(wired.route, cluster.name, version)
+    for cluster in canaries:
+        wired.provider.serving(wired.route, cluster.name, version)
     target = canary.Target(service.tenant, service.name, version, wired.route,
                            policy.objectives(service), rollout_policy)  # fmt: skip
     outcome: dict[str, str | None] = {}
 
     def promote(_: canary.Target) -> None:
         outcome["failure"] = deploy(primaries)
-        if wired.local and outcome["failure"] is None:
+        if outcome["failure"] is None:
             for cluster in primaries:
-                local_traffic.set_version(wired.route, cluster.name, version)
+                wired.provider.serving(wired.route, cluster.name, version)
 
     def roll_back(_: canary.Target, reason: str) -> None:
         for cluster in canaries:
             _helm_rollback(repo, ledger, service, cluster, environment, version, reason,
                            previous=previous.get(cluster.name))  # fmt: skip
-            if wired.local and previous.get(cluster.name):
-                local_traffic.set_version(wired.route, cluster.name, str(previous[cluster.name]))
-        _alert(service, f"canary {version} rolled back: {reason}")
+            if previous.get(cluster.name):
+                wired.provider.serving(wired.route, cluster.name, str(previous[cluster.name]))
+        _alert(wired.provider, service, f"canary {version} rolled back: {reason}")
 
     controller = canary.Controller(
         target, router=wired.router, ledger=ledger,
@@ -186,8 +165,8 @@ def _helm_rollback(
     ))  # fmt: skip
 
 
-def _alert(service: ServiceSource, summary: str) -> None:
-    """Tell the tenant through Alertmanager, when the local stack runs one."""
+def _alert(provider: traffic_wiring.Provider, service: ServiceSource, summary: str) -> None:
+    """Tell the tenant, through the platform's alerting."""
     labels = {"alertname": "CanaryRolledBack", "tenant": service.tenant,
               "service": service.name, "severity": "warning"}  # fmt: skip
-    monitoring.post_alert(labels, summary)
+    provider.alert(labels, summary)

@@ -24,10 +24,9 @@ from typing import Any
 import yaml
 from lightkube.resources.core_v1 import Node, ServiceAccount
 
-from tenantry import errors, paths
+from tenantry import errors, paths, processes
 from tenantry.kube import kwokconfig
 from tenantry.kube.client import Kube
-from tenantry.local import daemon
 from tenantry.tools import catalog, install
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
@@ -278,11 +277,11 @@ def _reap(pids: list[int], *, grace_s: float = _STOP_GRACE_S) -> None:
     # ports are free, and kill by pid any that outlive the grace period.
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not any(daemon.alive(pid) for pid in pids):
+        if not any(processes.alive(pid) for pid in pids):
             return
         time.sleep(0.1)
     for pid in pids:
-        if daemon.alive(pid):
+        if processes.alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

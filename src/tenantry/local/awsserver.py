@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import sys
 
-from tenantry.local import daemon
+from tenantry import processes
 
 NAME = "aws"
 
 
-def running() -> daemon.Process | None:
+def running() -> processes.Process | None:
     """The server `start` left running, if it still runs."""
-    return daemon.running(NAME)
+    return processes.running(NAME)
 
 
-def start() -> daemon.Process:
+def start() -> processes.Process:
     """Start the server (or return the one already running)."""
     existing = running()
     if existing:
         return existing
-    port = daemon.free_port()
-    return daemon.start(
+    port = processes.free_port()
+    return processes.start(
         NAME, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port=port
     )
 
 
 def stop() -> bool:
     """Stop the server by its pid; False if none was running."""
-    return daemon.stop(NAME)
+    return processes.stop(NAME)

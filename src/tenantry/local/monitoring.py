@@ -3,11 +3,11 @@ shipper (otelcol-tenantry) and the stand-in receivers, on loopback, with the
 configuration Tenantry generates.
 
 Everything lives under ``<state dir>/monitoring/``: ``config/`` (written by
-`tenantry.observability.files`, swapped whole), ``data/`` (each server's storage),
+`tenantry.monitoring.files`, swapped whole), ``data/`` (each server's storage),
 ``ports.json`` (so a later `apply` in another shell points the configuration at the
 same servers) and ``pods/`` (where the local clusters' container logs would be: kwok
 runs no containers, so demo lines are written there in the Kubernetes log layout).
-Each process is started and stopped by pid (`tenantry.local.daemon`).
+Each process is started and stopped by pid (`tenantry.processes`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx2
 
-from tenantry import errors, paths
-from tenantry.local import daemon
-from tenantry.observability import files, logs
+from tenantry import errors, paths, processes
+from tenantry.monitoring import files
+from tenantry.observability import config, logs
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
@@ -50,7 +50,7 @@ class Ports:
     @classmethod
     def allocate(cls) -> Ports:
         """Fresh free ports."""
-        return cls(*(daemon.free_port() for _ in range(5)))
+        return cls(*(processes.free_port() for _ in range(5)))
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,9 @@ def _hec_token() -> str:
 
 
 def settings(ports: Ports, *, platform_targets: Sequence[str] = (), hold: str | None = "5s",
-             interval: str = "1s") -> files.Settings:  # fmt: skip
+             interval: str = "1s") -> config.Settings:  # fmt: skip
     """The configuration of the local stack: everything on loopback, alerts in seconds."""
-    return files.Settings(
+    return config.Settings(
         alertmanagers=[f"127.0.0.1:{ports.alertmanager}"],
         platform_targets=list(platform_targets),
         smtp_smarthost=f"127.0.0.1:{ports.smtp}",
@@ -133,12 +133,12 @@ def start(
     secret_values: dict[str, str],
     secret_problems: list[Problem],
     platform_targets: Sequence[str] = (),
-    tuned: files.Settings | None = None,
+    tuned: config.Settings | None = None,
 ) -> tuple[Stack, files.Rendered]:
     """Render the configuration and start (or reload) every monitoring process;
     ``tuned`` replaces the local settings (benchmarks make alerts faster still)."""
     ports = ensure_ports()
-    already = {name for name in NAMES if daemon.running(name)}
+    already = {name for name in NAMES if processes.running(name)}
     (root() / "pods").mkdir(exist_ok=True)
     token = _hec_token()
     config = root() / "config"
@@ -148,14 +148,14 @@ def start(
     )  # fmt: skip
     data = root() / "data"
     start_receivers(ports)
-    daemon.start(ALERTMANAGER, [
+    processes.start(ALERTMANAGER, [
         _binary("prometheus-alertmanager", "prometheus-alertmanager"),
         f"--config.file={config / 'alertmanager.yml'}",
         f"--storage.path={data / 'alertmanager'}",
         f"--web.listen-address=127.0.0.1:{ports.alertmanager}",
         "--cluster.listen-address=",  # one instance: no gossip port
     ], port=ports.alertmanager)  # fmt: skip
-    daemon.start(PROMETHEUS, [
+    processes.start(PROMETHEUS, [
         _binary("prometheus", "prometheus"),
         f"--config.file={config / 'prometheus.yml'}",
         f"--storage.tsdb.path={data / 'prometheus'}",
@@ -164,7 +164,7 @@ def start(
         "--enable-feature=extra-scrape-metrics",  # scrape_sample_limit, for the platform alert
         "--rules.alert.resend-delay=1s",
     ], port=ports.prometheus)  # fmt: skip
-    daemon.start(COLLECTOR, [
+    processes.start(COLLECTOR, [
         str(install.binary("otelcol-tenantry")), "--config", str(config / "collector.yaml"),
     ], port=ports.collector_health, env={logs.TOKEN_ENV: token})  # fmt: skip
     reload(already)  # new processes read the new configuration as they start
@@ -173,7 +173,7 @@ def start(
 
 def start_receivers(ports: Ports) -> None:
     """Start the stand-in receivers (they keep what arrived across restarts)."""
-    daemon.start(RECEIVERS, [
+    processes.start(RECEIVERS, [
         sys.executable, "-m", "tenantry.local.receivers", "--dir", str(root() / "received"),
         "--http-port", str(ports.receivers), "--smtp-port", str(ports.smtp),
         "--hec-token-file", str(root() / "hec-token"),
@@ -195,7 +195,7 @@ def stack(ports: Ports) -> Stack:
 def running() -> Stack | None:
     """The running stack, if `start` left one."""
     ports = saved_ports()
-    if ports is None or not all(daemon.running(n) for n in NAMES):
+    if ports is None or not all(processes.running(n) for n in NAMES):
         return None
     return stack(ports)
 
@@ -214,10 +214,10 @@ def post_alert(labels: dict[str, str], summary: str) -> bool:
 def reload(names: Collection[str] = NAMES) -> None:
     """Make the running servers among ``names`` read their configuration again."""
     for name in (PROMETHEUS, ALERTMANAGER):
-        process = daemon.running(name) if name in names else None
+        process = processes.running(name) if name in names else None
         if process is not None:
             httpx2.post(f"{process.endpoint}/-/reload", timeout=30).raise_for_status()
-    collector = daemon.running(COLLECTOR) if COLLECTOR in names else None
+    collector = processes.running(COLLECTOR) if COLLECTOR in names else None
     if collector is not None:
         os.kill(collector.pid, signal.SIGHUP)  # the collector reloads its file on SIGHUP
 
@@ -247,7 +247,7 @@ def apply(
 def stop(*, forget: bool = False) -> list[str]:
     """Stop every monitoring process (by pid); the names of those that ran. ``forget``
     also removes the stack's data, configuration and what the receivers got."""
-    stopped = [name for name in reversed(NAMES) if daemon.stop(name)]
+    stopped = [name for name in reversed(NAMES) if processes.stop(name)]
     if forget:
         shutil.rmtree(root(), ignore_errors=True)
     return stopped

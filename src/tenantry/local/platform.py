@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tenantry import aws, paths
+from tenantry import aws, paths, processes
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
-from tenantry.local import awsserver, daemon, monitoring
+from tenantry.local import awsserver, monitoring
 from tenantry.local import server as local_server
 from tenantry.local import traffic as local_traffic
+from tenantry.monitoring import secret_store
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
 from tenantry.spec import repository
@@ -127,14 +128,14 @@ def receiver_secrets(repo: Repository, *, seed_local: bool) -> tuple[dict[str, s
     with secrets_cluster(repo).connect() as kube:
         if seed_local:
             _seed_local_secrets(kube, namespace, wanted, monitoring.ensure_ports())
-        return secrets.resolve(wanted, secrets.cluster_reader(kube, namespace))
+        return secrets.resolve(wanted, secret_store.cluster_reader(kube, namespace))
 
 
 def _seed_local_secrets(
     kube: Kube, namespace: str, wanted: list[secrets.Need], ports: monitoring.Ports
 ) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    read = secrets.cluster_reader(kube, namespace)
+    read = secret_store.cluster_reader(kube, namespace)
     for need in wanted:
         if read(need.ref) is not None:
             continue
@@ -153,7 +154,7 @@ def _seed_local_secrets(
 
 def platform_targets(repo: Repository) -> list[str]:
     """``host:port`` of the platform's own metrics: the workers, HAProxy, the demo apps."""
-    workers = [daemon.running(name) for name in local_server.WORKERS]
+    workers = [processes.running(name) for name in local_server.WORKERS]
     own = [f"127.0.0.1:{w.port}" for w in workers if w is not None]
     return own + local_traffic.scrape_targets(repo)
 

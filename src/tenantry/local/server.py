@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tenantry.local import daemon
+from tenantry import processes
 
 SERVER = "server"
 # Two workers: one can carry out a production rollout while the other keeps staging
@@ -17,14 +17,14 @@ WORKERS = ("worker-1", "worker-2")
 
 def url() -> str | None:
     """The local server's URL when it runs."""
-    process = daemon.running(SERVER)
+    process = processes.running(SERVER)
     return process.endpoint if process else None
 
 
 def start(repo_root: Path) -> str:
     """Start the server (if it does not run) and return its URL."""
-    port = daemon.free_port()
-    process = daemon.start(
+    port = processes.free_port()
+    process = processes.start(
         SERVER,
         [sys.executable, "-m", "tenantry", "server", "--repo", str(repo_root),
          "--host", "127.0.0.1", "--port", str(port)],
@@ -33,12 +33,12 @@ def start(repo_root: Path) -> str:
     return process.endpoint
 
 
-def start_workers(repo_root: Path) -> list[daemon.Process]:
+def start_workers(repo_root: Path) -> list[processes.Process]:
     """Start the job workers: deployer processes that consume SQS and run operations."""
     started = []
     for name in WORKERS:
-        port = daemon.free_port()
-        started.append(daemon.start(
+        port = processes.free_port()
+        started.append(processes.start(
             name,
             [sys.executable, "-m", "tenantry", "deployer", "--repo", str(repo_root),
              "--worker", f"local-{name}", "--metrics-port", str(port)],
@@ -50,5 +50,5 @@ def start_workers(repo_root: Path) -> list[daemon.Process]:
 def stop() -> None:
     """Stop the workers (each finishes what it holds) and the server."""
     for name in WORKERS:
-        daemon.stop(name)
-    daemon.stop(SERVER)
+        processes.stop(name)
+    processes.stop(SERVER)

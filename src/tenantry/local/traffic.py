@@ -3,6 +3,9 @@ cluster's ingress: kwok runs no containers), HAProxy in front of them, one front
 port per service, and the failover watcher (`tenantry traffic watch`). Ports are
 chosen once and kept in ``<state dir>/traffic/ports.json`` so every command finds the
 same router; every process is stopped by its pid.
+
+`Provider` is how the rest of Tenantry reaches all this: the `tenantry.traffic.wiring`
+provider for environments on local clusters, registered by `tenantry.local.plugin`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from pathlib import Path
 
 import httpx2
 
-from tenantry import errors, paths
-from tenantry.local import daemon
+from tenantry import errors, paths, processes
+from tenantry.local import monitoring
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.router import Endpoint, Route
+from tenantry.traffic.wiring import route_name
 
 PRODUCTION = "production"
 WATCHER = "traffic-watch"
@@ -26,11 +30,6 @@ WATCHER = "traffic-watch"
 
 def _dir() -> Path:
     return paths.state_dir() / "traffic"
-
-
-def route_name(service: ServiceSource) -> str:
-    """The route (HAProxy frontend and backend) of a service: ``<tenant>-<service>``."""
-    return f"{service.tenant}-{service.name}"
 
 
 def _ports(names: list[str]) -> dict[str, int]:
@@ -41,7 +40,7 @@ def _ports(names: list[str]) -> dict[str, int]:
         saved = {}
     missing = [n for n in names if n not in saved]
     if missing:
-        saved.update({n: daemon.free_port() for n in missing})
+        saved.update({n: processes.free_port() for n in missing})
         _dir().mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved))
     return saved
@@ -101,7 +100,7 @@ def start(repo: Repository) -> HAProxy | None:
         assert service.descriptor is not None
         for endpoint in route.endpoints:
             port = int(endpoint.address.rsplit(":", 1)[1])
-            daemon.start(_app_process(route, endpoint.cluster), [
+            processes.start(_app_process(route, endpoint.cluster), [
                 sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
                 "--service", service.name, "--cluster", endpoint.cluster,
                 "--version", service.descriptor.version,
@@ -110,7 +109,7 @@ def start(repo: Repository) -> HAProxy | None:
     haproxy.start()
     haproxy.apply_wanted()
     port = _ports(["watch"])["watch"]
-    daemon.start(WATCHER, [
+    processes.start(WATCHER, [
         sys.executable, "-m", "tenantry", "traffic", "watch", "--repo", str(repo.root),
         "--port", str(port),
     ], port=port)  # fmt: skip
@@ -128,7 +127,7 @@ def scrape_targets(repo: Repository) -> list[str]:
 
 def set_version(route: Route, cluster: str, version: str) -> None:
     """What a deploy does to a real ingress: the demo app now serves ``version``."""
-    process = daemon.running(_app_process(route, cluster))
+    process = processes.running(_app_process(route, cluster))
     if process is None:
         raise errors.TenantryError(f"the demo app of {route.name} on {cluster} is not running",
                                    fix="start the local platform with `tenantry up`")  # fmt: skip
@@ -139,8 +138,41 @@ def set_version(route: Route, cluster: str, version: str) -> None:
 
 def stop() -> None:
     """Stop HAProxy and every demo app (by pid), and forget the ports."""
-    daemon.stop(WATCHER)
-    daemon.stop("haproxy")
+    processes.stop(WATCHER)
+    processes.stop("haproxy")
     for entry in paths.state_dir().glob("demo-*"):
-        daemon.stop(entry.name)
+        processes.stop(entry.name)
     shutil.rmtree(_dir(), ignore_errors=True)
+
+
+class Provider:
+    """The local platform's `tenantry.traffic.wiring.Provider`: HAProxy over the demo
+    apps, the local monitoring stack's Prometheus and Alertmanager."""
+
+    def router(self, repo: Repository) -> HAProxy:
+        """The local HAProxy (started by `tenantry up`)."""
+        return router(repo)
+
+    def routes(self, repo: Repository) -> list[tuple[Route, str]]:
+        """Each route with its HAProxy frontend on loopback."""
+        return [(route, f"http://127.0.0.1:{port}/") for route, port in routes(repo)]
+
+    def route(self, repo: Repository, service: ServiceSource) -> Route:
+        """The service's route over the demo apps."""
+        return route_for(repo, service)[0]
+
+    def prometheus(self, repo: Repository) -> str | None:
+        """``traffic.prometheusUrl`` if set (tests run their own), else the local stack's."""
+        traffic = repo.platform.traffic
+        if traffic is not None and traffic.prometheus_url:
+            return traffic.prometheus_url
+        stack = monitoring.running()
+        return stack.prometheus if stack else None
+
+    def alert(self, labels: dict[str, str], summary: str) -> None:
+        """Through the local Alertmanager, when the local stack runs one."""
+        monitoring.post_alert(labels, summary)
+
+    def serving(self, route: Route, cluster: str, version: str) -> None:
+        """Tell the cluster's demo app which version it serves now."""
+        set_version(route, cluster, version)

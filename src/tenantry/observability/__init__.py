@@ -1,3 +1,5 @@
-"""Monitoring, alerting and logging for every tenant, planned from its files (pure planners
-here; appliers elsewhere): Prometheus scrape jobs and SLO rules (`prometheus`) and
-Alertmanager routing (`alertmanager`). Logs and the appliers are still to come."""
+"""Monitoring, alerting and logging for every tenant, planned from its files (pure):
+Prometheus scrape jobs and SLO rules (`prometheus`), services' own rules (`rules`),
+Alertmanager routing (`alertmanager`), the log shipper (`logs`), the same intent as
+prometheus-operator objects (`operator`), the receivers' secrets (`secrets`) and the
+whole configuration directory (`config`). `tenantry.monitoring` applies the plans."""

@@ -1,24 +1,18 @@
-"""The secrets alert receivers need (Slack webhook URLs, PagerDuty routing keys), resolved
-from Kubernetes Secrets into files Alertmanager reads.
+"""The secrets alert receivers need (Slack webhook URLs, PagerDuty routing keys), and
+whether the values found for them are usable (pure).
 
-Values are checked for shape, written with mode 0600, and never printed: problems
-name the Secret and key, not what they hold. A tenant whose secret is missing or
-malformed gets a `Problem`, and `alertmanager.plan` skips only that tenant.
+Values are checked for shape and never printed: problems name the Secret and key,
+not what they hold. A tenant whose secret is missing or malformed gets a `Problem`,
+and `alertmanager.plan` skips only that tenant. Reading them from Kubernetes and
+writing them into 0600 files Alertmanager reads is `tenantry.monitoring.secret_store`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from lightkube.resources.core_v1 import Secret
-
-from tenantry import errors
-from tenantry.kube.client import Kube
 from tenantry.observability.alertmanager import PLATFORM_RECEIVER
 from tenantry.observability.problems import Problem
 from tenantry.spec import models
@@ -78,30 +72,3 @@ def resolve(wanted: list[Need], read: Reader) -> tuple[dict[str, str], list[Prob
         else:
             values[f"{need.owner}-{need.kind}"] = value.strip()
     return values, problems
-
-
-def cluster_reader(kube: Kube, namespace: str) -> Reader:
-    """A `Reader` of Secrets in ``namespace`` (the platform's monitoring namespace)."""
-
-    def read(ref: models.SecretRef) -> str | None:
-        try:
-            secret = kube.get(Secret, ref.name, namespace=namespace)
-        except errors.NotFoundError:
-            return None
-        encoded = (secret.data or {}).get(ref.key)
-        return base64.b64decode(encoded).decode() if encoded is not None else None
-
-    return read
-
-
-def write(directory: Path, values: dict[str, str]) -> None:
-    """Write each secret to ``directory/<name>`` readable by its owner only; remove stale ones."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    for stale in set(p.name for p in directory.iterdir()) - set(values):
-        (directory / stale).unlink()
-    for name, value in values.items():
-        path = directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(value)

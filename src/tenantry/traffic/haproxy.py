@@ -41,8 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantry import errors
-from tenantry.local import daemon
+from tenantry import errors, processes
 from tenantry.traffic.router import Route, ServerState
 
 PROCESS = "haproxy"
@@ -193,20 +192,20 @@ class HAProxy:
                       canary_weights=self.wanted(), timing=self.timing)  # fmt: skip
         self.config_file.write_text(text)
 
-    def start(self) -> daemon.Process:
+    def start(self) -> processes.Process:
         """Write the configuration and start HAProxy (master-worker), or find it running."""
         self._write()
         binary = shutil.which("haproxy")
         if binary is None:
             raise errors.ToolMissingError("haproxy is not installed", fix="apt-get install haproxy")
-        process = daemon.start(PROCESS, [binary, "-W", "-db", "-f", str(self.config_file)],
+        process = processes.start(PROCESS, [binary, "-W", "-db", "-f", str(self.config_file)],
                                port=self.stats_port)  # fmt: skip
         self._wait_for_socket()
         return process
 
     def reload(self) -> None:
         """Reload the configuration (new workers, same master pid) and re-apply the weights."""
-        running = daemon.running(PROCESS)
+        running = processes.running(PROCESS)
         if running is None:
             raise errors.TenantryError("HAProxy is not running", fix="start it with `tenantry up`")
         self._write()
@@ -268,4 +267,4 @@ class HAProxy:
 
     def stop(self) -> bool:
         """Stop HAProxy by its master's pid."""
-        return daemon.stop(PROCESS)
+        return processes.stop(PROCESS)

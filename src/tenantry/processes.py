@@ -1,8 +1,14 @@
-"""Background processes of the local platform, started detached and stopped by their pid.
+"""Background processes, started detached and stopped by their pid.
 
-Each has a state file ``<state dir>/<name>/process.json`` (pid, port) and a log
-``<state dir>/<name>/process.log``, so a later `tenantry down` in another shell
-finds and stops exactly the process `tenantry up` started — never by name.
+Below the adapters because several layers start processes: the kube adapter
+(kwokctl's components), the HAProxy router, the local platform (demo apps, the
+S3/SQS server, the monitoring stack) and long-running commands that answer a health
+check. None of that is specific to the local platform, so it lives here, not in
+`tenantry.local`.
+
+Each process has a state file ``<state dir>/<name>/process.json`` (pid, port) and a
+log ``<state dir>/<name>/process.log``, so a later command in another shell (`tenantry
+down`, say) finds and stops exactly the process an earlier one started — never by name.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
-"""Write the whole monitoring configuration to a directory, checked by the real validators.
-
-Layout of the directory (paths inside are absolute, so the running servers can be
-pointed at it once and reloaded):
-
-    prometheus.yml        scrape jobs per tenant, the platform job, Alertmanager
-    rules/platform.yml    platform rules and every service's default rules
-    rules/custom/*.yml    services' own rules that passed every check
-    targets/<tenant>.json scrape targets (kept across renders: written elsewhere)
-    alertmanager.yml      routing per tenant
-    secrets/              receiver secrets, mode 0600 (never in the files above)
-    collector.yaml        the log shipper, when a shipper is configured
-    operator/<tenant>.yaml the same intent as prometheus-operator objects
+"""Write the monitoring configuration `tenantry.observability.config` plans to a directory,
+checked by the real validators.
 
 Everything is written to a sibling directory first and checked there (`promtool check
 config`, `promtool check rules` per service fragment, `amtool check-config`,
-``otelcol-tenantry validate``); only a
-configuration that passes replaces the live one, so a bad render never reaches a
-running server.
+``otelcol-tenantry validate``); only a configuration that passes replaces the live
+one, so a bad render never reaches a running server. Receiver secrets go to
+``secrets/`` with mode 0600 (`tenantry.monitoring.secret_store`).
 """
 
 from __future__ import annotations
@@ -34,27 +23,13 @@ from typing import Any
 import yaml
 
 from tenantry import errors
-from tenantry.observability import alertmanager, logs, operator, prometheus, rules, secrets
+from tenantry.monitoring import secret_store
+from tenantry.observability import config, logs, rules
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
 
 TOOLS_FIX = "install Debian's prometheus and prometheus-alertmanager (`./run test` does)"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the generated configuration points, and how fast alerts should fire."""
-
-    alertmanagers: Sequence[str] = ()
-    platform_targets: Sequence[str] = ()
-    smtp_smarthost: str = "127.0.0.1:25"
-    pagerduty_url: str | None = None
-    group_wait: str = "30s"
-    group_interval: str = "5m"
-    interval: str = "15s"
-    hold: str | None = None
-    shipper: logs.Shipper | None = None
 
 
 @dataclass(frozen=True)
@@ -80,9 +55,9 @@ def _check(argv: list[str], env: dict[str, str] | None = None) -> str | None:
     return None if done.returncode == 0 else (done.stdout + done.stderr).strip()
 
 
-def _dump(path: Path, document: object) -> None:
+def _dump(path: Path, documents: list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
 
 
 def _custom_rules(
@@ -90,17 +65,11 @@ def _custom_rules(
 ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
     """Each service's own rules that pass every check (by ``tenant/service``), written
     to ``rules/custom/``; a problem for each service whose rules were skipped."""
+    candidates, problems = config.custom_rules(repo)
     accepted: dict[str, list[dict[str, Any]]] = {}
-    problems: list[Problem] = []
-    for service in repo.services:
-        groups, found = rules.service_rules(service)
-        if found:
-            problems += found
-            continue
-        if not groups:
-            continue
-        fragment = directory / "rules" / "custom" / f"{service.tenant}.{service.name}.yml"
-        _dump(fragment, {"groups": groups})
+    for service, groups in candidates:
+        fragment = directory / config.fragment_path(service)
+        _dump(fragment, [{"groups": groups}])
         complaint = _check([promtool, "check", "rules", str(fragment)])
         if complaint:
             fragment.unlink()
@@ -115,7 +84,7 @@ def _custom_rules(
 def write(
     repo: Repository,
     out: Path,
-    settings: Settings,
+    settings: config.Settings,
     *,
     secret_values: dict[str, str] | None = None,
     secret_problems: Sequence[Problem] = (),
@@ -126,44 +95,19 @@ def write(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        (staging / "targets").mkdir()
-        for tenant in repo.tenants:
-            previous = out / "targets" / f"{tenant.name}.json"
-            target = staging / "targets" / previous.name
-            if previous.exists():
-                shutil.copyfile(previous, target)
-            else:
-                target.write_text(json.dumps(prometheus.targets(tenant.name, [])))
-        _dump(staging / "rules" / "platform.yml", prometheus.rule_groups(repo, hold=settings.hold))
         own_rules, problems = _custom_rules(repo, staging, promtool)
-        for tenant in repo.tenants:
-            objects = operator.tenant_objects(repo, tenant, own_rules)
-            (staging / "operator").mkdir(exist_ok=True)
-            (staging / "operator" / f"{tenant.name}.yaml").write_text(
-                yaml.safe_dump_all(objects, sort_keys=False)
-            )
-        config = prometheus.config(
-            repo,
-            rule_files=[str(out / "rules" / "*.yml"), str(out / "rules" / "custom" / "*.yml")],
-            targets_dir=str(out / "targets"),
-            interval=settings.interval,
-            alertmanagers=settings.alertmanagers,
-            platform_targets=settings.platform_targets,
-        )
-        _dump(staging / "prometheus.yml", config)
-        planned = alertmanager.plan(
-            repo,
-            secrets_dir=str(out / "secrets"),
-            skip=secret_problems,
-            smtp_smarthost=settings.smtp_smarthost,
-            pagerduty_url=settings.pagerduty_url,
-            group_wait=settings.group_wait,
-            group_interval=settings.group_interval,
-        )
-        _dump(staging / "alertmanager.yml", planned.config)
-        secrets.write(staging / "secrets", secret_values or {})
-        if settings.shipper is not None:
-            _dump(staging / "collector.yaml", logs.collector_config(repo, settings.shipper))
+        planned = config.plan(repo, out, settings, own_rules=own_rules,
+                              secret_problems=secret_problems)  # fmt: skip
+        (staging / "targets").mkdir()
+        for name, empty in planned.targets.items():
+            previous = out / name
+            if previous.exists():
+                shutil.copyfile(previous, staging / name)
+            else:
+                (staging / name).write_text(json.dumps(empty))
+        for name, documents in planned.documents.items():
+            _dump(staging / name, documents)
+        secret_store.write(staging / "secrets", secret_values or {})
         _validate(staging, out, promtool, amtool)
         _swap(staging, out)
     finally:

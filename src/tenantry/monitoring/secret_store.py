@@ -1,0 +1,46 @@
+"""Receiver secrets in and out: read from Kubernetes Secrets in the platform's monitoring
+namespace, and written as files only their owner can read, for Alertmanager.
+
+The I/O half of `tenantry.observability.secrets`, which says which secrets are needed
+and whether their values are usable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from lightkube.resources.core_v1 import Secret
+
+from tenantry import errors
+from tenantry.kube.client import Kube
+from tenantry.observability.secrets import Reader
+from tenantry.spec import models
+
+
+def cluster_reader(kube: Kube, namespace: str) -> Reader:
+    """A `Reader` of Secrets in ``namespace`` (the platform's monitoring namespace)."""
+
+    def read(ref: models.SecretRef) -> str | None:
+        try:
+            secret = kube.get(Secret, ref.name, namespace=namespace)
+        except errors.NotFoundError:
+            return None
+        encoded = (secret.data or {}).get(ref.key)
+        return base64.b64decode(encoded).decode() if encoded is not None else None
+
+    return read
+
+
+def write(directory: Path, values: dict[str, str]) -> None:
+    """Write each secret to ``directory/<name>`` readable by its owner only; remove stale ones."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for stale in set(p.name for p in directory.iterdir()) - set(values):
+        (directory / stale).unlink()
+    for name, value in values.items():
+        path = directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
