@@ -14,7 +14,7 @@ import httpx2
 import typer
 
 from tenantry import errors, processes
-from tenantry.cli import output
+from tenantry.cli import client, output
 from tenantry.cli.tenants import RepoOption
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
@@ -28,31 +28,18 @@ RefArgument = Annotated[str, typer.Argument(help="TEAM/SERVICE.")]
 
 
 @traffic_app.command("status")
-def status_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
-    """Show each route's clusters: weight, health, and the last failovers.
+def status_cmd(ctx: typer.Context) -> None:
+    """Show the routes of the services you may see: each cluster's weight and health, and
+    the last failovers (through the server).
 
     Example: tenantry traffic status --output json
     """
-    loaded = repository.load(repo.resolve())
-    rows = []
-    if loaded.platform.traffic is not None:
-        provider = wiring.provider(loaded)
-        router = provider.router(loaded)
-        for route, front in provider.routes(loaded):
-            rows += [{"route": route.name, "front": front,
-                      "cluster": server.cluster, "role": server.role,
-                      "weight": server.weight, "healthy": server.healthy}
-                     for server in router.state(route)]  # fmt: skip
-    with Ledger.open() as ledger:
-        events = [
-            {"route": f.route, "cluster": f.cluster, "event": f.event,
-             "at": f.at.isoformat(timespec="seconds")}
-            for f in ledger.failovers()
-        ]  # fmt: skip
+    found = client.Client.from_environment().call("GET", "/traffic")
     output.emit_sections(
-        {"routes": ("live traffic", rows), "failovers": ("failovers (newest first)", events)},
+        {"routes": ("live traffic", found["routes"]),
+         "failovers": ("failovers (newest first)", found["failovers"])},
         ctx.obj.output,
-    )
+    )  # fmt: skip
 
 
 @traffic_app.command("load")

@@ -22,6 +22,7 @@ from tenantry import errors
 from tenantry.ledger import tables
 from tenantry.server import rights
 from tenantry.server.context import ApiError, Caller, Server, caller, server, service_ref
+from tenantry.traffic import wiring
 
 router = APIRouter(prefix="/api/v1")
 
@@ -296,6 +297,35 @@ def canary(
     if row is None:
         raise ApiError(404, f"{tenant}/{service} has no canary rollout")
     return canary_view(row)
+
+
+@router.get("/traffic", summary="Live traffic of your services: weights, health, failovers")
+def traffic(who: CallerDep, srv: ServerDep) -> dict[str, Any]:
+    readable = {t.name for t in who.readable()}
+    names = {wiring.route_name(s) for s in who.repo.services if s.tenant in readable}
+    routes: list[dict[str, Any]] = []
+    if who.repo.platform.traffic is not None:
+        provider = wiring.provider(who.repo)
+        router_ = provider.router(who.repo)
+        for route, front in provider.routes(who.repo):
+            if route.name in names:
+                routes += [
+                    {
+                        "route": route.name,
+                        "front": front,
+                        "cluster": server_.cluster,
+                        "role": server_.role,
+                        "weight": server_.weight,
+                        "healthy": server_.healthy,
+                    }
+                    for server_ in router_.state(route)
+                ]
+    failovers = [
+        {"route": f.route, "cluster": f.cluster, "event": f.event, "at": _at(f.at)}
+        for f in srv.ledger.failovers()
+        if f.route in names
+    ]
+    return {"routes": routes, "failovers": failovers}
 
 
 @router.get("/audit", summary="Every call to the server (platform admins)")
