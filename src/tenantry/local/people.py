@@ -19,10 +19,10 @@ server starts, and the repository lists users and groups separately, never which
 user is in which group; inventing memberships would let a test pass for the wrong
 reason. A group's rights are tried with its synthetic user instead.
 
-Tokens are made once (``secrets.token_urlsafe(32)``) and kept: later runs reuse
-them and append people who are new. Someone removed from the repository keeps a
-token, which then authenticates but is bound to nothing of any tenant (their
-RoleBindings go with the tenant file).
+Tokens are made once (``secrets.token_urlsafe(32)``) and kept, across `tenantry
+down` too: later runs reuse them and append people who are new. Someone removed
+from the repository keeps a token, which then authenticates but is bound to nothing
+of any tenant (their RoleBindings go with the tenant file).
 
 Files, in ``<state dir>/people/`` (directory 0700, files 0600, each written to a
 temporary file and renamed, under a lock):

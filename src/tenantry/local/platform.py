@@ -68,7 +68,7 @@ def _report(cluster: localcluster.LocalCluster, action: Action, started: float) 
 
 def _check_token_file(cluster: localcluster.LocalCluster, token_file: Path) -> None:
     used = cluster.token_file
-    if used == token_file:
+    if used is not None and used.resolve() == token_file.resolve():
         return
     how = f"reads people's tokens from {used}" if used else "was created without people's tokens"
     raise errors.ClusterError(
