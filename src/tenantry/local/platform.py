@@ -93,12 +93,13 @@ def up(
     """
     token_file = people.ensure(repository.load(repo_root)).token_file
     reports = []
-    existing = {c.name: c for c in localcluster.list_clusters()}
+    existing = {c.name: c for c in localcluster.list_clusters() if c.name in CLUSTERS}
+    # Every cluster is checked before any is touched: refuse all or nothing.
+    for found in existing.values():
+        _check_token_file(found, token_file)
     for name in CLUSTERS:
         started = time.monotonic()
         cluster = existing.get(name)
-        if cluster is not None:
-            _check_token_file(cluster, token_file)
         if cluster is not None and cluster.reachable():
             if not cluster.token_file_changed():
                 reports.append(_report(cluster, "running", started))
