@@ -74,3 +74,21 @@ def test_tenantry_stages_beat_kwoks_defaults_and_select_their_pods() -> None:
         "durationMilliseconds": kwokconfig.SLOW_READY_MS
     }
     assert "phase: Succeeded" in stages["tenantry-helm-test-succeeds"]["next"]["statusTemplate"]
+
+
+def test_a_token_file_becomes_the_api_servers_token_auth_file_and_can_be_read_back() -> None:
+    config = kwokconfig.kwokctl_configuration(
+        BINARIES, VERSIONS, token_file=Path("/s/people/tokens.csv")
+    )
+    patch = next(p for p in config["componentsPatches"] if p["name"] == "kube-apiserver")
+    args = {a["key"]: a["value"] for a in patch["extraArgs"]}
+    assert args["token-auth-file"] == "/s/people/tokens.csv"
+    assert "enable-admission-plugins" in args
+    assert kwokconfig.token_file_of(config) == Path("/s/people/tokens.csv")
+
+
+def test_without_a_token_file_the_api_server_gets_no_token_flag() -> None:
+    config = kwokconfig.kwokctl_configuration(BINARIES, VERSIONS)
+    patch = next(p for p in config["componentsPatches"] if p["name"] == "kube-apiserver")
+    assert "token-auth-file" not in {a["key"] for a in patch["extraArgs"]}
+    assert kwokconfig.token_file_of(config) is None

@@ -40,7 +40,12 @@ def up_cmd(
     Example: tenantry up --repo examples/platform-repo
     """
     reports = platform.up(
-        nodes=nodes, on_start=lambda n: output.err_console.print(f"starting cluster {n} ...")
+        repo_root=repo.resolve(),
+        nodes=nodes,
+        on_start=lambda n: output.err_console.print(f"starting cluster {n} ..."),
+        on_restart=lambda n: output.err_console.print(
+            f"restarting cluster {n} so its API server reads new people's tokens ..."
+        ),
     )
     output.emit([asdict(r) for r in reports], ctx.obj.output, title="local platform")
     services = platform.start_services(repo.resolve())
@@ -67,6 +72,10 @@ def up_cmd(
         output.err_console.print("\nReach a cluster with kubectl (pods are simulated by kwok):")
         for r in reports:
             output.err_console.print(f"  kubectl --kubeconfig {r.kubeconfig} get nodes")
+        output.err_console.print(
+            f"People's own bearer tokens (one per user, and member-of-<group> per group) are "
+            f"in {people.directory() / people.TOKENS_JSON}, readable only by you."
+        )
         output.err_console.print("Stop everything with: tenantry down")
 
 

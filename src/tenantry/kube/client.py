@@ -212,6 +212,39 @@ class Kube:
         )
         return cls(client, identity=as_identity)
 
+    @classmethod
+    def connect_with_token(
+        cls, server: str, token: str, *, ca_file: Path, timeout_s: float = 30.0
+    ) -> Kube:
+        """Connect as whoever ``token`` belongs to: ``Authorization: Bearer`` on every request.
+
+        For acting as a person with their own credentials (what their kubectl would
+        do), rather than as the platform through impersonation.
+        """
+        # Built in memory: the token never touches a kubeconfig on disk.
+        raw = {
+            "clusters": [
+                {"name": "c", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+            ],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        try:
+            client = lightkube.Client(
+                KubeConfig.from_dict(raw).get(),
+                field_manager=FIELD_MANAGER,
+                timeout=httpx2.Timeout(timeout_s),
+                trust_env=False,
+            )
+        except Exception as e:  # ConfigError, OSError (CA file), ssl errors
+            # Not chained: the cause's repr could carry the configuration, token included.
+            raise errors.ClusterError(
+                f"cannot connect to {server} with CA {ca_file}: {type(e).__name__}",
+                fix="check the server URL and that the CA file exists and is a PEM certificate",
+            ) from None
+        return cls(client)
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self.client.close()

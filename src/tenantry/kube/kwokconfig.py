@@ -79,8 +79,24 @@ class NodeShape:
     pods: str = "110"
 
 
-def kwokctl_configuration(binaries: Binaries, versions: Versions) -> dict[str, Any]:
-    """The KwokctlConfiguration for one local cluster with the binary runtime."""
+# The kube-apiserver flag that names a static token file (``token,user,uid,"groups"``).
+TOKEN_AUTH_FILE_ARG = "token-auth-file"  # noqa: S105 (a flag name, not a secret)
+
+
+def kwokctl_configuration(
+    binaries: Binaries, versions: Versions, *, token_file: Path | None = None
+) -> dict[str, Any]:
+    """The KwokctlConfiguration for one local cluster with the binary runtime.
+
+    With ``token_file`` (an absolute path) the API server also accepts the bearer
+    tokens listed there, so people can reach the cluster with their own identity
+    instead of the admin certificate. The binary runtime runs kube-apiserver on this
+    machine, so the path is used as is; kwokctl keeps the configuration, so a later
+    ``kwokctl start`` passes the same flag.
+    """
+    apiserver_args = [{"key": "enable-admission-plugins", "value": ",".join(ADMISSION_PLUGINS)}]
+    if token_file is not None:
+        apiserver_args.append({"key": TOKEN_AUTH_FILE_ARG, "value": str(token_file)})
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
@@ -104,12 +120,21 @@ def kwokctl_configuration(binaries: Binaries, versions: Versions) -> dict[str, A
         "componentsPatches": [
             {
                 "name": "kube-apiserver",
-                "extraArgs": [
-                    {"key": "enable-admission-plugins", "value": ",".join(ADMISSION_PLUGINS)},
-                ],
+                "extraArgs": apiserver_args,
             },
         ],
     }
+
+
+def token_file_of(configuration: Mapping[str, Any]) -> Path | None:
+    """The token file a KwokctlConfiguration gives kube-apiserver, or None."""
+    for patch in configuration.get("componentsPatches") or []:
+        if patch.get("name") != "kube-apiserver":
+            continue
+        for arg in patch.get("extraArgs") or []:
+            if arg.get("key") == TOKEN_AUTH_FILE_ARG:
+                return Path(str(arg["value"]))
+    return None
 
 
 # Pods labelled with this never become ready: kwok reports their container in

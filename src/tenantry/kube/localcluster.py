@@ -6,11 +6,18 @@ loopback, started and stopped by kwokctl through their own pid files. State live
 under ``<state dir>/kwok/clusters/<name>/`` (kwokctl's ``KWOK_WORKDIR``), so
 clusters survive the command that made them and `tenantry cluster delete` or
 `tenantry down` can find them again.
+
+A cluster created with a ``token_file`` also accepts the static bearer tokens listed
+there (`tenantry.local.people`), so people reach it with their own identity. The API
+server reads that file only when it starts: the digest of the file it last started
+with is kept beside the cluster, so a caller can tell (`LocalCluster.token_file_changed`)
+that a `restart` is needed for a new person's token to work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -36,6 +43,8 @@ _KWOKCTL_WAIT = "120s"
 _READY_TIMEOUT_S = 90.0
 # How long a stopped component may take to exit before it is killed.
 _STOP_GRACE_S = 10.0
+# Beside a cluster's state: the digest of the token file its API server last started with.
+_TOKEN_DIGEST = "token-file.sha256"  # noqa: S105 (a file name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,57 @@ class LocalCluster:
         except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
             return ""
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the API server's certificate, from the admin kubeconfig."""
+        try:
+            config = yaml.safe_load(self.kubeconfig.read_text())
+            ca = Path(str(config["clusters"][0]["cluster"]["certificate-authority"]))
+        except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
+            raise errors.ClusterError(
+                f"cannot read the CA of cluster {self.name!r} from {self.kubeconfig}: {e}",
+                fix=f"recreate the cluster: `tenantry cluster delete {self.name}`",
+            ) from e
+        return ca if ca.is_absolute() else self.kubeconfig.parent / ca
+
+    @property
+    def config_file(self) -> Path:
+        """The KwokctlConfiguration the cluster was created with."""
+        return self.workdir.parent.parent / "configs" / f"{self.name}.yaml"
+
+    @property
+    def token_file(self) -> Path | None:
+        """The static token file the API server accepts tokens from, or None."""
+        try:
+            documents = list(yaml.safe_load_all(self.config_file.read_text()))
+        except (OSError, yaml.YAMLError):
+            return None
+        for document in documents:
+            if isinstance(document, dict) and document.get("kind") == "KwokctlConfiguration":
+                return kwokconfig.token_file_of(document)
+        return None
+
+    def token_file_changed(self) -> bool:
+        """Whether the token file differs from the one the API server last started with
+        (it reads the file only at start, so a new token needs a `restart`)."""
+        token_file = self.token_file
+        if token_file is None:
+            return False
+        try:
+            started_with = (self.workdir / _TOKEN_DIGEST).read_text().strip()
+        except OSError:
+            return True
+        return started_with != _digest(token_file)
+
     def connect(self, *, timeout_s: float = 30.0) -> Kube:
         """An admin connection to the cluster."""
         return Kube.connect(self.kubeconfig, timeout_s=timeout_s)
+
+    def connect_with_token(self, token: str, *, timeout_s: float = 30.0) -> Kube:
+        """A connection that authenticates with ``token`` (a person's own bearer token)."""
+        return Kube.connect_with_token(
+            self.server, token, ca_file=self.ca_file, timeout_s=timeout_s
+        )
 
     def reachable(self) -> bool:
         """Whether the API server answers right now."""
@@ -163,10 +220,26 @@ def _log_tail(cluster_dir: Path, lines: int = 15) -> str:
     return "\n".join(tails)
 
 
-def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _record_token_digest(cluster: LocalCluster, digest: str | None) -> None:
+    if digest is not None:
+        (cluster.workdir / _TOKEN_DIGEST).write_text(digest + "\n")
+
+
+def create(
+    name: str, *, nodes: int = kwokconfig.DEFAULT_NODES, token_file: Path | None = None
+) -> LocalCluster:
     """Start a new local cluster with ``nodes`` simulated nodes and wait until it is usable.
 
-    On any failure the half-made cluster is deleted, so a retry starts clean.
+    With ``token_file`` (a static token CSV: ``token,user,uid,"group1,group2"``) the
+    API server also authenticates the bearer tokens listed there. On any failure the
+    half-made cluster is deleted, so a retry starts clean.
     """
     validate_name(name)
     if nodes < 1:
@@ -176,12 +249,22 @@ def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
             f"local cluster {name!r} already exists",
             fix=f"use it, or run `tenantry cluster delete {name}` first",
         )
+    digest = None
+    if token_file is not None:
+        token_file = token_file.resolve()
+        if not token_file.is_file():
+            raise errors.ClusterError(
+                f"token file {token_file} for cluster {name!r} does not exist",
+                fix="write it first (`tenantry.local.people.ensure`), or create the cluster "
+                "without one",
+            )
+        digest = _digest(token_file)
     binaries, versions = _binaries(), _versions()
     config_dir = workdir() / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
     config_path = config_dir / f"{name}.yaml"
     documents = [
-        kwokconfig.kwokctl_configuration(binaries, versions),
+        kwokconfig.kwokctl_configuration(binaries, versions, token_file=token_file),
         *_default_stages(),
         kwokconfig.never_ready_stage(),
         kwokconfig.slow_ready_stage(),
@@ -207,6 +290,7 @@ def create(name: str, *, nodes: int = kwokconfig.DEFAULT_NODES) -> LocalCluster:
                 fix="read the component logs above; `tenantry tools install` rebuilds the binaries",
             )
         cluster = LocalCluster(name=name, workdir=_cluster_dir(name))
+        _record_token_digest(cluster, digest)
         _add_nodes(cluster, nodes)
     except BaseException:
         delete(name)
@@ -287,12 +371,40 @@ def _reap(pids: list[int], *, grace_s: float = _STOP_GRACE_S) -> None:
 
 
 def start(name: str) -> LocalCluster:
-    """Start the processes of an existing, stopped cluster (after a reboot, say)."""
+    """Start the processes of an existing, stopped cluster (after a reboot, say).
+
+    kwokctl starts them with the configuration the cluster was created with, so a
+    cluster made with a token file keeps reading that same file.
+    """
     cluster = get(name)
+    token_file = cluster.token_file
+    digest = _digest(token_file) if token_file is not None else None
     done = _kwokctl("start", "cluster", "--name", name, "--wait", _KWOKCTL_WAIT)
     if done.returncode != 0:
         raise errors.ClusterError(
             f"kwokctl could not start cluster {name!r}: {(done.stderr or done.stdout).strip()}",
             fix=f"delete and recreate it: `tenantry cluster delete {name}`",
         )
+    _record_token_digest(cluster, digest)
     return cluster
+
+
+def stop(name: str) -> LocalCluster:
+    """Stop every process of cluster ``name``, keeping its state for a later `start`."""
+    cluster = get(name)
+    pids = _pids(cluster.workdir)
+    done = _kwokctl("stop", "cluster", "--name", name)
+    if done.returncode != 0:
+        raise errors.ClusterError(
+            f"kwokctl could not stop cluster {name!r}: {(done.stderr or done.stdout).strip()}",
+            fix=f"stop the processes listed in {cluster.workdir / 'pids'}",
+        )
+    # Wait for the old processes so the restarted ones can bind the same ports.
+    _reap(pids)
+    return cluster
+
+
+def restart(name: str) -> LocalCluster:
+    """Stop and start cluster ``name``: how its API server rereads its token file."""
+    stop(name)
+    return start(name)

@@ -4,6 +4,13 @@ monitoring stack (Prometheus, Alertmanager, the log shipper, stand-in receivers)
 
 `tenantry up` is the one command that brings everything up; `tenantry down` stops
 every process it started, by pid, and removes the clusters.
+
+The clusters' API servers accept the people's own bearer tokens
+(`tenantry.local.people`), so the Tenantry server's TokenReview and RBAC see real
+user names. kube-apiserver reads its token file only when it starts, so `up`
+restarts a running cluster whose API server started with an older file (someone
+new in the repository); a cluster created before people had tokens is refused with
+the fix (`tenantry down`, then `tenantry up`) rather than silently left without them.
 """
 
 from __future__ import annotations
@@ -17,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tenantry import aws, paths, processes
+from tenantry import aws, errors, paths, processes
 from tenantry.aws import wiring
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
-from tenantry.local import awsserver, monitoring
+from tenantry.local import awsserver, monitoring, people
 from tenantry.local import server as local_server
 from tenantry.local import traffic as local_traffic
 from tenantry.monitoring import secret_store
@@ -35,7 +42,7 @@ from tenantry.verify import run as verification
 # The clusters of the local platform, in start order: staging is needed first.
 CLUSTERS: tuple[str, ...] = ("staging", "prod-primary", "prod-canary")
 
-Action = Literal["created", "started", "running", "deleted", "absent"]
+Action = Literal["created", "started", "restarted", "running", "deleted", "absent"]
 
 
 @dataclass(frozen=True)
@@ -61,15 +68,48 @@ def _report(cluster: localcluster.LocalCluster, action: Action, started: float) 
     )
 
 
-def up(*, nodes: int = 3, on_start: Callable[[str], None] | None = None) -> list[ClusterReport]:
-    """Bring every local cluster up: create what is missing, restart what is stopped."""
+def _check_token_file(cluster: localcluster.LocalCluster, token_file: Path) -> None:
+    used = cluster.token_file
+    if used is not None and used.resolve() == token_file.resolve():
+        return
+    how = f"reads people's tokens from {used}" if used else "was created without people's tokens"
+    raise errors.ClusterError(
+        f"local cluster {cluster.name!r} {how}, not {token_file}: people's own tokens "
+        "would not work there",
+        fix="recreate the platform: `tenantry down`, then `tenantry up`",
+    )
+
+
+def up(
+    *,
+    repo_root: Path,
+    nodes: int = 3,
+    on_start: Callable[[str], None] | None = None,
+    on_restart: Callable[[str], None] | None = None,
+) -> list[ClusterReport]:
+    """Bring every local cluster up: create what is missing, restart what is stopped.
+
+    First gives everyone ``repo_root``'s repository names a token (`people.ensure`);
+    every cluster's API server accepts them. A running cluster whose API server read
+    an older token file is restarted (``on_restart``) so new people's tokens work.
+    """
+    token_file = people.ensure(repository.load(repo_root)).token_file
     reports = []
-    existing = {c.name: c for c in localcluster.list_clusters()}
+    existing = {c.name: c for c in localcluster.list_clusters() if c.name in CLUSTERS}
+    # Every cluster is checked before any is touched: refuse all or nothing.
+    for found in existing.values():
+        _check_token_file(found, token_file)
     for name in CLUSTERS:
         started = time.monotonic()
         cluster = existing.get(name)
         if cluster is not None and cluster.reachable():
-            reports.append(_report(cluster, "running", started))
+            if not cluster.token_file_changed():
+                reports.append(_report(cluster, "running", started))
+                continue
+            if on_restart:
+                on_restart(name)
+            cluster = localcluster.restart(name)
+            reports.append(_report(cluster, "restarted", started))
             continue
         if on_start:
             on_start(name)
@@ -77,7 +117,7 @@ def up(*, nodes: int = 3, on_start: Callable[[str], None] | None = None) -> list
             cluster = localcluster.start(name)
             action: Action = "started"
         else:
-            cluster = localcluster.create(name, nodes=nodes)
+            cluster = localcluster.create(name, nodes=nodes, token_file=token_file)
             action = "created"
         reports.append(_report(cluster, action, started))
     return reports

@@ -12,6 +12,18 @@ Per cluster there are two kinds of desired objects:
   environment, so the team name alone is unique there), ResourceQuota,
   LimitRange, the deployer ServiceAccount and RoleBindings, one NetworkPolicy.
 
+People's own rights depend on the cluster's environment (``peopleWrite``). Where
+people may write, owners get ``tenantry:owner`` (write workloads and Secrets, exec)
+and members ``tenantry:member`` (read). Where they may not (production, by default),
+owners and members alike get ``tenantry:viewer``: read workloads, pods and their
+logs, config maps, events and quota, but no Secrets, no exec or port-forward and no
+write. Then the tenant's deployer ServiceAccount, used by the platform through
+impersonation after a promotion is approved, is the only writer: an owner cannot
+go around the approval by writing a Deployment, or a Helm release record (a
+Secret), with their own identity. The read-only bindings have their own names
+because a RoleBinding's role cannot change in place: flipping ``peopleWrite``
+creates the new binding and prunes the old one.
+
 Every object carries ``app.kubernetes.io/managed-by: tenantry`` so pruning only
 ever touches what the platform made.
 """
@@ -35,6 +47,7 @@ PLATFORM_SA = "tenantry-platform"
 ROLE_DEPLOYER = "tenantry:deployer"
 ROLE_OWNER = "tenantry:owner"
 ROLE_MEMBER = "tenantry:member"
+ROLE_VIEWER = "tenantry:viewer"
 ROLE_IMPERSONATE = "tenantry:impersonate-deployer"
 POLICY_NAME = "tenantry-tenant-guardrails"
 
@@ -97,6 +110,35 @@ MEMBER_RULES: list[Manifest] = [
         ],
         "verbs": _RO,
     },
+]  # fmt: skip
+
+
+# What owners and members may do where people do not write (production by default):
+# look, never change. No Secrets (Helm release records and the tenant's credentials),
+# no exec, attach or port-forward (a way to change what runs without an API write).
+VIEWER_RULES: list[Manifest] = [
+    {
+        "apiGroups": [""],
+        "resources": [
+            "pods", "pods/log", "services", "endpoints", "configmaps", "events",
+            "resourcequotas", "limitranges", "persistentvolumeclaims",
+        ],
+        "verbs": _RO,
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "statefulsets", "replicasets", "daemonsets"],
+        "verbs": _RO,
+    },
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _RO},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _RO},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _RO},
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["ingresses", "networkpolicies"],
+        "verbs": _RO,
+    },
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _RO},
 ]  # fmt: skip
 
 
@@ -267,6 +309,7 @@ def platform_objects(platform: models.Platform) -> list[Manifest]:
         _cluster_role(ROLE_DEPLOYER, DEPLOYER_RULES),
         _cluster_role(ROLE_OWNER, OWNER_RULES),
         _cluster_role(ROLE_MEMBER, MEMBER_RULES),
+        _cluster_role(ROLE_VIEWER, VIEWER_RULES),
         _cluster_role(
             ROLE_IMPERSONATE,
             [
@@ -325,9 +368,13 @@ def tenant_objects(
     *,
     environment: str,
     namespace: str | None = None,
+    people_may_write: bool = False,
 ) -> list[Manifest]:
     """Everything ``tenant`` gets in one cluster of ``environment``, in apply order.
 
+    ``people_may_write`` is the environment's `models.Environment.people_may_write`:
+    without it owners and members are bound to the read-only ``tenantry:viewer``
+    (the default, so a caller that does not say never opens a write path).
     ``namespace`` overrides the namespace name (``<team>``); verification uses it to
     onboard a tenant into a throwaway namespace on a shared cluster.
     """
@@ -393,7 +440,7 @@ def tenant_objects(
             ROLE_IMPERSONATE,
             [{"kind": "ServiceAccount", "name": PLATFORM_SA, "namespace": PLATFORM_NAMESPACE}],
         ),
-        _binding("tenantry-owners", ns, tenant.name, ROLE_OWNER, _people(tenant.owners)),
+        people_binding(ns, tenant.name, "owners", _people(tenant.owners), people_may_write),
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -425,5 +472,20 @@ def tenant_objects(
     ]
     members = _people(tenant.members)
     if members:
-        objects.append(_binding("tenantry-members", ns, tenant.name, ROLE_MEMBER, members))
+        objects.append(people_binding(ns, tenant.name, "members", members, people_may_write))
     return objects
+
+
+def people_binding(
+    namespace: str, tenant: str, who: str, subjects: list[Manifest], people_may_write: bool
+) -> Manifest:
+    """The RoleBinding of a tenant's ``owners`` or ``members`` in one namespace.
+
+    Where people may write: ``tenantry-owners`` → ``tenantry:owner`` and
+    ``tenantry-members`` → ``tenantry:member``. Elsewhere ``tenantry-<who>-viewer`` →
+    ``tenantry:viewer``: another name, because a RoleBinding's roleRef is immutable.
+    """
+    if people_may_write:
+        role = ROLE_OWNER if who == "owners" else ROLE_MEMBER
+        return _binding(f"tenantry-{who}", namespace, tenant, role, subjects)
+    return _binding(f"tenantry-{who}-viewer", namespace, tenant, ROLE_VIEWER, subjects)

@@ -107,11 +107,15 @@ def targets(repo: Repository) -> list[ClusterTarget]:
 
 
 def desired(repo: Repository, environment: str) -> list[objects.Manifest]:
-    """Everything a cluster of ``environment`` should hold (pure)."""
+    """Everything a cluster of ``environment`` should hold (pure); people may write in
+    tenant namespaces only if the environment allows it (``peopleWrite``)."""
+    may_write = repo.platform.environment(environment).people_may_write
     manifests = objects.platform_objects(repo.platform)
     for tenant in repo.tenants:
         if environment in tenant.environments:
-            manifests += objects.tenant_objects(tenant, repo.platform, environment=environment)
+            manifests += objects.tenant_objects(
+                tenant, repo.platform, environment=environment, people_may_write=may_write
+            )
     return manifests
 
 
