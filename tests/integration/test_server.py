@@ -5,9 +5,7 @@ the terminal that asked. Real clusters, Helm, S3/SQS, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -53,24 +51,31 @@ def server_platform(root: Path, staging: str, prod: tuple[str, str]) -> Platform
     return p
 
 
-def start(name: str, argv: list[str], *, port: int, env: dict[str, str], logs: Path) -> int:
-    """A detached process, ready when it answers on ``port``; its pid."""
-    log = (logs / f"{name}.log").open("ab")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **env}, start_new_session=True)  # fmt: skip
+def start(
+    name: str, argv: list[str], *, port: int, env: dict[str, str], logs: Path
+) -> subprocess.Popen[bytes]:
+    """A process of its own session, ready when it answers on ``port``."""
+    with (logs / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **env}, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + READY_S
     while not processes.answers(port):
-        assert process.poll() is None, (logs / f"{name}.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, f"{name} did not answer within {READY_S} s"
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            pytest.fail(f"{name} did not answer within {READY_S} s:\n"
+                        + (logs / f"{name}.log").read_text()[-3000:])  # fmt: skip
         time.sleep(0.1)
-    return process.pid
+    return process
 
 
-def stop(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a worker finishes what it holds), then wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Running:
                              trust_env=False)  # fmt: skip
 
 
-def tenantry_server(root: Path, database: str, logs: Path) -> tuple[str, int]:
+def tenantry_server(root: Path, database: str, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = processes.free_port()
     pid = start("server", [sys.executable, "-m", "tenantry", "server", "--repo", str(root),
                            "--port", str(port)],
