@@ -136,7 +136,7 @@ envFrom:
      URL and ref come in as environment variables, never spliced into the shell script.
      Fetching one ref with depth 1 works for branches, tags and commits alike. */}}
 {{- define "tenantry.initContainers" -}}
-{{- if .Values.platformRepo.git }}
+{{- if .Values.platformRepo.git.url }}
 initContainers:
   - name: platform-repo
     image: {{ printf "%s:%s" .Values.image.repository (include "tenantry.imageTag" .) | quote }}
