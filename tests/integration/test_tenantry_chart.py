@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from lightkube.resources.core_v1 import Pod
 
 from tenantry import errors, helm
 from tenantry.charts import manifests, policy
@@ -287,6 +288,13 @@ def test_installs_and_its_identities_may_do_only_what_they_need(
     admin: Kube, installed: str
 ) -> None:
     namespace = installed
+    # --wait returned: both Deployments' pods are Ready, admitted under Pod Security
+    # `restricted`, each running as its own ServiceAccount.
+    for component, account in (("server", SERVER_SA), ("deployer", WORKER_SA)):
+        pods = admin.list(
+            Pod, namespace=namespace, labels={"app.kubernetes.io/component": component}
+        )
+        assert [p.spec.serviceAccountName for p in pods] == [account, account]
     server = f"system:serviceaccount:{namespace}:{SERVER_SA}"
     worker = f"system:serviceaccount:{namespace}:{WORKER_SA}"
     token_review = {"group": "authentication.k8s.io", "resource": "tokenreviews", "verb": "create"}
