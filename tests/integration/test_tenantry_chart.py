@@ -230,10 +230,13 @@ def test_namespaced_objects_pass_the_tenant_chart_policy() -> None:
         assert policy.check(namespaced, context) == []
 
 
-@pytest.fixture
-def installed(cluster: localcluster.LocalCluster, admin: Kube, namespace: str) -> Iterator[str]:
+@pytest.fixture(params=[None, GIT_SOURCE], ids=["configmap-source", "git-source"])
+def installed(
+    request: pytest.FixtureRequest, cluster: localcluster.LocalCluster, admin: Kube, namespace: str
+) -> Iterator[str]:
     """The chart installed with `--wait` into a fresh namespace that enforces Pod Security
-    `restricted`; uninstalled afterwards, since its ClusterRoles outlive the namespace."""
+    `restricted` (with each repository source: the git one adds an initContainer);
+    uninstalled afterwards, since its ClusterRoles outlive the namespace."""
     admin.apply(
         {
             "apiVersion": "v1",
@@ -266,7 +269,9 @@ def installed(cluster: localcluster.LocalCluster, admin: Kube, namespace: str) -
     )
     target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
     try:
-        release = helm.upgrade_install(target, release=RELEASE, chart=CHART, timeout_s=180)
+        release = helm.upgrade_install(
+            target, release=RELEASE, chart=CHART, values=request.param, timeout_s=180
+        )
         assert release.status == "deployed"
         assert release.app_version == "0.1.0"
         yield namespace
