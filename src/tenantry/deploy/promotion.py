@@ -206,6 +206,10 @@ def deploy_approved(
 
     if repo.platform.traffic is not None:
         # Canary cluster, analysis of live traffic, then the primary (or a rollback).
+        log(
+            f"deploying {row.tenant}/{row.service} {row.version} to the canary cluster; then "
+            "live traffic moves onto it step by step, then the primary"
+        )
         failure = canary_release.release(
             repo, ledger, service=repo.service(f"{row.tenant}/{row.service}"),
             version=row.version, environment=row.environment, deploy=deploy, log=log,
