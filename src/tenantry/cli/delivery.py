@@ -315,34 +315,31 @@ def approve_cmd(
     server_cli.show_operation(ctx, view)
 
 
-def reject_cmd(
-    ctx: typer.Context,
-    request: Annotated[int, typer.Argument(help="The promotion request's number.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "",
-) -> None:
+RequestArgument = Annotated[int, typer.Argument(help="The promotion request's number.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")]
+
+
+def _decline(ctx: typer.Context, request: int, verb: str, reason: str) -> None:
+    row = client.Client.from_environment().call(
+        "POST", f"/promotions/{request}/{verb}", body={"reason": reason}
+    )
+    output.emit(row, ctx.obj.output)
+
+
+def reject_cmd(ctx: typer.Context, request: RequestArgument, reason: ReasonOption = "") -> None:
     """Reject a pending promotion request (owners).
 
     Example: tenantry reject 7 --reason "needs the migration first"
     """
-    row = client.Client.from_environment().call(
-        "POST", f"/promotions/{request}/reject", body={"reason": reason}
-    )
-    output.emit(row, ctx.obj.output)
+    _decline(ctx, request, "reject", reason)
 
 
-def cancel_cmd(
-    ctx: typer.Context,
-    request: Annotated[int, typer.Argument(help="The promotion request's number.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "",
-) -> None:
+def cancel_cmd(ctx: typer.Context, request: RequestArgument, reason: ReasonOption = "") -> None:
     """Withdraw a pending promotion request (its requester, or owners).
 
     Example: tenantry cancel 7
     """
-    row = client.Client.from_environment().call(
-        "POST", f"/promotions/{request}/cancel", body={"reason": reason}
-    )
-    output.emit(row, ctx.obj.output)
+    _decline(ctx, request, "cancel", reason)
 
 
 def rollback_cmd(

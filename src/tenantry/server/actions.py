@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenantry import errors
 from tenantry.deploy import promotion
 from tenantry.ledger import now, tables
-from tenantry.server import reads
+from tenantry.server import reads, rights
 from tenantry.server.context import ApiError, Caller, Server, caller, server, service_ref
+from tenantry.spec import models
 from tenantry.traffic import canary
 
 router = APIRouter(prefix="/api/v1")
@@ -68,17 +69,26 @@ def _conflict(e: promotion.PromotionError) -> ApiError:
     return ApiError(409, e.message, fix=e.fix)
 
 
+def _service_in(
+    who: Caller, request: Request, ref: str, environment: str, right: rights.Right
+) -> tuple[models.Tenant, str]:
+    """The tenant and ``tenant/service`` of a request, once the caller's right is proven
+    and the tenant uses ``environment``."""
+    tenant_name, _, service = ref.partition("/")
+    request.state.tenant = tenant_name
+    tenant, ref = service_ref(who, tenant_name, service)
+    who.require(right, tenant)
+    if environment not in tenant.environments:
+        raise ApiError(422, f"tenant {tenant.name} does not use environment {environment!r}",
+                       fix=f"use one of: {', '.join(tenant.environments)}")  # fmt: skip
+    return tenant, ref
+
+
 @router.post("/promotions", status_code=201, summary="Request a promotion (members and owners)")
 def request_promotion(
     body: PromotionRequest, who: CallerDep, srv: ServerDep, request: Request
 ) -> dict[str, Any]:
-    tenant_name, _, service = body.service.partition("/")
-    request.state.tenant = tenant_name
-    tenant, ref = service_ref(who, tenant_name, service)
-    who.require("request", tenant)
-    if body.environment not in tenant.environments:
-        raise ApiError(422, f"tenant {tenant.name} does not use environment {body.environment!r}",
-                       fix=f"use one of: {', '.join(tenant.environments)}")  # fmt: skip
+    _, ref = _service_in(who, request, body.service, body.environment, "request")
     try:
         row = promotion.request(srv.repo, srv.ledger, ref=ref, version=body.version,
                                 environment=body.environment, by=who.person.username)  # fmt: skip
@@ -157,13 +167,7 @@ def cancel(
 def rollback(
     body: RollbackRequest, who: CallerDep, srv: ServerDep, request: Request
 ) -> dict[str, Any]:
-    tenant_name, _, service = body.service.partition("/")
-    request.state.tenant = tenant_name
-    tenant, ref = service_ref(who, tenant_name, service)
-    who.require("rollback", tenant)
-    if body.environment not in tenant.environments:
-        raise ApiError(422, f"tenant {tenant.name} does not use environment {body.environment!r}",
-                       fix=f"use one of: {', '.join(tenant.environments)}")  # fmt: skip
+    tenant, ref = _service_in(who, request, body.service, body.environment, "rollback")
     try:
         plan = promotion.plan_rollback(
             srv.repo, srv.ledger, ref=ref, environment=body.environment, to_version=body.to
@@ -171,7 +175,8 @@ def rollback(
     except promotion.PromotionError as e:
         raise _conflict(e) from e
     operation: tables.Operation = srv.ledger.add(tables.Operation(
-        kind="rollback", tenant=tenant.name, service=service, environment=body.environment,
+        kind="rollback", tenant=tenant.name, service=ref.partition("/")[2],
+        environment=body.environment,
         params=json.dumps({"plan": dataclasses.asdict(plan)}), requested_by=who.person.username,
         status="queued", result="", progress="", created=now(),
     ))  # fmt: skip

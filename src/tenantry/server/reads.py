@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -205,12 +205,19 @@ def promotions(
                                                               limit=limit)]  # fmt: skip
 
 
+Row = TypeVar("Row", tables.Promotion, tables.Operation)
+
+
+def _visible(who: Caller, row: Row | None, what: str, number: int) -> Row:
+    """``row`` if it exists and the caller may read its tenant; 404 otherwise."""
+    if row is None or not any(t.name == row.tenant for t in who.readable()):
+        raise ApiError(404, f"no {what} {number} that you may see")
+    return row
+
+
 def visible_promotion(who: Caller, srv: Server, promotion_id: int) -> tables.Promotion:
     """A promotion the caller may read; 404 otherwise."""
-    row = srv.ledger.promotion(promotion_id)
-    if row is None or not any(t.name == row.tenant for t in who.readable()):
-        raise ApiError(404, f"no promotion {promotion_id} that you may see")
-    return row
+    return _visible(who, srv.ledger.promotion(promotion_id), "promotion", promotion_id)
 
 
 @router.get("/promotions/{promotion_id}", summary="One promotion request")
@@ -232,10 +239,7 @@ def operation_view(row: tables.Operation) -> dict[str, Any]:
 
 
 def _visible_operation(who: Caller, srv: Server, operation_id: int) -> tables.Operation:
-    row = srv.ledger.operation(operation_id)
-    if row is None or not any(t.name == row.tenant for t in who.readable()):
-        raise ApiError(404, f"no operation {operation_id} that you may see")
-    return row
+    return _visible(who, srv.ledger.operation(operation_id), "operation", operation_id)
 
 
 @router.get("/operations/{operation_id}", summary="Production work queued for the workers")
