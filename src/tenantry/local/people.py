@@ -276,6 +276,8 @@ def ensure(repo: Repository) -> Roster:
             current_csv = None
         if current_csv != csv_text:
             _write_private(csv_path, csv_text)
+        for path in (json_path, csv_path):
+            path.chmod(0o600)  # an unchanged file may have been loosened by hand
     return Roster(
         users=tuple(tokens),
         added=tuple(u for u in tokens if u not in existing),
