@@ -86,3 +86,54 @@ def test_concurrent_acquirers_get_the_lease_exactly_once(ledger: Ledger) -> None
     for thread in threads:
         thread.join()
     assert len(winners) == 1
+
+
+def _race(count: int, attempt: object) -> list[object]:
+    """Run ``attempt`` in ``count`` threads released at once; their results."""
+    results: list[object] = []
+    go = threading.Barrier(count)
+
+    def run() -> None:
+        go.wait()
+        results.append(attempt())  # type: ignore[operator]
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def operation(kind: str = "approve") -> tables.Operation:
+    return tables.Operation(
+        kind=kind, tenant="t", service="s", environment="production", params="{}",
+        requested_by="bob", status="queued", result="", progress="", created=now(),
+    )  # fmt: skip
+
+
+def test_of_concurrent_approvals_one_wins_and_queues_the_only_operation(ledger: Ledger) -> None:
+    row = ledger.add(tables.Promotion(
+        tenant="t", service="s", version="1.0.0", digest="d", environment="production",
+        requested_by="alice", requested_at=now(), status="pending", reason="",
+    ))  # fmt: skip
+    won = _race(4, lambda: ledger.transition_promotion(
+        row.id, from_status="pending", enqueue=operation(), status="approved", approved_by="bob",
+    ))  # fmt: skip
+    assert sorted(won) == [False, False, False, True]  # type: ignore[type-var]
+    with ledger.session() as session:
+        assert session.query(tables.Operation).count() == 1
+
+
+def test_each_queued_operation_is_claimed_by_exactly_one_worker(ledger: Ledger) -> None:
+    queued = [ledger.add(operation()).id for _ in range(5)]
+    claimed = _race(8, lambda: ledger.claim_operation(worker="w"))
+    got = sorted(o.id for o in claimed if o is not None)  # type: ignore[attr-defined]
+    assert got == queued
+    assert ledger.claim_operation(worker="late") is None
+    ledger.add_progress(queued[0], "step 1")
+    ledger.add_progress(queued[0], "step 2")
+    ledger.finish_operation(queued[0], status="succeeded", result="done")
+    done = ledger.operation(queued[0])
+    assert done is not None
+    assert (done.status, done.progress, done.worker) == ("succeeded", "step 1\nstep 2\n", "w")
