@@ -436,3 +436,33 @@ def test_an_unreachable_management_cluster_is_503(
         stop(pid)
     assert answer.status_code == 503
     assert answer.json()["error"].startswith("the management cluster could not review the token")
+
+
+def test_a_serviceaccount_token_works_until_it_is_revoked(
+    running: Running, cluster: localcluster.LocalCluster, namespace: str
+) -> None:
+    """Whatever the management cluster accepts works — here a bound ServiceAccount token —
+    and a revoked one stops working once the short review cache lapses."""
+    kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    subprocess.run([*kubectl, "create", "serviceaccount", "ci"], check=True, capture_output=True)
+    subprocess.run([*kubectl, "create", "secret", "generic", "anchor"], check=True,
+                   capture_output=True)  # fmt: skip
+    token = subprocess.run(
+        [*kubectl, "create", "token", "ci", "--bound-object-kind", "Secret",
+         "--bound-object-name", "anchor"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    with running.as_(token) as api:
+        me = api.get("/whoami")
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == f"system:serviceaccount:{namespace}:ci"
+    assert me.json()["tenants"] == {}  # a proven identity with no rights sees nothing
+
+    subprocess.run([*kubectl, "delete", "secret", "anchor"], check=True, capture_output=True)
+
+    def refused() -> bool:
+        with running.as_(token) as api:
+            return api.get("/whoami").status_code == 401
+
+    # reviewCacheS is 5 in this platform: a revoked token is refused soon after.
+    wait_for(refused, "the revoked token to be refused", timeout_s=30)
