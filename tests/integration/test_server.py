@@ -5,6 +5,7 @@ the terminal that asked. Real clusters, Helm, S3/SQS, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -466,3 +467,37 @@ def test_a_serviceaccount_token_works_until_it_is_revoked(
 
     # reviewCacheS is 5 in this platform: a revoked token is refused soon after.
     wait_for(refused, "the revoked token to be refused", timeout_s=30)
+
+
+def cli(*args: str, stdin: str = "", env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tenantry", *args], input=stdin, text=True,
+                          capture_output=True, env={**os.environ, **env}, timeout=120,
+                          check=False)  # fmt: skip
+
+
+def test_login_keeps_the_token_private_and_refuses_a_bad_one(
+    running: Running, seeded: dict[str, int], tokens: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    bad = cli("login", "--server", running.url, stdin="not-a-token\n", env=env)
+    assert bad.returncode == 1
+    assert "the token is unknown, expired or revoked (HTTP 401)" in bad.stderr
+    assert not (tmp_path / "config" / "tenantry" / "client.yaml").exists()
+
+    good = cli("login", "--server", running.url, stdin=tokens["erin"] + "\n", env=env)
+    assert good.returncode == 0, good.stderr
+    config = tmp_path / "config" / "tenantry" / "client.yaml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    me = cli("-o", "json", "whoami", env=env)
+    assert json.loads(me.stdout)["username"] == "erin"
+    refused = cli("approve", str(seeded["promotion"]), env=env)  # erin requested it
+    assert refused.returncode == 1
+    assert "erin requested this promotion and cannot also approve it" in refused.stderr
+    assert "fix: ask one of: owners of echo" in refused.stderr
+    for result in (good, me, refused):
+        assert tokens["erin"] not in result.stdout + result.stderr
+
+    assert cli("logout", env=env).returncode == 0
+    assert not config.exists()
+    gone = cli("whoami", env={**env, "TENANTRY_SERVER": running.url})
+    assert gone.returncode == 1 and f"no token for {running.url}" in gone.stderr
