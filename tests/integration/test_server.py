@@ -302,6 +302,29 @@ def test_an_owner_approves_anothers_request_and_the_workers_deploy_it_after_the_
     assert (promotion["status"], promotion["approvedBy"]) == ("deployed", "bob")
 
 
+def test_a_tenant_and_a_service_as_their_people_see_them(
+    running: Running, tokens: dict[str, str], cluster: localcluster.LocalCluster,
+    production: tuple[str, str],
+) -> None:  # fmt: skip
+    with running.as_(tokens["erin"]) as api:
+        tenant = api.get("/tenants/echo").json()
+        service = api.get("/services/echo/web").json()
+    primary, canary = production
+    assert {(q["environment"], q["cluster"]) for q in tenant["quota"]} == {
+        ("staging", cluster.name), ("production", primary), ("production", canary),
+    }  # fmt: skip
+    for quota in tenant["quota"]:  # the ResourceQuota's own status, from each cluster
+        assert quota["hard"]["limits.cpu"] == "4", quota
+        assert quota["used"]["pods"] == "1", quota
+    assert (tenant["owners"]["users"], tenant["members"]["groups"]) == (["alice", "bob"],
+                                                                        ["echo-devs"])  # fmt: skip
+    (published,) = [p for p in service["published"] if p["version"] == "1.0.0"]
+    assert published["author"] == "Dev <dev@example.com>" and len(published["commit"]) == 40
+    assert {(r["cluster"], r["version"], r["ready"], r["desired"]) for r in service["running"]} == {
+        (cluster.name, "1.0.0", 1, 1), (primary, "1.0.0", 1, 1), (canary, "1.0.0", 1, 1),
+    }  # fmt: skip
+
+
 def _operations(running: Running) -> list[tables.Operation]:
     with Ledger.open(running.database) as ledger, ledger.session() as session:
         return list(session.query(tables.Operation).order_by(tables.Operation.id))
