@@ -137,3 +137,21 @@ def test_each_queued_operation_is_claimed_by_exactly_one_worker(ledger: Ledger) 
     done = ledger.operation(queued[0])
     assert done is not None
     assert (done.status, done.progress, done.worker) == ("succeeded", "step 1\nstep 2\n", "w")
+
+
+def test_current_releases_are_the_newest_succeeded_per_cluster(ledger: Ledger) -> None:
+    for version, result, cluster in (
+        ("1.0.0", "succeeded", "c1"), ("1.1.0", "succeeded", "c1"), ("1.2.0", "failed", "c1"),
+        ("1.0.0", "succeeded", "c2"),
+    ):  # fmt: skip
+        ledger.finish_deployment(ledger.add(deployment(version, cluster=cluster)).id, result=result)
+    other = ledger.add(tables.Deployment(
+        tenant="u", service="s", version="9.0.0", digest="d", environment="staging",
+        cluster="c1", actor="test", result="running", reason="", started=now(),
+    ))  # fmt: skip
+    ledger.finish_deployment(other.id, result="succeeded")
+    every = [(d.tenant, d.cluster, d.version) for d in ledger.current_releases()]
+    assert every == [("t", "c1", "1.1.0"), ("t", "c2", "1.0.0"), ("u", "c1", "9.0.0")]
+    assert [d.tenant for d in ledger.current_releases(tenants=["u"])] == ["u"]
+    assert ledger.current_releases(tenants=["t"], service="other") == []
+    assert ledger.current_releases(tenants=[]) == []

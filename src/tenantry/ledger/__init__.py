@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -158,18 +158,33 @@ class Ledger:
                 )
             )
 
-    def current_releases(self) -> list[tables.Deployment]:
-        """The newest successful deployment of each service in each cluster."""
-        newest: dict[tuple[str, str, str, str], tables.Deployment] = {}
+    def current_releases(
+        self, *, tenants: Collection[str] | None = None, service: str | None = None
+    ) -> list[tables.Deployment]:
+        """The newest successful deployment of each service in each cluster: of ``tenants``
+        (None: all) and of ``service`` alone when given.
+
+        The database picks the newest row per target (one grouped query over the target
+        index), so the cost does not grow with each service's history."""
+        deployment = tables.Deployment
+        newest = (
+            select(func.max(deployment.id))
+            .where(deployment.result == "succeeded")
+            .group_by(deployment.tenant, deployment.service, deployment.environment,
+                      deployment.cluster)
+        )  # fmt: skip
+        if tenants is not None:
+            newest = newest.where(deployment.tenant.in_(list(tenants)))
+        if service is not None:
+            newest = newest.where(deployment.service == service)
+        query = (
+            select(deployment)
+            .where(deployment.id.in_(newest))
+            .order_by(deployment.tenant, deployment.service, deployment.environment,
+                      deployment.cluster)
+        )  # fmt: skip
         with self.session() as session:
-            rows = session.scalars(
-                select(tables.Deployment)
-                .where(tables.Deployment.result == "succeeded")
-                .order_by(tables.Deployment.id)
-            )
-            for row in rows:
-                newest[(row.tenant, row.service, row.environment, row.cluster)] = row
-        return [newest[key] for key in sorted(newest)]
+            return list(session.scalars(query))
 
     def events(self, *, limit: int = 100) -> list[tables.Event]:
         """The newest events, newest first."""

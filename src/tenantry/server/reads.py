@@ -110,9 +110,7 @@ def tenant_services(tenant: str, who: CallerDep, request: Request) -> list[dict[
 def _running(srv: Server, tenant: str, service: str) -> list[dict[str, Any]]:
     """What runs where: the newest successful deployment per cluster, with ready replicas."""
     rows = []
-    for release in srv.ledger.current_releases():
-        if (release.tenant, release.service) != (tenant, service):
-            continue
+    for release in srv.ledger.current_releases(tenants=[tenant], service=service):
         row: dict[str, Any] = {"environment": release.environment, "cluster": release.cluster,
                                "version": release.version, "at": _at(release.finished)}  # fmt: skip
         try:
@@ -183,7 +181,7 @@ def history(
 @router.get("/status", summary="What each service you may see runs in each cluster")
 def status(who: CallerDep, srv: ServerDep) -> list[dict[str, Any]]:
     readable = {t.name for t in who.readable()}
-    return [_deployment(r) for r in srv.ledger.current_releases() if r.tenant in readable]
+    return [_deployment(r) for r in srv.ledger.current_releases(tenants=readable)]
 
 
 def promotion_view(row: tables.Promotion) -> dict[str, Any]:
