@@ -52,6 +52,6 @@ def test_deployer_serves_metrics_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert "finishing the message in hand, then exiting" in stderr
+    assert "finishing the work in hand, then exiting" in stderr
     clients = aws.clients(platform.load().platform)
     assert wiring.queue_url(clients, platform.queue)
