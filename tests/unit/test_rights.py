@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tenantry import errors
 from tenantry.cli import client
-from tenantry.server import identity, rights
+from tenantry.deploy import promotion
+from tenantry.server import app, context, identity, rights
 from tenantry.spec import models, repository
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
@@ -140,3 +142,17 @@ def test_people_write_defaults_to_false_in_production_only() -> None:
         {"name": "production", "peopleWrite": True, "clusters": [{"name": "p", "local": "p"}]}
     )
     assert explicit.people_may_write
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (identity.UnauthenticatedError("no bearer token"), 401),
+    (context.ApiError(403, "lacks the right"), 403),
+    (errors.UsageError("no service 'a/b'"), 404),
+    (promotion.PromotionError("promotion 7 is deployed, not pending"), 409),
+    (identity.IdentityUnavailableError("the management cluster could not review"), 503),
+    (errors.KubeUnavailableError("the API server did not answer"), 503),
+    (errors.ClusterError("no local cluster"), 503),
+    (errors.HelmError("helm list failed"), 503),
+])  # fmt: skip
+def test_errors_become_http_statuses(error: errors.TenantryError, status: int) -> None:
+    assert app._status_of(error) == status

@@ -67,7 +67,14 @@ def server_cmd(
 def login_cmd(
     server: Annotated[str, typer.Option("--server", help="The server's URL.")] = "",
     token_file: Annotated[
-        Path | None, typer.Option("--token-file", help="Read the token from this file.")
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Read the token from this file.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
     ] = None,
 ) -> None:
     """Check a token with the server and store the URL and token in the client config

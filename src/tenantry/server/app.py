@@ -7,7 +7,8 @@ Errors become JSON ``{"error": message, "fix": …, "right": …, "holders": …
     404  unknown — or not yours to see
     409  the state forbids it (not pending, approved meanwhile, not healthy in staging)
     422  a malformed body or parameter (FastAPI names the field)
-    503  the ledger database or the management cluster does not answer; nothing written
+    503  the ledger database, the management cluster or another cluster (or helm talking
+         to it) does not answer; nothing written
 
 Every call under ``/api/v1`` is written to the audit log with the verified identity
 (or ``anonymous``), the action, the tenant it concerned and the status it got. Tokens
@@ -46,7 +47,14 @@ def _status_of(e: errors.TenantryError) -> int:
         return e.status
     if isinstance(e, identity.UnauthenticatedError):
         return 401
-    if isinstance(e, identity.IdentityUnavailableError | errors.KubeUnavailableError):
+    if isinstance(
+        e,
+        identity.IdentityUnavailableError
+        | errors.KubeUnavailableError
+        | errors.ClusterError
+        | errors.ToolError
+        | errors.HelmError,
+    ):
         return 503
     if isinstance(e, errors.UsageError):
         return 404
@@ -75,6 +83,10 @@ async def _database_error(request: Request, e: Exception) -> Response:
 def create_app(srv: Server) -> FastAPI:
     """The application for ``srv``."""
     app = FastAPI(
+        # No browsable docs: their pages load scripts from the internet. The schema is
+        # served at /openapi.json for any OpenAPI tool.
+        docs_url=None,
+        redoc_url=None,
         title="Tenantry",
         version=tenantry.version(),
         description="Multi-tenant delivery: tenants, services, promotions, rollbacks, "
