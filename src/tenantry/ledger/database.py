@@ -1,0 +1,423 @@
+"""The ledger database: connection, migrations on open, and every read and write the
+platform makes (records, operations, audit, leases). `tenantry.ledger` re-exports the
+names callers use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry import errors, paths
+from tenantry.ledger import tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def now() -> datetime:
+    """The current time, UTC, as every ledger timestamp is."""
+    return datetime.now(UTC)
+
+
+def default_url() -> str:
+    """``TENANTRY_DATABASE_URL``, else a SQLite file in the state directory."""
+    url = os.environ.get("TENANTRY_DATABASE_URL")
+    if url:
+        return url
+    path = paths.state_dir() / "ledger.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _redacted(url: str) -> str:
+    # Never print a password that is part of a database URL.
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+@dataclass(frozen=True)
+class Released:
+    """The newest version that reached a cluster."""
+
+    version: str
+    digest: str
+
+
+class Ledger:
+    """A connection pool to the ledger database, migrated to the newest schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Ledger:
+        """Connect to ``url`` (default: `default_url`) and apply pending migrations."""
+        url = url or default_url()
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            with engine.begin() as connection:
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as e:
+            raise errors.TenantryError(
+                f"cannot open the ledger at {_redacted(url)}: {e.orig}",
+                fix="check TENANTRY_DATABASE_URL, or unset it to use the local SQLite ledger",
+            ) from e
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # --- records -----------------------------------------------------------------
+
+    def add(self, row: tables.Base) -> Any:
+        """Insert one row; returns it with its id."""
+        with self.session() as session:
+            session.add(row)
+            session.flush()
+            return row
+
+    def finish_deployment(self, deployment_id: int, *, result: str, reason: str = "") -> None:
+        """Record how a deployment ended."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Deployment)
+                .where(tables.Deployment.id == deployment_id)
+                .values(result=result, reason=reason, finished=now())
+            )
+
+    def released(
+        self, *, tenant: str, service: str, environment: str, cluster: str | None = None
+    ) -> Released | None:
+        """The newest version that succeeded in ``environment`` (on ``cluster`` if given)."""
+        query = (
+            select(tables.Deployment)
+            .where(
+                tables.Deployment.tenant == tenant,
+                tables.Deployment.service == service,
+                tables.Deployment.environment == environment,
+                tables.Deployment.result == "succeeded",
+            )
+            .order_by(tables.Deployment.id.desc())
+            .limit(1)
+        )
+        if cluster is not None:
+            query = query.where(tables.Deployment.cluster == cluster)
+        with self.session() as session:
+            row = session.scalars(query).first()
+            return Released(row.version, row.digest) if row else None
+
+    def history(self, *, tenant: str, service: str, limit: int = 50) -> list[tables.Deployment]:
+        """The newest deployments of a service, newest first."""
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(tables.Deployment)
+                    .where(tables.Deployment.tenant == tenant, tables.Deployment.service == service)
+                    .order_by(tables.Deployment.id.desc())
+                    .limit(limit)
+                )
+            )
+
+    def current_releases(
+        self, *, tenants: Collection[str] | None = None, service: str | None = None
+    ) -> list[tables.Deployment]:
+        """The newest successful deployment of each service in each cluster: of ``tenants``
+        (None: all) and of ``service`` alone when given.
+
+        The database picks the newest row per target (one grouped query over the target
+        index), so the cost does not grow with each service's history."""
+        deployment = tables.Deployment
+        newest = (
+            select(func.max(deployment.id))
+            .where(deployment.result == "succeeded")
+            .group_by(deployment.tenant, deployment.service, deployment.environment,
+                      deployment.cluster)
+        )  # fmt: skip
+        if tenants is not None:
+            newest = newest.where(deployment.tenant.in_(list(tenants)))
+        if service is not None:
+            newest = newest.where(deployment.service == service)
+        query = (
+            select(deployment)
+            .where(deployment.id.in_(newest))
+            .order_by(deployment.tenant, deployment.service, deployment.environment,
+                      deployment.cluster)
+        )  # fmt: skip
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def events(self, *, limit: int = 100) -> list[tables.Event]:
+        """The newest events, newest first."""
+        with self.session() as session:
+            return list(
+                session.scalars(select(tables.Event).order_by(tables.Event.id.desc()).limit(limit))
+            )
+
+    def deployments(self) -> list[tables.Deployment]:
+        """Every deployment, oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(tables.Deployment).order_by(tables.Deployment.id)))
+
+    def promotion(self, promotion_id: int) -> tables.Promotion | None:
+        """One promotion request."""
+        with self.session() as session:
+            return session.get(tables.Promotion, promotion_id)
+
+    def set_promotion(self, promotion_id: int, **values: Any) -> None:
+        """Update a promotion request."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Promotion).where(tables.Promotion.id == promotion_id).values(**values)
+            )
+
+    def transition_promotion(
+        self,
+        promotion_id: int,
+        *,
+        from_status: str,
+        enqueue: tables.Operation | None = None,
+        **values: Any,
+    ) -> bool:
+        """Update a promotion only if it is still ``from_status``: one conditional UPDATE,
+        so of two concurrent approvals exactly one wins. ``enqueue`` is queued in the same
+        transaction, so an approval never exists without the work it starts."""
+        with self.session() as session:
+            changed = session.execute(
+                update(tables.Promotion)
+                .where(tables.Promotion.id == promotion_id, tables.Promotion.status == from_status)
+                .values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if enqueue is not None:
+                session.add(enqueue)
+            return True
+
+    def promotions(
+        self, *, tenants: Collection[str] | None, status: str | None = None, limit: int = 100
+    ) -> list[tables.Promotion]:
+        """Promotion requests, newest first: of ``tenants`` (None: every tenant)."""
+        query = select(tables.Promotion).order_by(tables.Promotion.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Promotion.tenant.in_(list(tenants)))
+        if status is not None:
+            query = query.where(tables.Promotion.status == status)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def deployments_page(
+        self,
+        *,
+        tenants: Collection[str] | None,
+        service: str | None = None,
+        environment: str | None = None,
+        result: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[tables.Deployment]:
+        """Deployments newest first, filtered; ``before`` (an id) pages further back."""
+        query = select(tables.Deployment).order_by(tables.Deployment.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Deployment.tenant.in_(list(tenants)))
+        for column, value in (
+            (tables.Deployment.service, service),
+            (tables.Deployment.environment, environment),
+            (tables.Deployment.result, result),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if before is not None:
+            query = query.where(tables.Deployment.id < before)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def publications(
+        self, *, tenant: str, service: str, limit: int = 50
+    ) -> list[tables.Publication]:
+        """A service's publications (provenance of each version), newest first."""
+        with self.session() as session:
+            return list(session.scalars(
+                select(tables.Publication)
+                .where(tables.Publication.tenant == tenant, tables.Publication.service == service)
+                .order_by(tables.Publication.id.desc())
+                .limit(limit)
+            ))  # fmt: skip
+
+    # --- operations (production work done by workers) ------------------------------
+
+    def operation(self, operation_id: int) -> tables.Operation | None:
+        """One operation."""
+        with self.session() as session:
+            return session.get(tables.Operation, operation_id)
+
+    def claim_operation(self, *, worker: str) -> tables.Operation | None:
+        """Take the oldest queued operation for ``worker``; None when none is queued.
+
+        The claim is a conditional UPDATE (queued → running), so two workers never
+        take the same operation."""
+        while True:
+            with self.session() as session:
+                candidate = session.scalars(
+                    select(tables.Operation.id)
+                    .where(tables.Operation.status == "queued")
+                    .order_by(tables.Operation.id)
+                    .limit(1)
+                ).first()
+                if candidate is None:
+                    return None
+                taken = session.execute(
+                    update(tables.Operation)
+                    .where(tables.Operation.id == candidate, tables.Operation.status == "queued")
+                    .values(status="running", worker=worker, started=now())
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return session.get_one(tables.Operation, candidate)
+
+    def add_progress(self, operation_id: int, line: str) -> None:
+        """Append one line to an operation's progress log."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Operation)
+                .where(tables.Operation.id == operation_id)
+                .values(progress=tables.Operation.progress + line.rstrip("\n") + "\n")
+            )
+
+    def finish_operation(self, operation_id: int, *, status: str, result: str) -> None:
+        """Record how an operation ended."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Operation)
+                .where(tables.Operation.id == operation_id)
+                .values(status=status, result=result, finished=now())
+            )
+
+    # --- audit -----------------------------------------------------------------------
+
+    def audit_log(
+        self, *, tenants: Collection[str] | None, limit: int = 100, before: int | None = None
+    ) -> list[tables.Audit]:
+        """Calls to the server, newest first: about ``tenants`` (None: every call)."""
+        query = select(tables.Audit).order_by(tables.Audit.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(tables.Audit.tenant.in_(list(tenants)))
+        if before is not None:
+            query = query.where(tables.Audit.id < before)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    # --- canaries and failovers ----------------------------------------------------
+
+    def canary(self, tenant: str, service: str) -> tables.Canary | None:
+        """The newest canary rollout of a service."""
+        with self.session() as session:
+            return session.scalars(
+                select(tables.Canary)
+                .where(tables.Canary.tenant == tenant, tables.Canary.service == service)
+                .order_by(tables.Canary.id.desc())
+                .limit(1)
+            ).first()
+
+    def set_canary(self, canary_id: int, **values: Any) -> None:
+        """Update a canary rollout's stored state."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Canary).where(tables.Canary.id == canary_id).values(**values)
+            )
+
+    def failovers(self, *, limit: int = 20) -> list[tables.Failover]:
+        """The newest failovers and failbacks first."""
+        with self.session() as session:
+            return list(session.scalars(
+                select(tables.Failover).order_by(tables.Failover.id.desc()).limit(limit)
+            ))  # fmt: skip
+
+    # --- leases ------------------------------------------------------------------
+
+    def acquire(self, name: str, *, holder: str, ttl_s: float) -> int | None:
+        """Take lease ``name`` if it is free or lapsed; the fencing token, or None if held."""
+        expires = now() + timedelta(seconds=ttl_s)
+        with self.session() as session:
+            taken = session.execute(
+                update(tables.Lease)
+                .where(tables.Lease.name == name, tables.Lease.expires < now())
+                .values(holder=holder, token=tables.Lease.token + 1, expires=expires)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return int(session.get_one(tables.Lease, name).token)
+            if session.get(tables.Lease, name) is not None:
+                return None
+        try:
+            with self.session() as session:
+                session.add(tables.Lease(name=name, holder=holder, token=1, expires=expires))
+        except IntegrityError:
+            return None  # another holder created it first
+        return 1
+
+    def renew(self, name: str, *, holder: str, token: int, ttl_s: float) -> bool:
+        """Extend a held lease; False if it was lost (lapsed and taken by another)."""
+        with self.session() as session:
+            renewed = session.execute(
+                update(tables.Lease)
+                .where(
+                    tables.Lease.name == name,
+                    tables.Lease.holder == holder,
+                    tables.Lease.token == token,
+                )
+                .values(expires=now() + timedelta(seconds=ttl_s))
+            )
+            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release(self, name: str, *, holder: str, token: int) -> None:
+        """Give a lease back early (it lapses at once)."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Lease)
+                .where(
+                    tables.Lease.name == name,
+                    tables.Lease.holder == holder,
+                    tables.Lease.token == token,
+                )
+                .values(expires=now() - timedelta(seconds=1))
+            )
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; the timeout makes writers queue
+    # instead of failing when two deployer processes share the file.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
