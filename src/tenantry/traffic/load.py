@@ -4,6 +4,12 @@ answer: the version that served it (the demo apps answer ``<service> <version> o
 
 Used by ``tenantry traffic load`` (a canary needs traffic to be analysed), the traffic
 tests and the traffic benchmark.
+
+Like a browser, a sender retries a GET once when the connection it reused is closed
+without any answer: that is how HTTP lets a client know the request was not processed
+(RFC 9110 §9.2.2), and what HAProxy does when the server connection it reused dies
+before answering — it mirrors the close to the client instead of guessing. Each such
+retry is recorded (`retries`); a request that fails again is "failed".
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class Load:
         self.url, self.interval_s, self.timeout_s = url, interval_s, timeout_s
         self.answers: list[tuple[float, str]] = []  # (time.monotonic(), answer)
         self.errors: list[str] = []  # why each "failed" request failed, with its time
+        self.retries: list[float] = []  # when a GET was sent again (see the module's doc)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(threads)]
         for thread in self._threads:
@@ -35,7 +42,11 @@ class Load:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    response = client.get(self.url)
+                    try:
+                        response = client.get(self.url)
+                    except httpx2.RemoteProtocolError:
+                        self.retries.append(time.monotonic())
+                        response = client.get(self.url)
                     answer = response.text.split()[1] if response.status_code == 200 else "error"
                 except (httpx2.HTTPError, IndexError) as e:
                     answer = "failed"
