@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from tenantry import errors
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
+from tests.waiting import wait_for
 
 SESSION_ID = secrets.token_hex(3)
 TEST_LABEL = "tenantry.dev/test-session"
@@ -111,13 +111,16 @@ def namespace(admin: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
             "metadata": {"name": name, "labels": {TEST_LABEL: SESSION_ID}},
         }
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def has_default_account() -> bool:
         try:
             admin.get(ServiceAccount, "default", namespace=name)
-            break
         except errors.NotFoundError:
-            time.sleep(0.1)
+            return False
+        return True
+
+    wait_for(has_default_account, f"the default ServiceAccount of namespace {name}",
+             timeout_s=30)  # fmt: skip
     try:
         yield name
     finally:

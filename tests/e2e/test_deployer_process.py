@@ -7,13 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from tenantry import aws, processes
 from tenantry.aws import wiring
 from tests.integration.test_delivery import Platform, ledger, onboarded, platform, publish
+from tests.waiting import wait_for
 
 __all__ = ["ledger", "onboarded", "platform"]  # fixtures shared with the delivery tests
 
@@ -36,13 +36,10 @@ def test_deployer_serves_metrics_and_stops_on_sigterm(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not processes.answers(port) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: processes.answers(port), "the deployer's /metrics", timeout_s=30)
         publish(platform, ledger)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not SUCCEEDED_ONCE.search(metrics(port)):
-            time.sleep(0.2)
+        wait_for(lambda: SUCCEEDED_ONCE.search(metrics(port)), "one successful deploy",
+                 poll_s=0.2)  # fmt: skip
         text = metrics(port)
         assert SUCCEEDED_ONCE.search(text)
         assert 'tenantry_deployer_events_total{kind="chart"} 1.0' in text

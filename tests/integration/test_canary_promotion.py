@@ -7,7 +7,6 @@ The production clusters' ingresses are demo apps (kwok runs no containers)."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.integration.test_promotion import (
     ship_to_staging,
 )  # fmt: skip
 from tests.integration.test_traffic import admin, scraped
+from tests.waiting import wait_for
 
 __all__ = ["ledger", "onboarded", "platform", "production"]  # fixtures shared
 
@@ -57,9 +57,8 @@ def live(platform: Platform, tmp_path: Path) -> Iterator[dict[str, object]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not scraped(f"http://127.0.0.1:{port}", len(targets)):
-            time.sleep(0.5)
+        wait_for(lambda: scraped(f"http://127.0.0.1:{port}", len(targets)),
+                 "Prometheus to scrape HAProxy and every demo app")  # fmt: skip
         (route, front) = local_traffic.routes(repo)[0]
         yield {"route": route, "front": f"http://127.0.0.1:{front}/"}
     finally:

@@ -8,7 +8,6 @@ import secrets
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +20,12 @@ from tenantry.artifacts import index, package, publishing, store
 from tenantry.aws import wiring
 from tenantry.deploy import deployer as deploying
 from tenantry.kube import localcluster
+from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
 from tests.conftest import CHARTS
+from tests.waiting import wait_for
 
 REGISTRY = "registry.acme.example"
 
@@ -50,13 +51,16 @@ def wait_namespace_gone(name: str, timeout_s: float = 90) -> None:
         if not found.reachable():
             continue
         with found.connect() as kube:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
+
+            def gone(kube: Kube = kube) -> bool:
                 try:
                     kube.get(Namespace, name)
                 except errors.NotFoundError:
-                    break
-                time.sleep(0.25)
+                    return True
+                return False
+
+            wait_for(gone, f"namespace {name} to be deleted in {found.name}", timeout_s=timeout_s,
+                     poll_s=0.25)  # fmt: skip
 
 
 def offboard(root: Path) -> None:

@@ -27,6 +27,7 @@ from tenantry.tenancy import reconcile
 from tests.integration.test_delivery import Platform, offboard, publish
 from tests.integration.test_promotion import chart_in, production
 from tests.integration.test_promotion import production_platform as with_production
+from tests.waiting import wait_for
 
 __all__ = ["production"]  # the module's production clusters, shared with test_promotion
 
@@ -225,14 +226,6 @@ def test_malformed_requests_name_the_field(running: Running, tokens: dict[str, s
     assert unknown.json()["error"] == "no promotion 999999 that you may see"
 
 
-def wait_for(check: object, what: str, timeout_s: float = 120) -> None:
-    """Poll ``check`` until it holds; fail the test naming ``what`` when time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-
-
 def ship(running: Running, tokens: dict[str, str], version: str) -> None:
     """Publish ``version``; the worker process brings it to staging."""
     running.platform.write(version)
@@ -245,7 +238,7 @@ def ship(running: Running, tokens: dict[str, str], version: str) -> None:
             items = api.get("/history", params={"environment": "staging"}).json()["items"]
         return any(i["version"] == version and i["result"] == "succeeded" for i in items)
 
-    wait_for(in_staging, f"echo/web {version} in staging")
+    wait_for(in_staging, f"echo/web {version} in staging", timeout_s=120, poll_s=0.25)
 
 
 def operation(running: Running, token: str, number: int) -> dict:
@@ -277,7 +270,7 @@ def test_an_owner_approves_anothers_request_and_the_workers_deploy_it_after_the_
         with running.as_(tokens["bob"]) as api:
             return bool(api.get(f"/promotions/{number}").json()["status"] != "pending")
 
-    wait_for(approved, f"promotion {number} approved")
+    wait_for(approved, f"promotion {number} approved", timeout_s=120, poll_s=0.25)
     cli.kill()  # the approver's terminal goes away mid-rollout
     _, err = cli.communicate()
     assert "approved; the workers carry it out as operation" in err
@@ -288,7 +281,7 @@ def test_an_owner_approves_anothers_request_and_the_workers_deploy_it_after_the_
     ]
 
     wait_for(lambda: operation(running, tokens["alice"], queued.id)["status"]
-             in ("succeeded", "failed"), f"operation {queued.id}")  # fmt: skip
+             in ("succeeded", "failed"), f"operation {queued.id}", timeout_s=120, poll_s=0.25)  # fmt: skip
     done = operation(running, tokens["alice"], queued.id)
     assert (done["status"], done["requestedBy"], done["worker"]) == ("succeeded", "bob", "w1")
     primary, canary = production
@@ -352,7 +345,7 @@ def test_two_concurrent_approvals_deploy_once(running: Running, tokens: dict[str
     assert sorted(statuses) == [202, 409]
     (only,) = _operations(running)[before:]
     wait_for(lambda: operation(running, tokens["erin"], only.id)["status"] == "succeeded",
-             f"operation {only.id}")  # fmt: skip
+             f"operation {only.id}", timeout_s=120, poll_s=0.25)  # fmt: skip
 
 
 def test_a_rollback_is_carried_out_by_the_workers_and_followed_as_events(
@@ -366,7 +359,7 @@ def test_a_rollback_is_carried_out_by_the_workers_and_followed_as_events(
     with running.as_(tokens["bob"]) as api:
         queued = api.post(f"/promotions/{number}/approve").json()["operation"]["id"]
     wait_for(lambda: operation(running, tokens["bob"], queued)["status"] == "succeeded",
-             f"operation {queued}")  # fmt: skip
+             f"operation {queued}", timeout_s=120, poll_s=0.25)  # fmt: skip
     primary, _ = production
     assert chart_in(primary) == "web-1.1.0"
 

@@ -26,6 +26,7 @@ from tenantry.traffic import analysis, canary, failover
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.load import Load
 from tenantry.traffic.router import Endpoint, Route
+from tests.waiting import wait_for
 
 OBJECTIVES = analysis.Objectives(success_rate=99.0, latency_p99_s=0.5)
 
@@ -77,9 +78,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         prom = f"http://127.0.0.1:{ports['prom']}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not scraped(prom):
-            time.sleep(0.5)
+        wait_for(lambda: scraped(prom), "Prometheus to scrape HAProxy and both apps")
         with Ledger.open(f"sqlite:///{state / 'ledger.sqlite'}") as ledger:
             yield {"router": router, "route": route, "ports": ports, "ledger": ledger,
                    "prometheus": f"http://127.0.0.1:{ports['prom']}",
@@ -210,14 +209,16 @@ def test_primary_failure_moves_all_traffic_to_the_standby_then_back(platform) ->
         time.sleep(1)
         killed = time.monotonic()
         processes.stop("app-primary", grace_s=0)  # the primary cluster's ingress dies
-        wait_for(lambda: watcher.state.mode == "failed-over")
+        wait_for(
+            lambda: watcher.state.mode == "failed-over", "the failover", timeout_s=10, poll_s=0.05
+        )
         time.sleep(2)
         back = time.monotonic()
         processes.start("app-primary", [
             sys.executable, "-m", "tenantry.local.demoapp", "--port", str(ports["primary"]),
             "--service", "api", "--cluster", "prod-primary", "--version", "1.0.0",
         ], port=ports["primary"])  # fmt: skip
-        wait_for(lambda: watcher.state.mode == "normal", timeout_s=30)
+        wait_for(lambda: watcher.state.mode == "normal", "the failback", timeout_s=30, poll_s=0.05)
         time.sleep(1)
     finally:
         load.stop()
@@ -235,10 +236,3 @@ def test_primary_failure_moves_all_traffic_to_the_standby_then_back(platform) ->
     assert any("failover" in a for a in alerts) and any("failback" in a for a in alerts)
     weights = {s.role: s.weight for s in router.state(route)}
     assert weights == {"primary": 100, "canary": 0}
-
-
-def wait_for(check: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
