@@ -27,10 +27,24 @@ def test_weights_move_between_the_clusters_records(aws_server: str) -> None:
     router.set_canary_weight(ROUTE, 25)
     states = router.state(ROUTE)
     assert [(s.cluster, s.weight) for s in states] == [("prod-primary", 75), ("prod-canary", 25)]
-    assert all(s.healthy for s in states)
     records = client.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
     weighted = [r for r in records if r.get("SetIdentifier")]
     assert {r["ResourceRecords"][0]["Value"] for r in weighted} == {
         "ingress.primary.acme.example", "ingress.canary.acme.example",
     }  # fmt: skip
-    assert all(r["HealthCheckId"] for r in weighted)
+    # moto reports every health check healthy, so what is checked here is ours: each
+    # record's check probes its own cluster's ingress ...
+    for record in weighted:
+        check = client.get_health_check(HealthCheckId=record["HealthCheckId"])["HealthCheck"]
+        config = check["HealthCheckConfig"]
+        assert (config["FullyQualifiedDomainName"], config["Port"], config["ResourcePath"]) == (
+            record["ResourceRecords"][0]["Value"], 443, "/healthz",
+        )  # fmt: skip
+    # ... and a record that lost its check is reported unhealthy, never assumed healthy.
+    canary = next(r for r in weighted if r["SetIdentifier"] == "prod-canary")
+    unchecked = {k: v for k, v in canary.items() if k != "HealthCheckId"}
+    client.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={
+        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": unchecked}]})  # fmt: skip
+    assert [(s.cluster, s.healthy) for s in router.state(ROUTE)] == [
+        ("prod-primary", True), ("prod-canary", False),
+    ]  # fmt: skip
