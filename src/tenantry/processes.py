@@ -6,9 +6,11 @@ S3/SQS server, the monitoring stack) and long-running commands that answer a hea
 check. None of that is specific to the local platform, so it lives here, not in
 `tenantry.local`.
 
-Each process has a state file ``<state dir>/<name>/process.json`` (pid, port) and a
-log ``<state dir>/<name>/process.log``, so a later command in another shell (`tenantry
-down`, say) finds and stops exactly the process an earlier one started — never by name.
+Each process has a state file ``<state dir>/<name>/process.json`` (pid, port, and the
+process's start time as the kernel counts it) and a log ``<state dir>/<name>/process.log``,
+so a later command in another shell (`tenantry down`, say) finds and stops exactly the
+process an earlier one started — never by name, and never another process that was
+given the same pid after ours exited (the start time tells them apart).
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ def log_file(name: str) -> Path:
     return _dir(name) / "process.log"
 
 
+def started_at(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22);
+    None if there is no such process. A reused pid has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count after it.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _same(state: dict[str, object], pid: int) -> bool:
+    """Whether ``pid`` is still the process the state file recorded."""
+    recorded = state.get("started")
+    return recorded is None or started_at(pid) == recorded
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` exists and has not exited."""
     try:
@@ -87,7 +106,8 @@ def running(name: str) -> Process | None:
         process = Process(name=name, pid=int(state["pid"]), port=int(state["port"]))
     except (OSError, ValueError, KeyError):
         return None
-    return process if alive(process.pid) and answers(process.port) else None
+    ours = alive(process.pid) and _same(state, process.pid)
+    return process if ours and answers(process.port) else None
 
 
 def start(
@@ -119,20 +139,23 @@ def start(
         time.sleep(0.1)
     _children[proc.pid] = proc
     process = Process(name=name, pid=proc.pid, port=port)
-    (_dir(name) / "process.json").write_text(json.dumps({"pid": proc.pid, "port": port}))
+    (_dir(name) / "process.json").write_text(
+        json.dumps({"pid": proc.pid, "port": port, "started": started_at(proc.pid)})
+    )
     return process
 
 
 def stop(name: str, *, grace_s: float = 15.0) -> bool:
     """SIGTERM the process (it finishes its current work), SIGKILL after ``grace_s``."""
-    state = _dir(name) / "process.json"
+    state_file = _dir(name) / "process.json"
     try:
-        pid = int(json.loads(state.read_text())["pid"])
+        state = json.loads(state_file.read_text())
+        pid = int(state["pid"])
     except (OSError, ValueError, KeyError):
         return False
-    state.unlink(missing_ok=True)
-    if not alive(pid):
-        return False
+    state_file.unlink(missing_ok=True)
+    if not alive(pid) or not _same(state, pid):
+        return False  # gone; or its pid now belongs to another process, which we leave be
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     child = _children.pop(pid, None)
