@@ -8,6 +8,7 @@ and whether their values are usable.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from lightkube.resources.core_v1 import Secret
 
 from tenantry import errors
 from tenantry.kube.client import Kube
-from tenantry.observability.secrets import Reader
+from tenantry.observability.secrets import Reader, UnreadableValueError
 from tenantry.spec import models
 
 
@@ -28,7 +29,16 @@ def cluster_reader(kube: Kube, namespace: str) -> Reader:
         except errors.NotFoundError:
             return None
         encoded = (secret.data or {}).get(ref.key)
-        return base64.b64decode(encoded).decode() if encoded is not None else None
+        if encoded is None:
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as e:
+            # Reported as that receiver's problem (its alerts are skipped), never a crash.
+            raise UnreadableValueError(
+                "is not UTF-8 text (set it with kubectl create secret generic "
+                "--from-literal=KEY=VALUE)"
+            ) from e
 
     return read
 

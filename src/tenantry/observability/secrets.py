@@ -18,8 +18,14 @@ from tenantry.observability.problems import Problem
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
 
-# Reads one Secret key; None when the Secret or the key does not exist.
+# Reads one Secret key; None when the Secret or the key does not exist;
+# `UnreadableValueError` when it exists but is not text.
 Reader = Callable[[models.SecretRef], str | None]
+
+
+class UnreadableValueError(ValueError):
+    """A Secret key exists but its value cannot be used as text (say, not UTF-8)."""
+
 
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
@@ -64,7 +70,11 @@ def resolve(wanted: list[Need], read: Reader) -> tuple[dict[str, str], list[Prob
     problems = []
     for need in wanted:
         where = f"Secret {need.ref.name!r} key {need.ref.key!r}"
-        value = read(need.ref)
+        try:
+            value = read(need.ref)
+        except UnreadableValueError as e:
+            problems.append(Problem(need.owner, need.file, need.field, f"{where} {e}"))
+            continue
         if value is None:
             problems.append(Problem(need.owner, need.file, need.field, f"{where} does not exist"))
         elif shape := _shape_problem(need, value):
