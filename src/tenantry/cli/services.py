@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -61,7 +62,11 @@ def new_service_cmd(
     loaded = repository.load(repo.resolve())
     loaded.tenant(tenant)
     path = scaffold.write(loaded.root, tenant, name, image=image, port=port)
-    repository.load(loaded.root)  # the scaffold must itself be valid
+    try:
+        repository.load(loaded.root)  # the scaffold must itself be valid (image registry ...)
+    except errors.SpecError:
+        shutil.rmtree(path.parent)  # nothing half-written: the repository is as it was
+        raise
     output.err_console.print(f"wrote {path}; next: tenantry render {ref} && tenantry lint")
     typer.echo(str(path))
 
