@@ -274,3 +274,16 @@ def test_the_management_cluster_must_be_a_cluster_of_the_platform(repo: Path) ->
         "platform.yaml: server.managementCluster: 'elsewhere' is not a cluster of any "
         "environment (name one of: prod-canary, prod-primary, staging)"
     ]
+
+
+def test_a_missing_artifacts_or_queue_section_is_an_error_naming_it(repo: Path) -> None:
+    data = yaml.safe_load((repo / "platform.yaml").read_text())
+    for section in ("artifacts", "queue", "traffic"):
+        data.pop(section)
+    (repo / "platform.yaml").write_text(yaml.safe_dump(data))
+    loaded = repository.load(repo)
+    with pytest.raises(errors.UsageError, match=r"platform.yaml has no artifacts section") as e:
+        loaded.artifacts()
+    assert e.value.fix and "bucket" in e.value.fix
+    with pytest.raises(errors.UsageError, match=r"platform.yaml has no queue section"):
+        loaded.queue()

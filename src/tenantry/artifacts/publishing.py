@@ -44,8 +44,7 @@ def publish(
     on_done: Callable[[Published], None] | None = None,
 ) -> list[Published]:
     """Package and upload each service; every outcome is recorded in the ledger."""
-    assert repo.platform.artifacts is not None
-    bucket = repo.platform.artifacts.bucket
+    bucket = repo.artifacts().bucket
     results = []
     with tempfile.TemporaryDirectory(prefix="tenantry-publish-") as workdir:
         for service in services:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from tenantry import errors
 from tenantry.aws import Clients, translate
 from tenantry.spec import models
 
@@ -44,7 +45,11 @@ def _queue(c: Clients, name: str, attributes: dict[str, str]) -> tuple[str, str]
 
 def setup(c: Clients, platform: models.Platform) -> Wiring:
     """Create or converge the artifact bucket, the queues and the notification."""
-    assert platform.artifacts is not None and platform.queue is not None
+    if platform.artifacts is None or platform.queue is None:
+        raise errors.UsageError(
+            "platform.yaml needs both an artifacts and a queue section for the bucket's events",
+            fix="add artifacts: {bucket: NAME} and queue: {name: NAME}",
+        )
     bucket, queue = platform.artifacts.bucket, platform.queue
     with translate(f"create bucket {bucket}"):
         existing = {b["Name"] for b in c.s3.list_buckets().get("Buckets", [])}

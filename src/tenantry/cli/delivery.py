@@ -160,7 +160,7 @@ def deployer_cmd(
     Example: tenantry deployer --metrics-port 9464
     """
     loaded = repository.load(repo.resolve())
-    assert loaded.platform.queue is not None
+    queue = loaded.queue()
     clients = _platform_aws(loaded)
     ledger = Ledger.open()
     name = worker or f"{socket.gethostname()}-{os.getpid()}"
@@ -170,14 +170,14 @@ def deployer_cmd(
     worker_ = deploying.Deployer(
         loaded,
         clients=clients,
-        queue_url=wiring.queue_url(clients, loaded.platform.queue.name),
+        queue_url=wiring.queue_url(clients, queue.name),
         ledger=ledger,
         options=deploying.Options(
             worker=name,
             wait_s=wait,
             lease_ttl_s=lease_ttl,
-            max_receive_count=loaded.platform.queue.max_receive_count,
-            visibility_timeout_s=loaded.platform.queue.visibility_timeout_s,
+            max_receive_count=queue.max_receive_count,
+            visibility_timeout_s=queue.visibility_timeout_s,
         ),
         metrics=metrics,
         on_outcome=lambda o: output.err_console.print(f"{o.result}: {o.reason}", markup=False),
@@ -197,7 +197,7 @@ def deployer_cmd(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    output.err_console.print(f"deployer {name} consuming {loaded.platform.queue.name} "
+    output.err_console.print(f"deployer {name} consuming {queue.name} "
                              "and carrying out production operations")  # fmt: skip
     job_thread.start()
     try:

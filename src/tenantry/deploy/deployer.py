@@ -111,7 +111,6 @@ class Deployer:
         metrics: Metrics | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
-        assert repo.platform.artifacts is not None
         self.repo = repo
         self.clients = clients
         self.queue_url = queue_url
@@ -119,7 +118,7 @@ class Deployer:
         self.options = options
         self.metrics = metrics or Metrics()
         self.on_outcome = on_outcome
-        self.bucket = repo.platform.artifacts.bucket
+        self.bucket = repo.artifacts().bucket
         self.stopping = threading.Event()
 
     def run(self) -> None:

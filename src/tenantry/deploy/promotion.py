@@ -302,10 +302,7 @@ def _deploy_version(
     timeout_s: float,
     clusters: Sequence[models.ClusterRef] | None = None,
 ) -> str | None:
-    assert repo.platform.artifacts is not None
-    fetched = store.fetch(
-        clients, repo.platform.artifacts.bucket, f"{tenant}/{service}-{version}.tgz"
-    )
+    fetched = store.fetch(clients, repo.artifacts().bucket, f"{tenant}/{service}-{version}.tgz")
     if fetched.digest != digest:
         return f"the archive's sha256 {fetched.digest} is not the recorded {digest}"
     with tempfile.TemporaryDirectory(prefix="tenantry-promote-") as workdir:

@@ -58,6 +58,24 @@ class Repository:
         known = ", ".join(s.ref for s in self.services) or "none"
         raise errors.UsageError(f"no service {ref!r} (known: {known})")
 
+    def artifacts(self) -> models.Artifacts:
+        """platform.yaml's ``artifacts``; `UsageError` naming the missing section if unset."""
+        if self.platform.artifacts is None:
+            raise errors.UsageError(
+                f"{self.root / PLATFORM_FILE} has no artifacts section",
+                fix="add artifacts: {bucket: NAME} (see examples/platform-repo/platform.yaml)",
+            )
+        return self.platform.artifacts
+
+    def queue(self) -> models.Queue:
+        """platform.yaml's ``queue``; `UsageError` naming the missing section if unset."""
+        if self.platform.queue is None:
+            raise errors.UsageError(
+                f"{self.root / PLATFORM_FILE} has no queue section",
+                fix="add queue: {name: NAME} (see examples/platform-repo/platform.yaml)",
+            )
+        return self.platform.queue
+
     def tenant(self, name: str) -> models.Tenant:
         """The tenant called ``name``; `UsageError` naming the known ones if absent."""
         for tenant in self.tenants:
