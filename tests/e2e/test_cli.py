@@ -201,12 +201,12 @@ def test_new_service_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
 
 def test_new_service_that_would_be_invalid_leaves_nothing_behind(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "repo")
-    done = tenantry("new", "service", "payments/Refunds_", "--image",
+    done = tenantry("new", "service", "payments/refunds", "--image",
                     "registry.acme.example/payments/refunds:0.1.0", "--port", "70000",
                     "--repo", str(tmp_path / "repo"))  # fmt: skip
     assert done.returncode == 1
-    assert "services/payments/Refunds_/service.yaml: port" in done.stderr
-    assert not (tmp_path / "repo" / "services" / "payments" / "Refunds_").exists()
+    assert "services/payments/refunds/service.yaml: port" in done.stderr
+    assert not (tmp_path / "repo" / "services" / "payments" / "refunds").exists()
 
 
 def test_verify_needs_to_be_told_what_to_verify() -> None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tenantry.monitoring import files
-from tenantry.observability import alertmanager, prometheus
+from tenantry.observability import alertmanager, prometheus, promql
 from tenantry.observability.config import Settings
 from tenantry.spec import repository
 
@@ -130,3 +130,50 @@ def test_a_rule_promtool_rejects_is_skipped_and_the_rest_is_installed(tmp_path: 
     assert not (tmp_path / "out" / "rules" / "custom" / "payments.api.yml").exists()
     assert (tmp_path / "out" / "prometheus.yml").exists()
     assert not list(tmp_path.glob(".out-*"))  # the staging directory is gone
+
+
+@pytest.mark.parametrize(
+    "hostile", ['web"} or up{tenant="payments', 'web\\"} or up{tenant=\\"payments', "web\\"]
+)
+def test_a_hostile_service_name_stays_one_label_value_for_promtool(
+    promtool: str, tmp_path: Path, hostile: str
+) -> None:
+    # The loader refuses such a directory; this builds the source past it, to show the
+    # generated rules would still read checkout's own series only.
+    source = dataclasses.replace(repository.load(EXAMPLE).service("checkout/web"), name=hostile)
+    (tmp_path / "rules.yml").write_text(
+        yaml.safe_dump({"groups": [prometheus.service_rules(source, hold="0s")]})
+    )
+    checked = subprocess.run([promtool, "check", "rules", "rules.yml"], cwd=tmp_path,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    own = f"up{{{promql.matchers(tenant='checkout', service=hostile)}}}"
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # payments is down; only the series with checkout's odd name is checkout's.
+                {"series": 'up{tenant="payments",service="api"}', "values": "0x5"},
+                {"series": 'up{tenant="payments"}', "values": "0x5"},
+                {"series": own, "values": "0x5"},
+            ],
+            "alert_rule_test": [{
+                "eval_time": "2m",
+                "alertname": "ScrapeFailing",
+                "exp_alerts": [{
+                    "exp_labels": {"tenant": "checkout", "service": hostile,
+                                   "severity": "warning"},
+                    "exp_annotations": {
+                        "summary": f"checkout/{hostile}: a target is down or over its "
+                        "sample limit",
+                    },
+                }],
+            }],
+        }],
+    }  # fmt: skip
+    (tmp_path / "hostile.test.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    tested = subprocess.run([promtool, "test", "rules", "hostile.test.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert tested.returncode == 0, tested.stdout + tested.stderr

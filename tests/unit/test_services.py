@@ -99,6 +99,17 @@ def test_scaffold_writes_a_valid_descriptor_and_refuses_to_overwrite(repo_copy: 
         scaffold.write(repo_copy, "payments", "refunds", image="x/y:1", port=1)
 
 
+@pytest.mark.parametrize("name", ["Refunds", "re_funds", "re.funds", "r" * 41, ".."])
+def test_scaffold_refuses_a_name_the_loader_would_refuse_and_writes_nothing(
+    repo_copy: Path, name: str
+) -> None:
+    before = sorted((repo_copy / "services").rglob("*"))
+    with pytest.raises(errors.UsageError, match="is not a DNS-1123 label") as raised:
+        scaffold.write(repo_copy, "payments", name, image="x/y:1", port=1)
+    assert "choose a service name" in str(raised.value.fix)
+    assert sorted((repo_copy / "services").rglob("*")) == before
+
+
 @pytest.mark.parametrize(
     ("paths", "expected"),
     [

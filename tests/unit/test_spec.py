@@ -287,3 +287,65 @@ def test_a_missing_artifacts_or_queue_section_is_an_error_naming_it(repo: Path) 
     assert e.value.fix and "bucket" in e.value.fix
     with pytest.raises(errors.UsageError, match=r"platform.yaml has no queue section"):
         loaded.queue()
+
+
+def own_chart(root: Path, tenant: str, directory: str) -> None:
+    """A copy of checkout/web's own chart in ``services/<tenant>/<directory>/chart``."""
+    shutil.copytree(
+        root / "services" / "checkout" / "web" / "chart",
+        root / "services" / tenant / directory / "chart",
+    )
+
+
+HOSTILE = 'web"} or up{tenant="payments'
+
+
+@pytest.mark.parametrize(
+    "directory", [HOSTILE, "Web", "web_2", "web.2", "2web", "web-", "w" * 41, "web\nx"]
+)
+def test_a_service_directory_must_be_a_dns_label(repo: Path, directory: str) -> None:
+    # An own chart's name is its directory's: it reaches PromQL selectors, S3 keys and
+    # helm release names, so it must be as tame as a tenant name.
+    own_chart(repo, "checkout", directory)
+    (problem,) = problems_of(repo)
+    assert problem.startswith(f"services/checkout/{directory}: (directory): {directory!r} ")
+    assert "is not a DNS-1123 label of at most 40 characters" in problem
+    assert "rename the directory" in problem
+
+
+def test_a_bad_service_directory_is_reported_with_every_other_problem(repo: Path) -> None:
+    own_chart(repo, "checkout", HOSTILE)
+    shutil.copytree(repo / "services" / "payments" / "api", repo / "services" / "payments" / "A_pi")
+    write_tenant(repo, "a", {"name": "a", "owners": {"users": ["u"]}, "environments": ["qa"]})
+    found = problems_of(repo)
+    assert any(p.startswith(f"services/checkout/{HOSTILE}: (directory)") for p in found), found
+    assert any(p.startswith("services/payments/A_pi: (directory): 'A_pi'") for p in found), found
+    assert any(p.startswith("tenants/a.yaml") for p in found), found
+
+
+def test_a_valid_service_directory_of_40_characters_loads(repo: Path) -> None:
+    own_chart(repo, "checkout", "w" * 40)
+    loaded = repository.load(repo)
+    assert f"checkout/{'w' * 40}" in [s.ref for s in loaded.services]
+
+
+@pytest.mark.parametrize("name", ["Api", "api_2", "api.v2", "a" * 41])
+def test_a_descriptor_name_must_be_a_dns_label(repo: Path, name: str) -> None:
+    path = repo / "services" / "payments" / "api" / "service.yaml"
+    descriptor = yaml.safe_load(path.read_text())
+    descriptor["name"] = name
+    path.write_text(yaml.safe_dump(descriptor))
+    found = problems_of(repo)
+    assert any(
+        p.startswith("services/payments/api/service.yaml: name: ") and "DNS-1123" in p
+        for p in found
+    ), found
+
+
+def test_a_bad_service_directory_problem_suggests_a_valid_name(repo: Path) -> None:
+    own_chart(repo, "checkout", "Web_2")
+    assert problems_of(repo) == [
+        "services/checkout/Web_2: (directory): 'Web_2' is not a DNS-1123 label of at most "
+        "40 characters (lowercase letters, digits and '-', starting with a letter): the "
+        "directory names the service (rename the directory, e.g. to web-2)"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tenantry import errors
-from tenantry.spec import services
+from tenantry.spec import models, services
 
 _TEMPLATE = """\
 # {tenant}/{name}: rendered by the platform's base chart into a Deployment, Service,
@@ -45,6 +45,12 @@ def descriptor_text(tenant: str, name: str, *, image: str, port: int) -> str:
 
 def write(repo_root: Path, tenant: str, name: str, *, image: str, port: int) -> Path:
     """Write the scaffold; refuses to overwrite an existing service."""
+    # Checked before anything is written: the loader would refuse the directory, and
+    # a name like `..` must not choose where the file goes.
+    if (problem := models.dns_label_problem(name)) is not None:
+        raise errors.UsageError(
+            f"service name {problem}", fix="choose a service name such as refunds or web-2"
+        )
     path = services.descriptor_path(repo_root, tenant, name)
     if path.parent.exists():
         raise errors.UsageError(

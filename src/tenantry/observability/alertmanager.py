@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenantry.observability.problems import Problem
+from tenantry.observability.promql import matchers
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
 
@@ -82,7 +83,7 @@ def _children(receivers: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _route(tenant: models.Tenant, receivers: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "matchers": [f'tenant="{tenant.name}"'],
+        "matchers": [matchers(tenant=tenant.name)],
         # Children deliver; the route's own receiver only takes what none of them match.
         "receiver": PLATFORM_RECEIVER,
         "group_by": ["alertname", "tenant", "service"],
@@ -138,7 +139,7 @@ def plan(
     receivers: list[dict[str, Any]] = [{"name": PLATFORM_RECEIVER}, *platform_receivers]
     # Alerts marked for the platform team reach it too, and then their tenant.
     routes: list[dict[str, Any]] = [
-        {"matchers": [f'notify="{PLATFORM_RECEIVER}"'], "receiver": PLATFORM_RECEIVER,
+        {"matchers": [matchers(notify=PLATFORM_RECEIVER)], "receiver": PLATFORM_RECEIVER,
          "continue": True, "routes": _children(platform_receivers)},
     ]  # fmt: skip
     inhibits, found = [], list(skip)
@@ -153,8 +154,8 @@ def plan(
         receivers += own
         routes.append(_route(tenant, own))
         inhibits.append({
-            "source_matchers": [f'tenant="{tenant.name}"', 'severity="critical"'],
-            "target_matchers": [f'tenant="{tenant.name}"', 'severity="warning"'],
+            "source_matchers": [matchers(tenant=tenant.name), 'severity="critical"'],
+            "target_matchers": [matchers(tenant=tenant.name), 'severity="warning"'],
             "equal": ["service"],
         })  # fmt: skip
     config = {

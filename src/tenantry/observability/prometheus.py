@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tenantry.observability.promql import label_value, matchers
 from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
 
@@ -69,7 +70,7 @@ def scrape_configs(repo: Repository, *, targets_dir: str = "targets") -> list[di
 
 
 def _error_ratio(service: ServiceSource) -> str:
-    labels = f'tenant="{service.tenant}",service="{service.name}"'
+    labels = matchers(tenant=service.tenant, service=service.name)
     return (
         f'sum(rate(http_requests_total{{{labels},code=~"5.."}}[5m])) '
         f"/ sum(rate(http_requests_total{{{labels}}}[5m]))"
@@ -82,14 +83,14 @@ PLATFORM_JOB = "tenantry-platform"
 def service_rules(service: ServiceSource, *, hold: str | None = None) -> dict[str, Any]:
     """Default alert rules for a service: SLOs from its descriptor (own charts have
     none), and for every service pods not ready and a failed deploy."""
-    labels = f'tenant="{service.tenant}",service="{service.name}"'
+    labels = matchers(tenant=service.tenant, service=service.name)
     common = {"tenant": service.tenant, "service": service.name}
     rules = [
         {
             "alert": "PodsNotReady",
             "expr": (
-                f'kube_deployment_status_replicas_unavailable{{namespace="{service.tenant}",'
-                f'deployment="{service.name}"}} > 0'
+                "kube_deployment_status_replicas_unavailable"
+                f"{{{matchers(namespace=service.tenant, deployment=service.name)}}} > 0"
             ),
             "for": hold or "10m",
             "labels": {**common, "severity": "warning"},
@@ -98,8 +99,8 @@ def service_rules(service: ServiceSource, *, hold: str | None = None) -> dict[st
         {
             "alert": "DeployFailed",
             "expr": (
-                f'increase(tenantry_deployer_deploys_total{{job="{PLATFORM_JOB}",'
-                f'result="failed",{labels}}}[15m]) > 0'
+                "increase(tenantry_deployer_deploys_total"
+                f"{{{matchers(job=PLATFORM_JOB, result='failed')},{labels}}}[15m]) > 0"
             ),
             "labels": {**common, "severity": "warning"},
             "annotations": {
@@ -125,7 +126,7 @@ def service_rules(service: ServiceSource, *, hold: str | None = None) -> dict[st
 def _slo_rules(service: ServiceSource, hold: str | None) -> list[dict[str, Any]]:
     assert service.descriptor is not None
     slo = service.descriptor.slo
-    labels = f'tenant="{service.tenant}",service="{service.name}"'
+    labels = matchers(tenant=service.tenant, service=service.name)
     common = {"tenant": service.tenant, "service": service.name}
     budget = round(1 - slo.success_rate / 100, 6)
     return [
@@ -174,7 +175,7 @@ def platform_rules(*, hold: str | None = None) -> dict[str, Any]:
             },
             {
                 "alert": "DeployerDown",
-                "expr": f'up{{job="{PLATFORM_JOB}"}} == 0',
+                "expr": f"up{{job={label_value(PLATFORM_JOB)}}} == 0",
                 "for": hold or "2m",
                 "labels": {"severity": "critical"},
                 "annotations": {"summary": "the deployer's /metrics does not answer"},

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from tenantry.observability.problems import Problem
+from tenantry.observability.promql import label_value
 from tenantry.spec.repository import ServiceSource
 
 FILE_NAME = "alerts.yaml"
@@ -54,8 +55,9 @@ def _rule_problems(rule: Any, where: str, tenant: str) -> list[tuple[str, str]]:
         for match in _SCOPED_MATCHER.finditer(expr):
             label, op, value = match.group(2), match.group(3), match.group(4)
             if op != "=" or value != tenant:
+                own = f"{label}={label_value(tenant)}"
                 found.append((f"{where}.expr", f"selects {label}{op}{value!r}: a rule may only "
-                              f'select its own tenant ({label}="{tenant}")'))  # fmt: skip
+                              f"select its own tenant ({own})"))  # fmt: skip
     for key in ("for", "keep_firing_for"):
         if key in rule and not (isinstance(rule[key], str) and _DURATION.match(rule[key])):
             found.append((f"{where}.{key}", f"{rule[key]!r} is not a duration like 30s or 5m"))

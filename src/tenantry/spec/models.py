@@ -32,7 +32,7 @@ from tenantry.spec import quantities
 API_VERSION: Final = "tenantry.dev/v1"
 PRODUCTION: Final = "production"
 
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 # Namespaces a tenant may never be called: Kubernetes' own, and names that would
 # read as the platform's.
@@ -52,12 +52,25 @@ QUOTA_KEYS = (
 )
 
 
-def _dns_label(value: str) -> str:
-    if len(value) > 40 or not _DNS_LABEL.match(value):
-        raise ValueError(
+def dns_label_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a tenant or a service, or None when it can.
+
+    Stricter than Helm's release names (53 characters, dots allowed) and Kubernetes'
+    labels (63), so a name fits all of them, and tame enough to go into PromQL
+    selectors, S3 keys and file names as it is.
+    """
+    # fullmatch: `$` would also accept a trailing newline.
+    if len(value) > 40 or not _DNS_LABEL.fullmatch(value):
+        return (
             f"{value!r} is not a DNS-1123 label of at most 40 characters "
             "(lowercase letters, digits and '-', starting with a letter)"
         )
+    return None
+
+
+def _dns_label(value: str) -> str:
+    if (problem := dns_label_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
 

@@ -8,6 +8,7 @@ what lets `tenants apply` promise that nothing is applied when anything is wrong
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,17 @@ def _load_services(
                     )
                 )  # fmt: skip
                 continue
+            # The directory names the service (an own chart has no other name), and
+            # that name goes into PromQL selectors, S3 keys and helm release names
+            # unquoted: `web"} or up{tenant="payments` must stop here.
+            bad_name = models.dns_label_problem(service_dir.name)
+            if bad_name is not None:
+                problems.append(
+                    errors.SpecProblem(
+                        where, "(directory)", f"{bad_name}: the directory names the service",
+                        f"rename the directory{_suggestion(service_dir.name)}",
+                    )
+                )  # fmt: skip
             descriptor_file = service_dir / services.DESCRIPTOR
             chart_dir = service_dir / services.OWN_CHART
             if descriptor_file.exists() == chart_dir.is_dir():
@@ -156,7 +168,7 @@ def _load_services(
                 descriptor = _load_model(
                     descriptor_file, services.ServiceDescriptor, root, problems, context=None
                 )
-                if descriptor is None:
+                if descriptor is None or bad_name is not None:
                     continue
                 if descriptor.name != service_dir.name:
                     problems.append(
@@ -167,6 +179,8 @@ def _load_services(
                         )
                     )  # fmt: skip
                     continue
+            if bad_name is not None:
+                continue
             found.append(
                 ServiceSource(
                     tenant=tenant_dir.name,
@@ -177,6 +191,12 @@ def _load_services(
                 )
             )
     return found
+
+
+def _suggestion(name: str) -> str:
+    # A valid name close to the bad one, when there is an obvious one.
+    near = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].rstrip("-")
+    return f", e.g. to {near}" if models.dns_label_problem(near) is None else ""
 
 
 def _declared_names(paths: list[Path]) -> list[str]:

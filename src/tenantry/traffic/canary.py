@@ -24,6 +24,7 @@ import httpx2
 
 from tenantry import errors
 from tenantry.ledger import Ledger, now, tables
+from tenantry.observability.promql import matchers
 from tenantry.traffic import analysis
 from tenantry.traffic.router import Route, Router
 
@@ -50,36 +51,28 @@ def _scalar(prometheus: str, query: str) -> float | None:
     return None if value != value else value  # NaN: nothing to divide
 
 
+def queries(target: Target, role: str, window_s: float) -> tuple[str, str, str]:
+    """The PromQL for one role's responses, 5xx responses and p99 latency (pure)."""
+    window = f"{max(1, round(window_s))}s"
+    cluster = target.route.endpoint(role).cluster
+    server = matchers(proxy=target.route.name, server=cluster)
+    return (
+        f"sum(increase(haproxy_server_http_responses_total{{{server}}}[{window}]))",
+        f'sum(increase(haproxy_server_http_responses_total{{{server},code="5xx"}}[{window}]))',
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
+        f"{{{matchers(service=target.service, cluster=cluster)}}}[{window}])))",
+    )
+
+
 def observe(prometheus: str, target: Target, window_s: float) -> analysis.Observation:
     """One interval's figures for the canary and the primary."""
-    window = f"{max(1, round(window_s))}s"
 
     def figures(role: str) -> tuple[float, float | None, float | None]:
-        cluster = target.route.endpoint(role).cluster
-        server = f'proxy="{target.route.name}",server="{cluster}"'
-        total = (
-            _scalar(
-                prometheus,
-                f"sum(increase(haproxy_server_http_responses_total{{{server}}}[{window}]))",
-            )
-            or 0.0
-        )
-        errors_ = (
-            _scalar(
-                prometheus,
-                f'sum(increase(haproxy_server_http_responses_total{{{server},code="5xx"}}[{window}]))',
-            )
-            or 0.0
-        )
+        total_query, errors_query, p99_query = queries(target, role, window_s)
+        total = _scalar(prometheus, total_query) or 0.0
+        errors_ = _scalar(prometheus, errors_query) or 0.0
         rate = 100.0 * (1 - errors_ / total) if total else None
-        p99 = _scalar(
-            prometheus,
-            (
-                "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
-                f'{{service="{target.service}",cluster="{cluster}"}}[{window}])))'
-            ),
-        )
-        return total, rate, p99
+        return total, rate, _scalar(prometheus, p99_query)
 
     canary, primary = figures("canary"), figures("primary")
     return analysis.Observation(*canary, *primary)
