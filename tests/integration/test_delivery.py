@@ -244,6 +244,45 @@ def test_a_non_ascii_author_is_published_and_read_back_by_name(
     assert [p.result for p in publish(bucket_only, ledger)] == ["unchanged"]
 
 
+def test_a_symlink_in_a_teams_chart_is_refused_before_anything_is_uploaded(
+    bucket_only: Platform, ledger: Ledger, tmp_path: Path
+) -> None:
+    service_dir = bucket_only.root / "services" / "echo" / "web"
+    (service_dir / "service.yaml").unlink()
+    shutil.copytree(CHARTS / "good", service_dir / "chart")
+    bucket_only.commit("own chart")
+    repo = bucket_only.load()
+    clients = aws.clients(repo.platform)
+    link = service_dir / "chart" / "templates" / "secret.yaml"
+    link.symlink_to("/etc/passwd")
+    message = (
+        r"services/echo/web/chart/templates/secret\.yaml: \(symlink\): is a symbolic link "
+        r"\(to /etc/passwd\).*\(replace the link with the file's content\)"
+    )
+
+    # Loading the repository refuses it (publish, lint and verify all load it first)...
+    with pytest.raises(errors.SpecError, match=message):
+        publish(bucket_only, ledger)
+    # ...and so does packaging a repository loaded before the link appeared.
+    with pytest.raises(errors.SpecError, match=message):
+        publishing.publish(
+            repo, list(repo.services), clients=clients, ledger=ledger,
+            origin=publishing.provenance(repo.root),
+        )  # fmt: skip
+    with pytest.raises(errors.SpecError, match=message):
+        package.package(
+            repo.service("echo/web"), provenance=publishing.provenance(repo.root),
+            workdir=tmp_path / "work",
+        )  # fmt: skip
+    assert "Contents" not in clients.s3.list_objects_v2(Bucket=bucket_only.bucket)
+    assert ledger.publications(tenant="echo", service="web") == []
+
+    # Without the link the same chart publishes as before.
+    link.unlink()
+    (published,) = publish(bucket_only, ledger)
+    assert (published.key, published.result) == ("echo/web-0.1.0.tgz", "published")
+
+
 def test_versions_are_immutable(platform: Platform, ledger: Ledger) -> None:
     publish(platform, ledger)
     assert [p.result for p in publish(platform, ledger)] == ["unchanged"]

@@ -46,6 +46,9 @@ def publish(
     """Package and upload each service; every outcome is recorded in the ledger."""
     assert repo.platform.artifacts is not None
     bucket = repo.platform.artifacts.bucket
+    # Every chart is checked before the first upload, so a refused one leaves no
+    # half-published set behind.
+    package.refuse_chart_links(list(services))
     results = []
     with tempfile.TemporaryDirectory(prefix="tenantry-publish-") as workdir:
         for service in services:
