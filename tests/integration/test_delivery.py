@@ -209,6 +209,84 @@ def test_publish_then_the_s3_event_deploys_to_staging_as_the_tenant(
     assert entry["digest"] == published.digest and entry["urls"] == ["web-1.0.0.tgz"]
 
 
+@pytest.fixture
+def bucket_only(aws_server: str, tmp_path: Path) -> Platform:
+    """A platform repository with a fresh bucket and queue, no cluster: publishing only."""
+    p = Platform(tmp_path / "platform", "not-deployed-to")
+    wiring.setup(aws.clients(p.load().platform), p.load().platform)
+    return p
+
+
+def test_a_non_ascii_author_is_published_and_read_back_by_name(
+    bucket_only: Platform, ledger: Ledger, tmp_path: Path
+) -> None:
+    author = "José Müller <jose@acme.example>"
+    bucket_only.write("1.0.1")
+    subprocess.run(
+        ["git", "-C", str(bucket_only.root), "-c", "user.name=José Müller",
+         "-c", "user.email=jose@acme.example", "commit", "-q", "-am", "bump"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    (published,) = publish(bucket_only, ledger)
+
+    assert published.result == "published"
+    clients = aws.clients(bucket_only.load().platform)
+    # On the wire the name is an RFC 2047 encoded-word (S3 metadata must be ASCII)...
+    raw = clients.s3.head_object(Bucket=bucket_only.bucket, Key=published.key)["Metadata"]
+    assert raw["author"].isascii() and raw["author"].startswith("=?utf-8?")
+    # ...and everything Tenantry reads back has the real name.
+    assert store.head(clients, bucket_only.bucket, published.key)["author"] == author
+    fetched = store.fetch(clients, bucket_only.bucket, published.key)
+    assert fetched.metadata["author"] == author
+    (row,) = ledger.publications(tenant="echo", service="web")
+    assert row.author == author
+    archive = tmp_path / "web-1.0.1.tgz"
+    archive.write_bytes(fetched.data)
+    assert helm.show_chart(archive)["annotations"]["tenantry.dev/author"] == author
+    # Publishing the same content again finds the stored version by its decoded metadata.
+    assert [p.result for p in publish(bucket_only, ledger)] == ["unchanged"]
+
+
+def test_a_symlink_in_a_teams_chart_is_refused_before_anything_is_uploaded(
+    bucket_only: Platform, ledger: Ledger, tmp_path: Path
+) -> None:
+    service_dir = bucket_only.root / "services" / "echo" / "web"
+    (service_dir / "service.yaml").unlink()
+    shutil.copytree(CHARTS / "good", service_dir / "chart")
+    bucket_only.commit("own chart")
+    repo = bucket_only.load()
+    clients = aws.clients(repo.platform)
+    link = service_dir / "chart" / "templates" / "secret.yaml"
+    link.symlink_to("/etc/passwd")
+    message = (
+        r"services/echo/web/chart/templates/secret\.yaml: \(symlink\): is a symbolic link "
+        r"\(to /etc/passwd\).*\(replace the link with the file's content\)"
+    )
+
+    # Loading the repository refuses it (publish, lint and verify all load it first)...
+    with pytest.raises(errors.SpecError, match=message):
+        publish(bucket_only, ledger)
+    # ...and so does packaging a repository loaded before the link appeared.
+    with pytest.raises(errors.SpecError, match=message):
+        publishing.publish(
+            repo, list(repo.services), clients=clients, ledger=ledger,
+            origin=publishing.provenance(repo.root),
+        )  # fmt: skip
+    with pytest.raises(errors.SpecError, match=message):
+        package.package(
+            repo.service("echo/web"), provenance=publishing.provenance(repo.root),
+            workdir=tmp_path / "work",
+        )  # fmt: skip
+    assert "Contents" not in clients.s3.list_objects_v2(Bucket=bucket_only.bucket)
+    assert ledger.publications(tenant="echo", service="web") == []
+
+    # Without the link the same chart publishes as before.
+    link.unlink()
+    (published,) = publish(bucket_only, ledger)
+    assert (published.key, published.result) == ("echo/web-0.1.0.tgz", "published")
+
+
 def test_versions_are_immutable(platform: Platform, ledger: Ledger) -> None:
     publish(platform, ledger)
     assert [p.result for p in publish(platform, ledger)] == ["unchanged"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenantry.artifacts import index
+from tenantry.artifacts import index, store
 from tenantry.deploy.decide import decide, semver_key
 from tenantry.events import s3
 
@@ -125,3 +125,37 @@ def test_a_corrupt_index_is_an_error_not_a_fresh_start(text: str) -> None:
 
     with pytest.raises(errors.TenantryError, match=r"restore index\.yaml"):
         index.parse(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Dev <dev@example.com>", "0f3c9a1e", "2026-11-22T10:00:00+00:00", ""],
+)
+def test_plain_ascii_metadata_is_stored_unchanged(value: str) -> None:
+    assert store.encode_metadata_value(value) == value
+    assert store.decode_metadata_value(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "José Müller <jose@acme.example>",
+        'Ana "the builder" Núñez <ana@acme.example>',
+        "two\nlines",
+        "tab\tand\rreturn",
+        "looks like =?utf-8?q?an_encoded_word?= but is not",
+        "李雷 <li@acme.example>" * 20,
+    ],
+)
+def test_free_text_metadata_is_ascii_and_round_trips(value: str) -> None:
+    encoded = store.encode_metadata_value(value)
+    # What botocore demands of S3 metadata: ASCII, and one header line.
+    assert encoded.isascii() and encoded.isprintable(), encoded
+    assert store.decode_metadata_value(encoded) == value
+
+
+@given(st.text())
+def test_any_text_round_trips_through_metadata(value: str) -> None:
+    encoded = store.encode_metadata_value(value)
+    assert encoded.isascii() and encoded.isprintable()
+    assert store.decode_metadata_value(encoded) == value

@@ -84,6 +84,53 @@ def test_a_service_with_both_descriptor_and_chart_is_an_error(repo_copy: Path) -
         repository.load(repo_copy)
 
 
+OWN_CHART = "services/checkout/web/chart"
+
+
+def test_a_chart_without_links_loads_unchanged(repo_copy: Path) -> None:
+    service = repository.load(repo_copy).service("checkout/web")
+    assert service.own_chart == repo_copy / OWN_CHART
+    assert repository.chart_link_problems(service) == []
+
+
+def test_a_link_to_a_file_of_the_machine_in_a_chart_is_refused(repo_copy: Path) -> None:
+    (repo_copy / OWN_CHART / "templates" / "secret.yaml").symlink_to("/etc/passwd")
+    with pytest.raises(errors.SpecError) as raised:
+        repository.load(repo_copy)
+    assert [str(p) for p in raised.value.problems] == [
+        f"{OWN_CHART}/templates/secret.yaml: (symlink): is a symbolic link (to /etc/passwd); "
+        "a chart may hold only regular files, or the link's target on the publishing machine "
+        "would be published (replace the link with the file's content)"
+    ]
+
+
+def test_a_link_to_a_directory_outside_the_chart_is_refused_not_followed(
+    repo_copy: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "key.pem").write_text("secret")
+    (outside / "deep" / "inner").symlink_to("/etc")
+    (repo_copy / OWN_CHART / "files").symlink_to(outside)
+    # A relative link that stays inside the chart is refused as well: it is still not
+    # the file's content, and helm would follow it.
+    (repo_copy / OWN_CHART / "templates" / "copy.yaml").symlink_to("service.yaml")
+    with pytest.raises(errors.SpecError) as raised:
+        repository.load(repo_copy)
+    assert [p.file for p in raised.value.problems] == [
+        f"{OWN_CHART}/files",
+        f"{OWN_CHART}/templates/copy.yaml",
+    ]
+    assert all(p.fix == "replace the link with the file's content" for p in raised.value.problems)
+
+
+def test_a_chart_directory_that_is_a_link_is_refused(repo_copy: Path, tmp_path: Path) -> None:
+    shutil.move(repo_copy / OWN_CHART, tmp_path / "elsewhere")
+    (repo_copy / OWN_CHART).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(errors.SpecError, match=f"{OWN_CHART}: \\(symlink\\): is a symbolic link"):
+        repository.load(repo_copy)
+
+
 def test_scaffold_writes_a_valid_descriptor_and_refuses_to_overwrite(repo_copy: Path) -> None:
     path = scaffold.write(
         repo_copy,

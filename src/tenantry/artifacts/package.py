@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from tenantry import helm
+from tenantry import errors, helm
 from tenantry.charts import render
-from tenantry.spec.repository import ServiceSource
+from tenantry.spec.repository import ServiceSource, chart_link_problems
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,21 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def refuse_chart_links(services: list[ServiceSource]) -> None:
+    """`SpecError` naming every symbolic link in these services' own charts.
+
+    Loading the repository already refuses them; this is checked again where the
+    chart is read, because a link added since (or a hand-built `ServiceSource`) would
+    otherwise be followed by the copy below and by helm package.
+    """
+    problems = [problem for service in services for problem in chart_link_problems(service)]
+    if problems:
+        raise errors.SpecError(problems)
+
+
 def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) -> Package:
     """Build ``service``'s chart archive in ``workdir``."""
+    refuse_chart_links([service])
     source = render.chart_input(service)
     chart_dir = workdir / service.tenant / service.name
     shutil.rmtree(chart_dir, ignore_errors=True)

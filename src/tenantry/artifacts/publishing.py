@@ -45,6 +45,9 @@ def publish(
 ) -> list[Published]:
     """Package and upload each service; every outcome is recorded in the ledger."""
     bucket = repo.artifacts().bucket
+    # Every chart is checked before the first upload, so a refused one leaves no
+    # half-published set behind.
+    package.refuse_chart_links(list(services))
     results = []
     with tempfile.TemporaryDirectory(prefix="tenantry-publish-") as workdir:
         for service in services:

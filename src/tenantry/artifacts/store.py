@@ -18,6 +18,8 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass
+from email.charset import Charset
+from email.header import decode_header, make_header
 from typing import Any, Literal
 
 from tenantry import errors
@@ -31,6 +33,42 @@ _INDEX_ATTEMPTS = 60
 
 META_DIGEST = "sha256"
 META_CONTENT = "content-digest"
+
+# S3 sends user metadata as HTTP headers, so botocore refuses any value that is not
+# ASCII; a commit author is free text ("José Müller <jose@acme.example>"). Such a
+# value travels as one RFC 2047 encoded-word, the way mail headers carry names.
+_UTF8 = Charset("utf-8")
+
+
+def encode_metadata_value(value: str) -> str:
+    """``value`` as S3 can carry it: unchanged if plain printable ASCII, else an encoded-word.
+
+    A plain value that merely looks like an encoded-word (contains ``=?``) is encoded
+    too, so that decoding never turns it into something else; so are control
+    characters such as newlines, which cannot appear in a header.
+    """
+    if value.isascii() and value.isprintable() and "=?" not in value:
+        return value
+    return _UTF8.header_encode(value)
+
+
+def decode_metadata_value(value: str) -> str:
+    """The text `encode_metadata_value` was given (plain values come back as they are)."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        # Written by someone else and not a valid encoded-word: show it as stored.
+        return value
+
+
+def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    return {key: encode_metadata_value(value) for key, value in metadata.items()}
+
+
+def _decode_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    return {key: decode_metadata_value(value) for key, value in metadata.items()}
 
 
 class ImmutableVersionError(errors.TenantryError):
@@ -72,7 +110,7 @@ def publish(c: Clients, bucket: str, pkg: Package) -> Literal["published", "unch
                 Key=pkg.key,
                 Body=pkg.path.read_bytes(),
                 IfNoneMatch="*",
-                Metadata=metadata,
+                Metadata=_encode_metadata(metadata),
                 ContentType="application/gzip",
             )
     except AwsError as e:
@@ -93,9 +131,9 @@ def publish(c: Clients, bucket: str, pkg: Package) -> Literal["published", "unch
 
 
 def head(c: Clients, bucket: str, key: str) -> dict[str, str]:
-    """The object's user metadata."""
+    """The object's user metadata, decoded (the author's real name)."""
     with translate(f"read {key}"):
-        return dict(c.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}))
+        return _decode_metadata(dict(c.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})))
 
 
 def _read_index(c: Clients, bucket: str, key: str) -> tuple[dict[str, Any], str | None]:
@@ -157,7 +195,7 @@ def fetch(c: Clients, bucket: str, key: str) -> Fetched:
     with translate(f"download {key}"):
         got = c.s3.get_object(Bucket=bucket, Key=key)
         data: bytes = got["Body"].read()
-        metadata = dict(got.get("Metadata", {}))
+        metadata = _decode_metadata(dict(got.get("Metadata", {})))
     digest = hashlib.sha256(data).hexdigest()
     expected = metadata.get(META_DIGEST)
     if expected != digest:

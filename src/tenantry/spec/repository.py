@@ -8,6 +8,7 @@ what lets `tenants apply` promise that nothing is applied when anything is wrong
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,15 +182,18 @@ def _load_services(
                     continue
             if bad_name is not None:
                 continue
-            found.append(
-                ServiceSource(
-                    tenant=tenant_dir.name,
-                    name=service_dir.name,
-                    directory=service_dir,
-                    descriptor=descriptor,
-                    own_chart=chart_dir if descriptor is None else None,
-                )
+            source = ServiceSource(
+                tenant=tenant_dir.name,
+                name=service_dir.name,
+                directory=service_dir,
+                descriptor=descriptor,
+                own_chart=chart_dir if descriptor is None else None,
             )
+            links = chart_link_problems(source)
+            if links:
+                problems += links
+                continue
+            found.append(source)
     return found
 
 
@@ -197,6 +201,38 @@ def _suggestion(name: str) -> str:
     # A valid name close to the bad one, when there is an obvious one.
     near = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].rstrip("-")
     return f", e.g. to {near}" if models.dns_label_problem(near) is None else ""
+
+
+def chart_link_problems(service: ServiceSource) -> list[errors.SpecProblem]:
+    """One problem per symbolic link in ``service``'s own chart (the chart directory included).
+
+    Copying and packaging a chart follow links, so a link such as
+    ``templates/secret.yaml -> /etc/passwd``, or one to a directory outside the chart,
+    would put files of the publishing machine into the published archive. Links are
+    refused rather than resolved: what a team's chart contains is what it committed.
+    """
+    if service.own_chart is None:
+        return []
+    chart = service.own_chart
+    where = f"{services.SERVICES_DIR}/{service.tenant}/{service.name}/{services.OWN_CHART}"
+    links: list[Path] = []
+    if chart.is_symlink():
+        links.append(chart)
+    else:
+        # os.walk does not descend into linked directories, but lists them.
+        for directory, dirnames, filenames in os.walk(chart):
+            links += [Path(directory) / n for n in dirnames + filenames]
+        links = [link for link in links if link.is_symlink()]
+    return [
+        errors.SpecProblem(
+            where if link == chart else f"{where}/{link.relative_to(chart).as_posix()}",
+            "(symlink)",
+            f"is a symbolic link (to {link.readlink()}); a chart may hold only regular "
+            "files, or the link's target on the publishing machine would be published",
+            "replace the link with the file's content",
+        )
+        for link in sorted(links)
+    ]
 
 
 def _declared_names(paths: list[Path]) -> list[str]:
