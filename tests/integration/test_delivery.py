@@ -376,9 +376,30 @@ def test_bad_messages_are_recorded_and_never_deployed(platform: Platform, ledger
     assert ("rejected", "echo/web-9.9.9.tgz") in results
     assert ("invalid", "not JSON") in results
     assert ("invalid", "ObjectRemoved") in results
-    assert any(r == "invalid" and "ghost/api is not a service" in reason for r, reason in
+    # An unknown service is never dropped: kept for a later try (the change naming it
+    # may not have reached this worker yet), then the dead-letter queue.
+    assert any(r == "unmatched" and "ghost/api is not a service" in reason
+               and "attempt 1 of 2; retried in 2 s" in reason for r, reason in
                [(o.result, o.reason) for o in outcomes])  # fmt: skip
     assert ledger.history(tenant="echo", service="web") == []
+
+
+def test_a_service_added_after_the_worker_started_is_deployed(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    d = worker(platform, ledger)  # reads the repository now: echo/web only
+    added = platform.root / "services" / "echo" / "api" / "service.yaml"
+    added.parent.mkdir(parents=True)
+    added.write_text(yaml.safe_dump({**descriptor("0.1.0"), "name": "api"}))
+    platform.commit("echo/api")
+    repo = platform.load()
+    publishing.publish(repo, [repo.service("echo/api")], clients=aws.clients(repo.platform),
+                       ledger=ledger, origin=publishing.provenance(repo.root))  # fmt: skip
+    outcomes = drain(d, until=1)
+    assert [(o.result, o.reason) for o in outcomes] == [("deployed", "first release")]
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
+    assert [r["chart"] for r in helm.list_releases(target)] == ["api-0.1.0"]
+    helm.uninstall(target, release="api")
 
 
 def test_a_chart_that_never_becomes_ready_rolls_back_and_lands_in_the_dead_letter_queue(

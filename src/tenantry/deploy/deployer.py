@@ -35,12 +35,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tenantry import helm
+from tenantry import errors, helm
 from tenantry.artifacts import store
 from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
 from tenantry.ledger import Ledger, now, tables
+from tenantry.spec import repository
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
 
@@ -176,12 +177,19 @@ class Deployer:
             self.metrics.events.labels("invalid").inc()
             return self._record_event(message_id, event.key, "invalid", event.reason, delete=True)
         self.metrics.events.labels("chart").inc()
-        known = {s.ref for s in self.repo.services}
-        if f"{event.tenant}/{event.service}" not in known:
+        ref = f"{event.tenant}/{event.service}"
+        if not self._knows(ref):
+            # Not (yet) in the platform repository this worker has: never dropped, but
+            # retried with backoff — the change naming it may not have reached this
+            # machine — and after maxReceiveCount it lands in the dead-letter queue.
+            last = receives >= self.options.max_receive_count
+            delay = 0 if last else min(2**receives, 60)  # last: SQS moves it on next receive
+            self._hide(receipt, delay)
             return self._record_event(
-                message_id, event.key, "invalid",
-                f"{event.tenant}/{event.service} is not a service of the platform repository",
-                delete=True,
+                message_id, event.key, "dead-letter" if last else "unmatched",
+                f"{ref} is not a service of the platform repository (attempt {receives} of "
+                f"{self.options.max_receive_count}; "
+                + ("moved to the dead-letter queue)" if last else f"retried in {delay} s)"),
             )  # fmt: skip
         lease = f"{event.tenant}/{event.service}/{STAGING}"
         token = self._wait_for_lease(lease, receipt)
@@ -318,6 +326,19 @@ class Deployer:
                 hidden_until = time.monotonic() + options.visibility_timeout_s / 3
             time.sleep(_LEASE_POLL_S)
         return None
+
+    def _knows(self, ref: str) -> bool:
+        """Whether ``ref`` is a service of the platform repository, read again from disk
+        when this worker does not know it yet (new tenants and services are picked up
+        without a restart). A repository that no longer loads keeps the last good one."""
+        if any(s.ref == ref for s in self.repo.services):
+            return True
+        try:
+            self.repo = repository.load(self.repo.root)
+        except errors.SpecError as e:
+            self._record_event("", "", "error", f"the platform repository does not load: {e}")
+            return False
+        return any(s.ref == ref for s in self.repo.services)
 
     def _hide(self, receipt: str, seconds: int) -> None:
         with translate("change the message's visibility"):
