@@ -40,6 +40,9 @@ from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
 
 STAGING = "staging"
+# A promotion in one of these states may be approved (a failed one again: a retry) or
+# declined; once approved it is the workers' until it is deployed or failed.
+APPROVABLE = ("pending", "failed")
 
 
 class PromotionError(errors.TenantryError):
@@ -129,8 +132,8 @@ def approve(
     row = ledger.promotion(promotion_id)
     if row is None:
         raise errors.UsageError(f"no promotion request {promotion_id}")
-    if row.status != "pending":
-        raise PromotionError(f"promotion {promotion_id} is {row.status}, not pending")
+    if row.status not in APPROVABLE:
+        raise PromotionError(f"promotion {promotion_id} is {row.status}, not pending or failed")
     tenant = repo.tenant(row.tenant)
     if by == row.requested_by and not tenant.self_approval:
         raise PromotionError(
@@ -143,8 +146,8 @@ def approve(
         result="", progress="", created=now(),
     )  # fmt: skip
     if not ledger.transition_promotion(
-        promotion_id, from_status="pending", enqueue=operation,
-        status="approved", approved_by=by, approved_at=now(),
+        promotion_id, from_status=row.status, enqueue=operation,
+        status="approved", approved_by=by, approved_at=now(), reason="",
     ):  # fmt: skip
         current = ledger.promotion(promotion_id)
         raise PromotionError(
@@ -159,18 +162,19 @@ def approve(
 def decline(
     repo: Repository, ledger: Ledger, *, promotion_id: int, by: str, status: str, reason: str
 ) -> tables.Promotion:
-    """Reject or cancel a pending promotion (``status``: rejected or cancelled)."""
+    """Reject or cancel a pending or failed promotion (``status``: rejected or cancelled)."""
     row = ledger.promotion(promotion_id)
     if row is None:
         raise errors.UsageError(f"no promotion request {promotion_id}")
     repo.tenant(row.tenant)
     words = f"{status} by {by}" + (f": {reason}" if reason else "")
-    if not ledger.transition_promotion(
-        promotion_id, from_status="pending", status=status, reason=words
+    if row.status not in APPROVABLE or not ledger.transition_promotion(
+        promotion_id, from_status=row.status, status=status, reason=words
     ):
         current = ledger.promotion(promotion_id)
         raise PromotionError(
-            f"promotion {promotion_id} is {current.status if current else 'gone'}, not pending"
+            f"promotion {promotion_id} is {current.status if current else 'gone'}, "
+            "not pending or failed"
         )
     declined = ledger.promotion(promotion_id)
     assert declined is not None

@@ -10,6 +10,7 @@ progress line (canary steps, deploys) is appended to the operation, which is wha
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 
@@ -18,6 +19,8 @@ from tenantry.aws import Clients
 from tenantry.deploy import promotion
 from tenantry.ledger import Ledger, tables
 from tenantry.spec.repository import Repository
+
+_log = logging.getLogger(__name__)
 
 # How often an idle worker looks for queued operations: the delay between an approval
 # and its deploy starting.
@@ -59,10 +62,26 @@ class Worker:
             status, result = self._carry_out(operation)
         except errors.TenantryError as e:
             status, result = "failed", str(e)
+        except Exception as e:
+            # A bug or an unexpected library error must not leave the operation running
+            # (and its promotion approved) forever, nor kill this worker's thread.
+            _log.exception("operation %s failed unexpectedly", operation.id)
+            status, result = "failed", f"unexpected {type(e).__name__}: {e}"
+        if status == "failed" and operation.kind == "approve":
+            self._fail_promotion(operation, result)
         self.ledger.add_progress(operation.id, f"{status}: {result}")
         self.ledger.finish_operation(operation.id, status=status, result=result)
         self._log(f"operation {operation.id}: {status}: {result}")
         return True
+
+    def _fail_promotion(self, operation: tables.Operation, reason: str) -> None:
+        """An approval that did not finish leaves its promotion ``failed`` — which owners
+        may approve again (a retry) or cancel — never ``approved`` or ``deploying``."""
+        number = json.loads(operation.params).get("promotion")
+        if isinstance(number, int):
+            for stuck in ("approved", "deploying"):
+                self.ledger.transition_promotion(number, from_status=stuck, status="failed",
+                                                 reason=reason)  # fmt: skip
 
     def _carry_out(self, operation: tables.Operation) -> tuple[str, str]:
         params = json.loads(operation.params)
