@@ -4,6 +4,7 @@ the canary cluster and then the primary; and rolls back. Real clusters, S3/SQS, 
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
+from tests.conftest import CHARTS
 from tests.integration.test_delivery import Platform, drain, offboard, publish, worker
 
 
@@ -193,3 +195,44 @@ def test_rollback_returns_production_to_the_previous_version(
     with pytest.raises(promotion.PromotionError, match=r"9\.9\.9 never succeeded in production"):
         promotion.plan_rollback(repo, ledger, ref="echo/web", environment="production",
                                 to_version="9.9.9")  # fmt: skip
+
+
+def test_a_service_with_its_own_chart_reaches_production_when_traffic_is_set(
+    platform: Platform, ledger: Ledger, production: tuple[str, str]
+) -> None:
+    """No route for live traffic, so no canary analysis — but canary cluster, then primary."""
+    data = yaml.safe_load((platform.root / "platform.yaml").read_text())
+    data["traffic"] = {"router": "haproxy", "scrapeIntervalS": 1, "canary": {"intervalS": 2}}
+    (platform.root / "platform.yaml").write_text(yaml.safe_dump(data))
+    own_chart(platform, "2.0.0")
+    publish(platform, ledger)
+    assert [o.result for o in drain(worker(platform, ledger), until=1)] == ["deployed"]
+    repo = platform.load()
+    row = promotion.request(repo, ledger, ref="echo/web", version="2.0.0",
+                            environment="production", by="alice")  # fmt: skip
+    progress: list[str] = []
+    promotion.approve(repo, ledger, promotion_id=row.id, by="bob")
+    result = promotion.deploy_approved(repo, ledger, aws.clients(repo.platform),
+                                       promotion_id=row.id, log=progress.append)  # fmt: skip
+    assert (result.status, result.reason) == ("deployed", "")
+    assert progress[0] == ("echo/web has its own chart: no live-traffic route, so no canary "
+                           "analysis; the canary cluster is deployed first, then the primary")  # fmt: skip
+    primary, canary = production
+    assert chart_in(canary) == chart_in(primary) == "web-2.0.0"
+    prod = [d.cluster for d in reversed(ledger.history(tenant="echo", service="web"))
+            if d.environment == "production"]  # fmt: skip
+    assert prod == [canary, primary]
+
+
+def own_chart(p: Platform, version: str) -> None:
+    """Switch echo/web from a descriptor to the team's own chart at ``version``."""
+    service = p.root / "services" / "echo" / "web"
+    (service / "service.yaml").unlink()
+    shutil.copytree(CHARTS / "good", service / "chart")
+    values = yaml.safe_load((service / "chart" / "values.yaml").read_text())
+    values.update(tenant="echo", image="registry.acme.example/echo/web:1")
+    (service / "chart" / "values.yaml").write_text(yaml.safe_dump(values))
+    meta = yaml.safe_load((service / "chart" / "Chart.yaml").read_text())
+    meta.update(name="web", version=version)
+    (service / "chart" / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    p.commit(f"own chart {version}")

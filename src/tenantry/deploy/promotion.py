@@ -191,7 +191,8 @@ def deploy_approved(
     log: Callable[[str], None] = lambda _: None,
 ) -> Result:
     """Deploy an approved promotion: canary cluster(s) first, then primary — with a
-    canary analysis of live traffic in between when platform.yaml has ``traffic``.
+    canary analysis of live traffic in between when platform.yaml has ``traffic`` and the
+    service has a route (a descriptor; a team's own chart has none).
     Workers run this; it never runs in the terminal of the person who approved."""
     row = ledger.promotion(promotion_id)
     if row is None or row.status != "approved":
@@ -208,17 +209,24 @@ def deploy_approved(
             actor=f"{by} (approved #{promotion_id})", timeout_s=timeout_s, clusters=clusters,
         )  # fmt: skip
 
-    if repo.platform.traffic is not None:
+    source = repo.service(f"{row.tenant}/{row.service}")
+    if repo.platform.traffic is not None and source.descriptor is not None:
         # Canary cluster, analysis of live traffic, then the primary (or a rollback).
         log(
             f"deploying {row.tenant}/{row.service} {row.version} to the canary cluster; then "
             "live traffic moves onto it step by step, then the primary"
         )
         failure = canary_release.release(
-            repo, ledger, service=repo.service(f"{row.tenant}/{row.service}"),
-            version=row.version, environment=row.environment, deploy=deploy, log=log,
+            repo, ledger, service=source, version=row.version, environment=row.environment,
+            deploy=deploy, log=log,
         )  # fmt: skip
     else:
+        if repo.platform.traffic is not None:
+            # A team's own chart has no route the platform knows, so no live-traffic
+            # analysis: it still goes canary cluster first, and a failed canary deploy
+            # leaves the primary on its previous version.
+            log(f"{source.ref} has its own chart: no live-traffic route, so no canary "
+                "analysis; the canary cluster is deployed first, then the primary")  # fmt: skip
         log(f"deploying {row.tenant}/{row.service} {row.version} to {row.environment}")
         failure = deploy()
     status, reason = ("failed", failure) if failure else ("deployed", "")
