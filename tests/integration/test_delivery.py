@@ -384,6 +384,26 @@ def test_bad_messages_are_recorded_and_never_deployed(platform: Platform, ledger
     assert ledger.history(tenant="echo", service="web") == []
 
 
+def test_an_archive_nobody_published_is_refused_whatever_its_metadata_says(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster, tmp_path: Path
+) -> None:
+    repo = platform.load()
+    # A real chart with a matching sha256 in its own metadata — what anyone who can write
+    # to the bucket can produce — but no publication in the ledger.
+    pkg = package.package(repo.service("echo/web"), workdir=tmp_path,
+                          provenance=publishing.provenance(repo.root))  # fmt: skip
+    clients = aws.clients(repo.platform)
+    clients.s3.put_object(Bucket=platform.bucket, Key=pkg.key, Body=pkg.path.read_bytes(),
+                          Metadata={"sha256": pkg.digest})  # fmt: skip
+    outcomes = drain(worker(platform, ledger), until=1)
+    assert [(o.result, o.reason) for o in outcomes] == [(
+        "rejected", f"{pkg.key}: sha256 {pkg.digest} was never published with `tenantry "
+        "publish` (not in the ledger); refused",
+    )]  # fmt: skip
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
+    assert helm.list_releases(target) == []
+
+
 def test_a_service_added_after_the_worker_started_is_deployed(
     platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
 ) -> None:

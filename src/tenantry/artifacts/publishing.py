@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantry import gitrepo
+from tenantry import errors, gitrepo
 from tenantry.artifacts import package, store
 from tenantry.aws import Clients
 from tenantry.ledger import Ledger, now, tables
@@ -52,14 +52,21 @@ def publish(
     with tempfile.TemporaryDirectory(prefix="tenantry-publish-") as workdir:
         for service in services:
             pkg = package.package(service, provenance=origin, workdir=Path(workdir))
-            outcome = store.publish(clients, bucket, pkg)
-            ledger.add(
+            # Recorded before the upload: the deployer trusts only digests the ledger holds,
+            # and the bucket's event may reach it before this call returns.
+            row: tables.Publication = ledger.add(
                 tables.Publication(
                     tenant=pkg.tenant, service=pkg.service, version=pkg.version,
                     digest=pkg.digest, git_commit=origin.git_commit, author=origin.author,
-                    key=pkg.key, result=outcome, at=now(),
+                    key=pkg.key, result="publishing", at=now(),
                 )
             )  # fmt: skip
+            try:
+                outcome = store.publish(clients, bucket, pkg)
+            except errors.TenantryError:
+                ledger.set_publication(row.id, result="failed")
+                raise
+            ledger.set_publication(row.id, result=outcome)
             result = Published(service.ref, pkg.version, pkg.key, pkg.digest, outcome)
             results.append(result)
             if on_done:

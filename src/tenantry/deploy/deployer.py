@@ -220,6 +220,18 @@ class Deployer:
                     message_id, event.key, "invalid", f"{event.key} no longer exists", delete=True
                 )
             raise
+        published = self.ledger.published_digests(
+            tenant=event.tenant, service=event.service, version=event.version
+        )
+        if fetched.digest not in published:
+            # The digest in the object's own metadata proves nothing: whoever can write to
+            # the bucket writes it too. Only what `tenantry publish` recorded is trusted.
+            self.metrics.events.labels("unpublished").inc()
+            return self._record_event(
+                message_id, event.key, "rejected",
+                f"{event.key}: sha256 {fetched.digest} was never published with "
+                "`tenantry publish` (not in the ledger); refused", delete=True,
+            )  # fmt: skip
         recorded = self.ledger.released(
             tenant=event.tenant, service=event.service, environment=STAGING
         )

@@ -276,6 +276,29 @@ class Ledger:
                 .limit(limit)
             ))  # fmt: skip
 
+    def set_publication(self, publication_id: int, *, result: str) -> None:
+        """Record how a publication's upload ended."""
+        with self.session() as session:
+            session.execute(
+                update(tables.Publication)
+                .where(tables.Publication.id == publication_id)
+                .values(result=result)
+            )
+
+    def published_digests(self, *, tenant: str, service: str, version: str) -> set[str]:
+        """The sha256 digests `tenantry publish` recorded for one version (normally one):
+        what the deployer trusts, rather than anything stored beside the archive."""
+        with self.session() as session:
+            return set(session.scalars(
+                select(tables.Publication.digest).where(
+                    tables.Publication.tenant == tenant,
+                    tables.Publication.service == service,
+                    tables.Publication.version == version,
+                    # "publishing": recorded, upload under way (its event may come first).
+                    tables.Publication.result.in_(("publishing", "published", "unchanged")),
+                )
+            ))  # fmt: skip
+
     # --- operations (production work done by workers) ------------------------------
 
     def operation(self, operation_id: int) -> tables.Operation | None:

@@ -174,6 +174,17 @@ def platform_rules(*, hold: str | None = None) -> dict[str, Any]:
                 },
             },
             {
+                # An archive nobody published reached the bucket: someone who can write
+                # there tried to get code into staging. The deployer refused it.
+                "alert": "UnpublishedArtifactRefused",
+                "expr": 'increase(tenantry_deployer_events_total{kind="unpublished"}[10m]) > 0',
+                "labels": {"severity": "critical", "notify": "platform"},
+                "annotations": {
+                    "summary": "the deployer refused an archive that `tenantry publish` never "
+                    "recorded (see `tenantry history` and the ledger's events)",
+                },
+            },
+            {
                 "alert": "DeployerDown",
                 "expr": f"up{{job={label_value(PLATFORM_JOB)}}} == 0",
                 "for": hold or "2m",
