@@ -8,12 +8,30 @@ from pathlib import Path
 from tenantry import errors
 
 
+def check_ref(option: str, ref: str) -> str:
+    """``ref`` if it can only be read as a git ref; `UsageError` naming ``option`` if not.
+
+    A ref starting with '-' would reach git as one of its own options (``--output=FILE``
+    writes a file), so it is refused here rather than left to git to interpret.
+    """
+    if not ref or ref.startswith("-"):
+        raise errors.UsageError(
+            f"{option} {ref!r} is not a git ref (a ref may not be empty or start with '-')",
+            fix=f"pass a branch, tag or commit to {option}, e.g. {option} origin/main",
+        )
+    return ref
+
+
 def changed_paths(root: Path, *, base: str, head: str) -> list[str]:
     """Paths under ``root`` (relative to it) that differ between ``base`` and ``head``.
 
     Three dots: what ``head`` changed since it left ``base``, as a pull request shows it.
     """
-    argv = ["git", "-C", str(root), "diff", "--name-only", "--relative", f"{base}...{head}"]
+    revisions = f"{check_ref('--base', base)}...{check_ref('--head', head)}"
+    # --end-of-options and the trailing -- keep git from reading the revisions as an
+    # option or a path, even if a check above is ever loosened.
+    argv = ["git", "-C", str(root), "diff", "--name-only", "--relative", "--end-of-options",
+            revisions, "--"]  # fmt: skip
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:

@@ -213,3 +213,41 @@ def test_verify_needs_to_be_told_what_to_verify() -> None:
     done = tenantry("verify", "--repo", str(EXAMPLE))
     assert done.returncode == 2
     assert "pass --all, or --base REF" in done.stderr
+
+
+def test_output_option_works_before_and_after_the_command(tmp_path: Path) -> None:
+    import os
+
+    # The README writes `tenantry tools list --output json`, as kubectl and helm accept.
+    env = dict(os.environ, TENANTRY_TOOLS_DIR=str(tmp_path))
+    before = tenantry("-o", "json", "tools", "list", env=env)
+    assert before.returncode == 0, before.stderr
+    for after in (["--output", "json"], ["--output=json"], ["-o", "json"]):
+        done = tenantry("tools", "list", *after, env=env)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == json.loads(before.stdout)
+
+
+def test_output_option_after_the_command_still_rejects_a_bad_format() -> None:
+    done = tenantry("tools", "list", "--output", "xml")
+    assert done.returncode == 2
+    assert "xml" in done.stderr
+
+
+def test_output_option_is_moved_before_the_command_but_not_past_double_dash() -> None:
+    from tenantry.cli.app import hoist_output_option
+
+    # `payments/api` is the command's argument; `-o json` after it is still ours.
+    assert hoist_output_option(["render", "payments/api", "-o", "json"]) == [
+        "-o",
+        "json",
+        "render",
+        "payments/api",
+    ]
+    assert hoist_output_option(["tools", "list", "--output=yaml"]) == [
+        "--output=yaml",
+        "tools",
+        "list",
+    ]
+    assert hoist_output_option(["-o", "json", "tools", "list"]) == ["-o", "json", "tools", "list"]
+    assert hoist_output_option(["x", "--", "-o", "json"]) == ["x", "--", "-o", "json"]

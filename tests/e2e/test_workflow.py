@@ -96,6 +96,14 @@ def test_nothing_changed_means_nothing_to_verify(platform_repo: Path) -> None:
     assert "no services changed" in done.stderr
 
 
+def test_a_ref_that_looks_like_a_git_option_is_refused(platform_repo: Path, tmp_path: Path) -> None:
+    written = tmp_path / "written-by-git"
+    done = tenantry("verify", f"--base=--output={written}", "--head", "HEAD", cwd=platform_repo)
+    assert done.returncode == 2
+    assert "--base '--output=" in done.stderr
+    assert not written.exists()
+
+
 def test_the_shipped_examples_verify(warm_verify_cluster: None, tmp_path: Path) -> None:
     done = tenantry(
         "-o", "json", "verify", "--all", "--jobs", "2", "--repo", str(EXAMPLE), cwd=tmp_path

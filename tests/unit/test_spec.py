@@ -46,6 +46,17 @@ def test_unknown_tenant_lookup_names_the_known_ones() -> None:
         repository.load(EXAMPLE).tenant("nope")
 
 
+def test_unknown_environment_lookup_is_a_spec_error_naming_the_known_ones() -> None:
+    # publish --wait, the deployer and promotions ask for staging by name; a platform.yaml
+    # without it was a bare KeyError traceback.
+    with pytest.raises(errors.SpecError) as raised:
+        repository.load(EXAMPLE).platform.environment("nope")
+    (problem,) = raised.value.problems
+    assert problem.file == "platform.yaml"
+    assert "no environment 'nope' (there are: staging, production)" in problem.message
+    assert "add an environment named nope" in problem.fix
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -16,6 +16,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,6 +79,32 @@ def refuse_chart_links(services: list[ServiceSource]) -> None:
         raise errors.SpecError(problems)
 
 
+def chart_metadata(text: str, *, file: str) -> dict[str, Any]:
+    """The mapping a Chart.yaml's ``text`` holds; a `SpecError` naming ``file`` if none.
+
+    Packaging sets keys on it, so a list or a plain string there was a TypeError
+    traceback instead of the file to fix.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = errors.SpecProblem(file, "(document)", f"invalid YAML: {e}", "fix the YAML")
+        raise errors.SpecError([problem]) from e
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise errors.SpecError(
+            [
+                errors.SpecProblem(
+                    file,
+                    "(document)",
+                    f"is {kind}, not a mapping",
+                    "write Chart.yaml as a mapping with apiVersion, name and version",
+                )
+            ]
+        )
+    return data
+
+
 def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) -> Package:
     """Build ``service``'s chart archive in ``workdir``."""
     refuse_chart_links([service])
@@ -86,7 +113,8 @@ def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) ->
     shutil.rmtree(chart_dir, ignore_errors=True)
     shutil.copytree(source.chart, chart_dir)
     chart_file = chart_dir / "Chart.yaml"
-    chart = yaml.safe_load(chart_file.read_text())
+    # Named by its place in the platform repository, not by the copy in workdir.
+    chart = chart_metadata(chart_file.read_text(), file=str(source.chart / "Chart.yaml"))
     chart["name"] = service.name
     if service.descriptor is not None:
         chart["version"] = service.descriptor.version

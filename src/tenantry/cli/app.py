@@ -92,6 +92,39 @@ delivery.register(app)
 server.register(app)
 
 
+_OUTPUT_FLAGS = ("-o", "--output")
+
+
+def hoist_output_option(argv: list[str]) -> list[str]:
+    """Move every ``-o X``/``--output X``/``--output=X``/``-oX`` to the front of ``argv``.
+
+    ``--output`` is the root callback's option, and click only accepts a group's
+    options before the sub-command; people type it after the command, as with
+    kubectl and helm (the README does too), so main() moves it where click looks.
+    No sub-command has an option or argument spelled ``-o``/``--output``, so such a
+    token is always ours; only what follows ``--`` (all positional) is left alone.
+    The value is moved unchecked so click still reports a bad one in its own words.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _OUTPUT_FLAGS:
+            front += argv[i : i + 2]  # a missing value stays missing: click says so
+            i += 2
+            continue
+        if arg.startswith("--output=") or (arg.startswith("-o") and not arg.startswith("--")):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     """Run the CLI, translating errors into a one-line cause, the fix and an exit code.
 
@@ -99,7 +132,7 @@ def main() -> None:
     on purpose is a `TenantryError` and is printed here without a traceback.
     """
     try:
-        app(prog_name="tenantry")
+        app(args=hoist_output_option(sys.argv[1:]), prog_name="tenantry")
     except errors.TenantryError as e:
         if "--debug" in sys.argv[1:]:
             raise

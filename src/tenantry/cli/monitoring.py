@@ -205,6 +205,6 @@ def demo_cmd(
             fix="see `tenantry monitoring status` and the logs it lists",
         )
     output.emit({"tenant": tenant, "alert": "TenantryDemo", "logLine": line,
-                 "arrivedAfterS": round(time.monotonic() - started, 2) if wait else None,
+                 "arrivedAfterSeconds": round(time.monotonic() - started, 2) if wait else None,
                  "see": "tenantry monitoring received slack|pagerduty|email|hec"},
                 ctx.obj.output)  # fmt: skip

@@ -7,6 +7,7 @@ here, so every command supports ``--output`` the same way.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
@@ -48,7 +49,7 @@ def emit(
     table = Table(title=title or None, title_justify="left")
     columns = list(rows[0].keys())
     for column in columns:
-        table.add_column(column.upper().replace("_", " "), overflow="fold")
+        table.add_column(header(column), overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     out_console.print(table)
@@ -64,6 +65,19 @@ def emit_sections(
             emit(rows, "table", title=title)
     else:
         emit({key: rows for key, (_, rows) in sections.items()}, fmt)
+
+
+# A lower-case letter or digit followed by an upper-case one: where a camelCase key
+# (JSON's convention for the rows' keys) starts its next word.
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def header(key: str) -> str:
+    """A table column's header for a row key: ``logLine`` and ``log_line`` -> ``LOG LINE``.
+
+    Upper-casing a camelCase key alone ran its words together (``LOGLINE``).
+    """
+    return _WORD_START.sub(" ", key).replace("_", " ").upper()
 
 
 def _cell(value: Any) -> str:

@@ -35,6 +35,34 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+# initdb and pg_ctl -w take seconds; this is generous for a loaded CI machine, and
+# bounded so a server that never comes up fails the run instead of hanging it.
+PG_TIMEOUT_S = 120.0
+
+
+def _run(*argv: str) -> None:
+    """Run a PostgreSQL program; a `TenantryError` naming it if it fails or hangs."""
+    name = Path(argv[0]).name
+    try:
+        done = subprocess.run(
+            _as_postgres(list(argv)),
+            capture_output=True,
+            text=True,
+            timeout=PG_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise errors.TenantryError(
+            f"{name} did not finish within {PG_TIMEOUT_S:g} s: {' '.join(argv)}",
+            fix="see the server log in the data directory; check the machine is not out of "
+            "memory or disk",
+        ) from e
+    except OSError as e:
+        raise errors.TenantryError(f"{name} could not run: {e}") from e
+    if done.returncode != 0:
+        raise errors.TenantryError(f"{name} failed: {done.stderr.strip() or done.stdout}")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,18 +86,13 @@ def server() -> Iterator[str]:
         shutil.chown(data, "postgres")
     port = _free_port()
 
-    def run(*argv: str) -> None:
-        done = subprocess.run(_as_postgres(list(argv)), capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise errors.TenantryError(f"{argv[0]} failed: {done.stderr.strip() or done.stdout}")
-
-    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(
+    _run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    _run(
         str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
         "-o", f"-h 127.0.0.1 -p {port} -k {data}", "start",
     )  # fmt: skip
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        _run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(workdir, ignore_errors=True)

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tenantry import errors
 from tenantry.spec import quantities
 
 API_VERSION: Final = "tenantry.dev/v1"
@@ -355,11 +356,25 @@ class Platform(Model):
     server: Server | None = None
 
     def environment(self, name: str) -> Environment:
-        """The environment called ``name``; KeyError if there is none."""
+        """The environment called ``name``; a `SpecError` naming the ones there are if none.
+
+        Not KeyError: publish, the deployer and promotions ask for ``staging`` by name,
+        and a platform.yaml without it must read as a one-line error, not a traceback.
+        """
         for env in self.environments:
             if env.name == name:
                 return env
-        raise KeyError(name)
+        names = ", ".join(e.name for e in self.environments) or "none"
+        raise errors.SpecError(
+            [
+                errors.SpecProblem(
+                    file="platform.yaml",
+                    field="environments",
+                    message=f"there is no environment {name!r} (there are: {names})",
+                    fix=f"add an environment named {name} to platform.yaml, or use one of: {names}",
+                )
+            ]
+        )
 
     def cluster(self, name: str) -> tuple[Environment, ClusterRef]:
         """The cluster called ``name`` and its environment; KeyError if there is none."""

@@ -11,11 +11,14 @@ a rebuild after a small bump fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +96,100 @@ def data_file(tool: catalog.GoTool, path: str) -> Path:
     return installed
 
 
+# Generous bounds, so a stuck download or build fails `tools install` instead of hanging
+# it: a cold build of Kubernetes fetches and compiles thousands of packages on 2 cores.
+GO_BUILD_TIMEOUT_S = 3600.0
+GO_DOWNLOAD_TIMEOUT_S = 1800.0
+GO_QUERY_TIMEOUT_S = 120.0  # go env, go list: local answers
+OCB_TIMEOUT_S = 600.0  # writes a few source files
+
+
+def _timed_out(what: str, timeout_s: float) -> errors.ToolError:
+    return errors.ToolError(
+        f"`{what}` did not finish within {timeout_s:g} s",
+        fix="check network access to the Go module proxy and free disk space, then run "
+        "`tenantry tools install` again",
+    )
+
+
+def _run(
+    argv: list[str],
+    *,
+    timeout_s: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a Go toolchain command to completion; a `ToolError` naming it if it cannot
+    start or outlives ``timeout_s``. The exit code is the caller's to judge."""
+    what = " ".join(argv)
+    try:
+        return subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired as e:
+        raise _timed_out(what, timeout_s) from e
+    except OSError as e:
+        raise errors.ToolError(f"could not run `{what}`: {e}") from e
+
+
+def _stream_stderr(
+    argv: list[str],
+    *,
+    what: str,
+    timeout_s: float,
+    cwd: Path,
+    env: dict[str, str],
+    on_line: Callable[[str], None],
+) -> int:
+    """Run ``argv``, handing each stderr line to ``on_line`` as it comes; its exit code.
+
+    A `ToolError` naming the command if it outlives ``timeout_s``: a timer kills it,
+    since reading its stderr line by line blocks where subprocess's timeout cannot reach.
+    It runs in a process group of its own, killed as one, because go's compilers and
+    git inherit the pipe and would keep the read blocked after go itself is gone; so
+    an interrupt here (Ctrl-C reaches only our group) kills the group too.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            process_group=0,
+        )
+    except OSError as e:
+        raise errors.ToolError(f"could not start `{what}`: {e}") from e
+    expired = threading.Event()
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def expire() -> None:
+        expired.set()
+        kill()
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            on_line(line.rstrip())
+        code = proc.wait()
+    except BaseException:
+        kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise _timed_out(what, timeout_s)
+    return code
+
+
 def go_version() -> str:
     """Return the version of the Go toolchain on PATH, e.g. ``go1.26.8``."""
     go = shutil.which("go")
@@ -103,7 +200,7 @@ def go_version() -> str:
             fix="install Go 1.26 or newer (`apt-get install golang` or https://go.dev/dl) "
             "and run `tenantry tools install` again",
         )
-    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    out = _run([go, "env", "GOVERSION"], timeout_s=GO_QUERY_TIMEOUT_S)
     if out.returncode != 0:
         raise errors.ToolError(f"`go env GOVERSION` failed: {out.stderr.strip()}")
     return out.stdout.strip()
@@ -238,28 +335,26 @@ def _compile(
     ]
     started = time.monotonic()
     tail: list[str] = []
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=_go_env(gover),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    except OSError as e:
-        raise errors.ToolError(f"could not start the Go toolchain: {e}") from e
-    assert proc.stderr is not None
     packages = 0
-    for line in proc.stderr:
-        line = line.rstrip()
+
+    def on_line(line: str) -> None:
+        nonlocal tail, packages
         tail = [*tail[-19:], line]
         # `go build -v` names each package as it compiles it; anything else is an error.
         if line and " " not in line:
             packages += 1
             if on_progress:
                 on_progress(BuildProgress(tool.name, packages, time.monotonic() - started, line))
-    if proc.wait() != 0:
+
+    code = _stream_stderr(
+        argv,
+        what=f"go build of {tool.name} {tool.version} in {cwd}",
+        timeout_s=GO_BUILD_TIMEOUT_S,
+        cwd=cwd,
+        env=_go_env(gover),
+        on_line=on_line,
+    )
+    if code != 0:
         detail = "\n".join(tail)
         raise errors.ToolError(
             f"building {tool.name} {tool.version} failed "
@@ -282,10 +377,10 @@ def _generate_collector(tool: catalog.GoTool, src: Path, gover: str) -> Path:
     manifest["dist"]["output_path"] = str(src)
     src.mkdir(parents=True)
     (src / "ocb-manifest.yaml").write_text(yaml.safe_dump(manifest))
-    done = subprocess.run(
+    done = _run(
         [str(binary("ocb")), "--config", str(src / "ocb-manifest.yaml"),
          "--skip-compilation", "--skip-get-modules"],
-        env=_go_env(gover), capture_output=True, text=True, check=False,
+        env=_go_env(gover), timeout_s=OCB_TIMEOUT_S,
     )  # fmt: skip
     if done.returncode != 0:
         raise errors.ToolError(f"ocb could not generate {tool.name}: {done.stderr.strip()}")
@@ -296,17 +391,15 @@ def _generate_collector(tool: catalog.GoTool, src: Path, gover: str) -> Path:
 
 def _copy_data_files(tool: catalog.GoTool, target: Path, env: dict[str, str]) -> None:
     # A data-only tool has not been downloaded by a build.
-    subprocess.run(
+    _run(
         ["go", "mod", "download", tool.module], cwd=tool.module_dir, env=env,
-        capture_output=True, check=False,
+        timeout_s=GO_DOWNLOAD_TIMEOUT_S,
     )  # fmt: skip
-    done = subprocess.run(
+    done = _run(
         ["go", "list", "-m", "-f", "{{.Dir}}", tool.module],
         cwd=tool.module_dir,
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        timeout_s=GO_QUERY_TIMEOUT_S,
     )
     source = Path(done.stdout.strip())
     if done.returncode != 0 or not source.is_dir():
