@@ -168,8 +168,8 @@ def decline(
         raise errors.UsageError(f"no promotion request {promotion_id}")
     repo.tenant(row.tenant)
     words = f"{status} by {by}" + (f": {reason}" if reason else "")
-    if row.status not in APPROVABLE or not ledger.transition_promotion(
-        promotion_id, from_status=row.status, status=status, reason=words
+    if not ledger.transition_promotion(
+        promotion_id, from_status=APPROVABLE, status=status, reason=words
     ):
         current = ledger.promotion(promotion_id)
         raise PromotionError(

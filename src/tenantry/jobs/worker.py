@@ -79,9 +79,8 @@ class Worker:
         may approve again (a retry) or cancel — never ``approved`` or ``deploying``."""
         number = json.loads(operation.params).get("promotion")
         if isinstance(number, int):
-            for stuck in ("approved", "deploying"):
-                self.ledger.transition_promotion(number, from_status=stuck, status="failed",
-                                                 reason=reason)  # fmt: skip
+            self.ledger.transition_promotion(number, from_status=("approved", "deploying"),
+                                             status="failed", reason=reason)  # fmt: skip
 
     def _carry_out(self, operation: tables.Operation) -> tuple[str, str]:
         params = json.loads(operation.params)

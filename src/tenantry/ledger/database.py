@@ -207,17 +207,22 @@ class Ledger:
         self,
         promotion_id: int,
         *,
-        from_status: str,
+        from_status: str | tuple[str, ...],
         enqueue: tables.Operation | None = None,
         **values: Any,
     ) -> bool:
-        """Update a promotion only if it is still ``from_status``: one conditional UPDATE,
-        so of two concurrent approvals exactly one wins. ``enqueue`` is queued in the same
+        """Update a promotion only if it is still ``from_status`` (or one of them): one
+        conditional UPDATE, so of two concurrent approvals exactly one wins. ``enqueue`` is queued in the same
         transaction, so an approval never exists without the work it starts."""
         with self.session() as session:
             changed = session.execute(
                 update(tables.Promotion)
-                .where(tables.Promotion.id == promotion_id, tables.Promotion.status == from_status)
+                .where(
+                    tables.Promotion.id == promotion_id,
+                    tables.Promotion.status.in_(
+                        (from_status,) if isinstance(from_status, str) else from_status
+                    ),
+                )
                 .values(**values)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
