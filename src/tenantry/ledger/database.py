@@ -212,8 +212,9 @@ class Ledger:
         **values: Any,
     ) -> bool:
         """Update a promotion only if it is still ``from_status`` (or one of them): one
-        conditional UPDATE, so of two concurrent approvals exactly one wins. ``enqueue`` is queued in the same
-        transaction, so an approval never exists without the work it starts."""
+        conditional UPDATE, so of two concurrent approvals exactly one wins. ``enqueue`` is
+        queued in the same transaction, so an approval never exists without the work it
+        starts."""
         with self.session() as session:
             changed = session.execute(
                 update(tables.Promotion)
