@@ -38,7 +38,7 @@ def local_platform_plugged_in() -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in item.path.parts or "e2e" in item.path.parts:
+        if {"integration", "e2e", "faults"} & set(item.path.parts):
             item.add_marker(pytest.mark.cluster)
 
 

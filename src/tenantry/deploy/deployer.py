@@ -13,7 +13,10 @@ For each message (long-polled):
    versions are skipped with the reason;
 5. `helm upgrade --install --rollback-on-failure --wait` into every staging cluster
    of the tenant, as its deployer ServiceAccount; while it runs, a heartbeat
-   extends the message's visibility and renews the lease;
+   extends the message's visibility and another renews the lease
+   (`tenantry.ledger.fence`): a worker whose lease lapsed stops before its next
+   cluster. Taking a lease marks deploys its dead previous holder left ``running``
+   as ``interrupted``;
 6. record the outcome, then delete the message. A failure is recorded and the
    message is handed back with backoff; after ``maxReceiveCount`` deliveries SQS
    moves it to the dead-letter queue (the last failure is recorded as such).
@@ -35,12 +38,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tenantry import errors, helm
+from tenantry import errors, faults, helm
 from tenantry.artifacts import store
 from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
-from tenantry.ledger import Ledger, now, tables
+from tenantry.ledger import Ledger, fence, now, tables
 from tenantry.spec import repository
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
@@ -164,6 +167,7 @@ class Deployer:
             outcome = self._event(event, message_id, receipt, receives)
             outcomes.append(outcome)
         final = _combine(outcomes)
+        faults.point("deploy.after-ledger")
         if final.delete:
             with translate("delete the message"):
                 self.clients.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
@@ -196,8 +200,17 @@ class Deployer:
         if token is None:
             self._hide(receipt, _BUSY_DELAY_S)
             return Outcome("busy", f"another deployer holds {lease}", delete=False)
+        # Holding the lease, nobody else deploys this release: a deploy still marked
+        # running was cut short by a worker that died (its lease lapsed).
+        self.ledger.interrupt_deployments(
+            tenant=event.tenant, service=event.service, environment=STAGING,
+            reason=f"interrupted: its worker stopped; {self.options.worker} took the release over",
+        )  # fmt: skip
         try:
             return self._deploy(event, message_id, receipt, receives, lease, token)
+        except fence.LeaseLost as e:
+            # The message stays: it is another worker's now, or visible again soon.
+            return self._record_event(message_id, event.key, "abandoned", str(e), delete=False)
         finally:
             self.ledger.release(lease, holder=self.options.worker, token=token)
 
@@ -262,11 +275,12 @@ class Deployer:
         self._observe_lag(event)
         with (
             tempfile.TemporaryDirectory(prefix="tenantry-deploy-") as workdir,
-            _Heartbeat(self, receipt, lease, token),
+            _KeepHidden(self, receipt),
+            self._hold(lease, token) as held,
         ):
             archive = Path(workdir) / Path(event.key).name
             archive.write_bytes(fetched.data)
-            failure = self._deploy_everywhere(event, fetched.digest, archive)
+            failure = self._deploy_everywhere(event, fetched.digest, archive, held.check)
         if failure is None:
             self.metrics.deploys.labels("succeeded", event.tenant, event.service).inc()
             return self._record_event(
@@ -282,7 +296,9 @@ class Deployer:
         reason = f"{failure} (attempt {receives} of {self.options.max_receive_count}; will retry)"
         return self._record_event(message_id, event.key, "failed", reason, delete=False)
 
-    def _deploy_everywhere(self, event: s3.ChartCreated, digest: str, archive: Path) -> str | None:
+    def _deploy_everywhere(
+        self, event: s3.ChartCreated, digest: str, archive: Path, guard: Callable[[], None]
+    ) -> str | None:
         tenant = self.repo.tenant(event.tenant)
         if STAGING not in tenant.environments:
             return f"tenant {tenant.name} does not use {STAGING}"
@@ -295,6 +311,7 @@ class Deployer:
             actor=f"deployer:{self.options.worker}",
             timeout_s=self.options.deploy_timeout_s,
             observe=self.metrics.duration.observe,
+            guard=guard,
         )
 
     # --- helpers -------------------------------------------------------------------
@@ -352,6 +369,11 @@ class Deployer:
             return False
         return any(s.ref == ref for s in self.repo.services)
 
+    def _hold(self, lease: str, token: int) -> fence.Held:
+        options = self.options
+        return fence.Held(lease, ttl_s=options.lease_ttl_s, renew=lambda: self.ledger.renew(
+            lease, holder=options.worker, token=token, ttl_s=options.lease_ttl_s))  # fmt: skip
+
     def _hide(self, receipt: str, seconds: int) -> None:
         with translate("change the message's visibility"):
             self.clients.sqs.change_message_visibility(
@@ -374,18 +396,16 @@ class Deployer:
         return Outcome(result, reason, delete)
 
 
-class _Heartbeat:
-    """While a deploy runs: keep the message hidden and the lease held."""
+class _KeepHidden:
+    """While a deploy runs, keep its message hidden from other workers."""
 
-    def __init__(self, deployer: Deployer, receipt: str, lease: str, token: int) -> None:
+    def __init__(self, deployer: Deployer, receipt: str) -> None:
         self.deployer = deployer
         self.receipt = receipt
-        self.lease = lease
-        self.token = token
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> _KeepHidden:
         self.thread.start()
         return self
 
@@ -395,14 +415,10 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         options = self.deployer.options
-        interval = max(1.0, options.visibility_timeout_s / 3)
-        while not self.done.wait(interval):
+        while not self.done.wait(max(1.0, options.visibility_timeout_s / 3)):
             # A failed beat is retried by the next; SQS redelivers only if all of them fail.
             with contextlib.suppress(AwsError):
                 self.deployer._hide(self.receipt, options.visibility_timeout_s)
-            self.deployer.ledger.renew(
-                self.lease, holder=options.worker, token=self.token, ttl_s=options.lease_ttl_s
-            )
 
 
 def _combine(outcomes: list[Outcome]) -> Outcome:

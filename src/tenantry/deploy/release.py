@@ -4,6 +4,9 @@ Shared by the deployer (staging), promotion (production: canary, then primary) a
 rollback, so every deploy is the same action: `helm upgrade --install --wait
 --rollback-on-failure` as the tenant's deployer ServiceAccount, one ledger row per
 cluster, stopping at the first cluster that fails so later ones keep serving.
+
+``guard`` is called before each cluster's helm run: a worker whose lease lapsed
+(`tenantry.ledger.fence`) stops there instead of racing the worker that took over.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantry import errors, helm
+from tenantry import errors, faults, helm
 from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec import models
@@ -42,11 +45,13 @@ def deploy(
     actor: str,
     timeout_s: float = 300.0,
     observe: Callable[[float], None] | None = None,
+    guard: Callable[[], None] = lambda: None,
 ) -> str | None:
     """Deploy to ``clusters`` in order; the first failure's reason, or None if all succeeded."""
     tenant = repo.tenant(artifact.tenant)
     for cluster in clusters:
         target = reconcile.resolve(cluster, environment, repo.root)
+        guard()
         row = ledger.add(
             tables.Deployment(
                 tenant=artifact.tenant, service=artifact.service, version=artifact.version,
@@ -55,6 +60,7 @@ def deploy(
             )
         )  # fmt: skip
         started = time.monotonic()
+        faults.point("deploy.before-helm")
         try:
             helm.upgrade_install(
                 helm.Target(
@@ -76,5 +82,6 @@ def deploy(
         finally:
             if observe:
                 observe(time.monotonic() - started)
+        faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded")
     return None

@@ -118,6 +118,24 @@ class Ledger:
                 .values(result=result, reason=reason, finished=now())
             )
 
+    def interrupt_deployments(
+        self, *, tenant: str, service: str, environment: str, reason: str
+    ) -> int:
+        """Mark a service's deploys still ``running`` in ``environment`` as interrupted —
+        called by whoever now holds its lease, so those were left by a dead worker."""
+        with self.session() as session:
+            done = session.execute(
+                update(tables.Deployment)
+                .where(
+                    tables.Deployment.tenant == tenant,
+                    tables.Deployment.service == service,
+                    tables.Deployment.environment == environment,
+                    tables.Deployment.result == "running",
+                )
+                .values(result="interrupted", reason=reason, finished=now())
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
+
     def released(
         self, *, tenant: str, service: str, environment: str, cluster: str | None = None
     ) -> Released | None:
