@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from tenantry.ledger import Ledger, now, tables
+from tests.waiting import wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -105,9 +106,9 @@ def _race(count: int, attempt: object) -> list[object]:
     return results
 
 
-def operation(kind: str = "approve") -> tables.Operation:
+def operation(kind: str = "approve", service: str = "s") -> tables.Operation:
     return tables.Operation(
-        kind=kind, tenant="t", service="s", environment="production", params="{}",
+        kind=kind, tenant="t", service=service, environment="production", params="{}",
         requested_by="bob", status="queued", result="", progress="", created=now(),
     )  # fmt: skip
 
@@ -126,17 +127,54 @@ def test_of_concurrent_approvals_one_wins_and_queues_the_only_operation(ledger: 
 
 
 def test_each_queued_operation_is_claimed_by_exactly_one_worker(ledger: Ledger) -> None:
-    queued = [ledger.add(operation()).id for _ in range(5)]
+    queued = [ledger.add(operation(service=f"s{n}")).id for n in range(5)]
     claimed = _race(8, lambda: ledger.claim_operation(worker="w"))
-    got = sorted(o.id for o in claimed if o is not None)  # type: ignore[attr-defined]
+    got = sorted(c.operation.id for c in claimed if c is not None)  # type: ignore[attr-defined]
     assert got == queued
     assert ledger.claim_operation(worker="late") is None
     ledger.add_progress(queued[0], "step 1")
     ledger.add_progress(queued[0], "step 2")
-    ledger.finish_operation(queued[0], status="succeeded", result="done")
+    assert ledger.finish_operation(queued[0], token=1, status="succeeded", result="done")
     done = ledger.operation(queued[0])
     assert done is not None
     assert (done.status, done.progress, done.worker) == ("succeeded", "step 1\nstep 2\n", "w")
+
+
+def test_operations_on_one_service_run_one_at_a_time(ledger: Ledger) -> None:
+    first, second = ledger.add(operation()).id, ledger.add(operation("rollback")).id
+    claim = ledger.claim_operation(worker="w1")
+    assert claim is not None and claim.operation.id == first
+    assert ledger.claim_operation(worker="w2") is None  # s has a live operation
+    ledger.finish_operation(first, token=claim.token, status="succeeded", result="")
+    after = ledger.claim_operation(worker="w2")
+    assert after is not None and after.operation.id == second
+
+
+def test_a_lapsed_claim_is_taken_over_and_the_old_holder_is_fenced_off(ledger: Ledger) -> None:
+    number = ledger.add(operation()).id
+    old = ledger.claim_operation(worker="w1", ttl_s=0.2)
+    assert old is not None and (old.token, old.taken_from) == (1, None)
+    assert ledger.claim_operation(worker="w2", ttl_s=30) is None  # still held
+    assert ledger.renew_operation(number, token=old.token, ttl_s=0.2)
+    # w1 stops renewing (it died): once its lease has lapsed, w2 takes over.
+    new = wait_for(lambda: ledger.claim_operation(worker="w2", ttl_s=30),
+                   "the lapsed operation to be claimable", timeout_s=10, poll_s=0.05)  # fmt: skip
+    assert (new.operation.id, new.token, new.taken_from) == (number, 2, "w1")
+    assert not ledger.renew_operation(number, token=old.token, ttl_s=30)
+    assert not ledger.finish_operation(number, token=old.token, status="failed", result="late")
+    assert ledger.finish_operation(number, token=new.token, status="succeeded", result="done")
+    done = ledger.operation(number)
+    assert done is not None and (done.status, done.worker) == ("succeeded", "w2")
+
+
+def test_deploys_left_running_are_marked_interrupted(ledger: Ledger) -> None:
+    left = ledger.add(deployment("1.0.0"))
+    finished = ledger.add(deployment("0.9.0"))
+    ledger.finish_deployment(finished.id, result="succeeded")
+    assert ledger.interrupt_deployments(tenant="t", service="s", environment="staging",
+                                        reason="interrupted: w1 died") == 1  # fmt: skip
+    results = {d.id: d.result for d in ledger.deployments()}
+    assert (results[left.id], results[finished.id]) == ("interrupted", "succeeded")
 
 
 def test_current_releases_are_the_newest_succeeded_per_cluster(ledger: Ledger) -> None:

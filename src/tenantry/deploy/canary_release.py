@@ -87,17 +87,21 @@ def release(
     deploy: Deploy,
     log: Callable[[str], None],
     decide_within_s: float = 600.0,
+    guard: Callable[[], None] = lambda: None,
 ) -> str | None:
     """Canary cluster, analysis, primary. The failure's reason, or None when promoted.
 
-    A rollout with no decision within ``decide_within_s`` (no traffic, say) is aborted
-    and rolled back rather than left half-way."""
+    A rollout with no decision within ``decide_within_s`` (no traffic, Prometheus or the
+    router unreachable all along, say) is aborted and rolled back rather than left
+    half-way. A rollout of this version still running or paused in the ledger (its
+    worker died) is resumed at its stored step, not started again. ``guard`` runs before
+    every action."""
     env = repo.platform.environment(environment)
     canaries, primaries = _split(env)
     rollout_policy = policy.policy(repo.platform, service)
     wired = wiring(repo, service, environment)
     wired.router.state(wired.route)  # the router answers, before anything is deployed
-    previous = {c.name: _serving(ledger, service, c.name) for c in canaries}
+    previous = {c.name: _serving(ledger, service, c.name, before=version) for c in canaries}
     failure = deploy(canaries)
     if failure:
         return failure
@@ -124,7 +128,7 @@ def release(
     controller = canary.Controller(
         target, router=wired.router, ledger=ledger,
         observe=lambda t: canary.observe(wired.prometheus, t, rollout_policy.interval_s),
-        on_rollback=roll_back, on_promote=promote, log=log,
+        on_rollback=roll_back, on_promote=promote, log=log, guard=guard,
     )  # fmt: skip
     rollout = controller.run(max_intervals=max(1, int(decide_within_s / rollout_policy.interval_s)))
     if rollout.status in ("running", "paused"):
@@ -137,9 +141,12 @@ def release(
     return f"canary {rollout.status}: {rollout.reason}"
 
 
-def _serving(ledger: Ledger, service: ServiceSource, cluster: str) -> str | None:
+def _serving(ledger: Ledger, service: ServiceSource, cluster: str, *, before: str) -> str | None:
+    """The version ``cluster`` served before ``before`` (a resumed rollout has already
+    deployed ``before`` there)."""
     for deployment in ledger.history(tenant=service.tenant, service=service.name, limit=200):
-        if deployment.cluster == cluster and deployment.result == "succeeded":
+        if (deployment.cluster == cluster and deployment.result == "succeeded"
+                and deployment.version != before):  # fmt: skip
             return deployment.version
     return None
 

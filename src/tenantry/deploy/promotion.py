@@ -189,24 +189,34 @@ def deploy_approved(
     promotion_id: int,
     timeout_s: float = 300.0,
     log: Callable[[str], None] = lambda _: None,
+    guard: Callable[[], None] = lambda: None,
 ) -> Result:
     """Deploy an approved promotion: canary cluster(s) first, then primary — with a
     canary analysis of live traffic in between when platform.yaml has ``traffic`` and the
     service has a route (a descriptor; a team's own chart has none).
-    Workers run this; it never runs in the terminal of the person who approved."""
+    Workers run this; it never runs in the terminal of the person who approved.
+
+    A promotion already ``deploying`` is resumed (its worker died and another took the
+    operation over): clusters that already run the version for this promotion are not
+    deployed again, and a canary rollout carries on from its stored step. ``guard`` runs
+    before every action (`tenantry.ledger.fence`)."""
     row = ledger.promotion(promotion_id)
-    if row is None or row.status != "approved":
+    if row is None or row.status not in ("approved", "deploying"):
         raise PromotionError(
             f"promotion {promotion_id} is {row.status if row else 'missing'}, not approved"
         )
     by = row.approved_by or "?"
+    actor = f"{by} (approved #{promotion_id})"
+    if row.status == "deploying":
+        log(f"resuming promotion {promotion_id}: it was deploying when its worker stopped")
+    guard()
     ledger.set_promotion(promotion_id, status="deploying")
 
     def deploy(clusters: Sequence[models.ClusterRef] | None = None) -> str | None:
         return _deploy_version(
             repo, ledger, clients, tenant=row.tenant, service=row.service, version=row.version,
-            digest=row.digest, environment=row.environment,
-            actor=f"{by} (approved #{promotion_id})", timeout_s=timeout_s, clusters=clusters,
+            digest=row.digest, environment=row.environment, actor=actor, timeout_s=timeout_s,
+            clusters=clusters, guard=guard, log=log,
         )  # fmt: skip
 
     source = repo.service(f"{row.tenant}/{row.service}")
@@ -218,7 +228,7 @@ def deploy_approved(
         )
         failure = canary_release.release(
             repo, ledger, service=source, version=row.version, environment=row.environment,
-            deploy=deploy, log=log,
+            deploy=deploy, log=log, guard=guard,
         )  # fmt: skip
     else:
         if repo.platform.traffic is not None:
@@ -230,6 +240,7 @@ def deploy_approved(
         log(f"deploying {row.tenant}/{row.service} {row.version} to {row.environment}")
         failure = deploy()
     status, reason = ("failed", failure) if failure else ("deployed", "")
+    guard()
     ledger.set_promotion(promotion_id, status=status, reason=reason)
     return Result(promotion_id, status, reason)
 
@@ -284,14 +295,16 @@ def rollback(
     by: str,
     timeout_s: float = 300.0,
     log: Callable[[str], None] = lambda _: None,
+    guard: Callable[[], None] = lambda: None,
 ) -> Result:
-    """Redeploy ``plan``'s earlier succeeded version to every cluster of its environment."""
+    """Redeploy ``plan``'s earlier succeeded version to every cluster of its environment
+    (a cluster already back on it, after a worker that died, is not deployed again)."""
     service = repo.service(plan.ref)
     log(f"rolling {plan.ref} back in {plan.environment}: {plan.current} → {plan.target}")
     failure = _deploy_version(
         repo, ledger, clients, tenant=service.tenant, service=service.name, version=plan.target,
         digest=plan.digest, environment=plan.environment,
-        actor=f"{by} (rollback from {plan.current})", timeout_s=timeout_s,
+        actor=f"{by} (rollback from {plan.current})", timeout_s=timeout_s, guard=guard, log=log,
     )  # fmt: skip
     return Result(
         None,
@@ -313,7 +326,20 @@ def _deploy_version(
     actor: str,
     timeout_s: float,
     clusters: Sequence[models.ClusterRef] | None = None,
+    guard: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] = lambda _: None,
 ) -> str | None:
+    chosen = clusters or _canary_first(repo.platform.environment(environment))
+    # Deployed already by this same action (a worker that died after it): not again.
+    done = {
+        c.name for c in chosen
+        if _last_on(ledger, tenant, service, environment, c.name) == (version, actor, "succeeded")
+    }  # fmt: skip
+    for name in sorted(done):
+        log(f"{name} already runs {version} for this action: not deployed again")
+    todo = [c for c in chosen if c.name not in done]
+    if not todo:
+        return None
     fetched = store.fetch(clients, repo.artifacts().bucket, f"{tenant}/{service}-{version}.tgz")
     if fetched.digest != digest:
         return f"the archive's sha256 {fetched.digest} is not the recorded {digest}"
@@ -325,7 +351,18 @@ def _deploy_version(
             ledger,
             release.Artifact(tenant, service, version, digest, archive),
             environment=environment,
-            clusters=clusters or _canary_first(repo.platform.environment(environment)),
+            clusters=todo,
             actor=actor,
             timeout_s=timeout_s,
+            guard=guard,
         )
+
+
+def _last_on(
+    ledger: Ledger, tenant: str, service: str, environment: str, cluster: str
+) -> tuple[str, str, str] | None:
+    """(version, actor, result) of the newest finished deployment on one cluster."""
+    for d in ledger.history(tenant=tenant, service=service, limit=200):
+        if d.environment == environment and d.cluster == cluster and d.result != "running":
+            return d.version, d.actor, d.result
+    return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +45,16 @@ def _redacted(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An operation a worker claimed: its fencing ``token``, and the worker it was taken
+    over from (None when it was queued)."""
+
+    operation: tables.Operation
+    token: int
+    taken_from: str | None
 
 
 @dataclass(frozen=True)
@@ -330,28 +340,72 @@ class Ledger:
         with self.session() as session:
             return session.get(tables.Operation, operation_id)
 
-    def claim_operation(self, *, worker: str) -> tables.Operation | None:
-        """Take the oldest queued operation for ``worker``; None when none is queued.
+    def claim_operation(self, *, worker: str, ttl_s: float = 30.0) -> Claim | None:
+        """Take the oldest operation that is queued, or running under a lapsed lease (its
+        worker died or lost the ledger), for ``worker``; None when there is none.
 
-        The claim is a conditional UPDATE (queued → running), so two workers never
-        take the same operation."""
+        The claim is one conditional UPDATE on the operation's fencing token, so two
+        workers never both win it; each claim gets a larger token. Operations on the same
+        service in the same environment run one at a time: one whose service has a live
+        operation waits."""
         while True:
             with self.session() as session:
-                candidate = session.scalars(
-                    select(tables.Operation.id)
-                    .where(tables.Operation.status == "queued")
+                at = now()
+                lapsed = or_(
+                    tables.Operation.status == "queued",
+                    and_(
+                        tables.Operation.status == "running",
+                        or_(tables.Operation.lease_expires.is_(None),
+                            tables.Operation.lease_expires < at),
+                    ),
+                )  # fmt: skip
+                busy = {
+                    (row.tenant, row.service, row.environment)
+                    for row in session.execute(
+                        select(tables.Operation.tenant, tables.Operation.service,
+                               tables.Operation.environment)
+                        .where(tables.Operation.status == "running",
+                               tables.Operation.lease_expires >= at)
+                    )
+                }  # fmt: skip
+                candidates = session.execute(
+                    select(tables.Operation.id, tables.Operation.lease_token,
+                           tables.Operation.worker, tables.Operation.tenant,
+                           tables.Operation.service, tables.Operation.environment)
+                    .where(lapsed)
                     .order_by(tables.Operation.id)
-                    .limit(1)
-                ).first()
-                if candidate is None:
+                    .limit(100)
+                ).all()  # fmt: skip
+                free = [c for c in candidates if (c.tenant, c.service, c.environment) not in busy]
+                if not free:
                     return None
+                chosen = free[0]
                 taken = session.execute(
                     update(tables.Operation)
-                    .where(tables.Operation.id == candidate, tables.Operation.status == "queued")
-                    .values(status="running", worker=worker, started=now())
-                )
+                    .where(tables.Operation.id == chosen.id,
+                           tables.Operation.lease_token == chosen.lease_token, lapsed)
+                    .values(status="running", worker=worker, lease_token=chosen.lease_token + 1,
+                            lease_expires=at + timedelta(seconds=ttl_s),
+                            started=func.coalesce(tables.Operation.started, at))
+                )  # fmt: skip
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
-                    return session.get_one(tables.Operation, candidate)
+                    return Claim(
+                        session.get_one(tables.Operation, chosen.id),
+                        token=chosen.lease_token + 1,
+                        taken_from=chosen.worker,
+                    )
+
+    def renew_operation(self, operation_id: int, *, token: int, ttl_s: float) -> bool:
+        """Extend a claimed operation's lease; False when another claim superseded it."""
+        with self.session() as session:
+            renewed = session.execute(
+                update(tables.Operation)
+                .where(tables.Operation.id == operation_id,
+                       tables.Operation.lease_token == token,
+                       tables.Operation.status == "running")
+                .values(lease_expires=now() + timedelta(seconds=ttl_s))
+            )  # fmt: skip
+            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
 
     def add_progress(self, operation_id: int, line: str) -> None:
         """Append one line to an operation's progress log."""
@@ -362,14 +416,17 @@ class Ledger:
                 .values(progress=tables.Operation.progress + line.rstrip("\n") + "\n")
             )
 
-    def finish_operation(self, operation_id: int, *, status: str, result: str) -> None:
-        """Record how an operation ended."""
+    def finish_operation(self, operation_id: int, *, token: int, status: str, result: str) -> bool:
+        """Record how an operation ended — only under the claim ``token`` (a worker whose
+        lease was taken over records nothing); whether it was recorded."""
         with self.session() as session:
-            session.execute(
+            done = session.execute(
                 update(tables.Operation)
-                .where(tables.Operation.id == operation_id)
-                .values(status=status, result=result, finished=now())
-            )
+                .where(tables.Operation.id == operation_id,
+                       tables.Operation.lease_token == token)
+                .values(status=status, result=result, finished=now(), lease_expires=None)
+            )  # fmt: skip
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     # --- audit -----------------------------------------------------------------------
 

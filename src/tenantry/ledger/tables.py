@@ -125,7 +125,11 @@ class Failover(Base):
 
 class Operation(Base):
     """Production work (an approval's deploy, a rollback) queued by the server and carried
-    out by a worker; clients follow it by id. ``progress`` accumulates its log lines."""
+    out by a worker; clients follow it by id. ``progress`` accumulates its log lines.
+
+    A worker holds a running operation by a lease: ``lease_token`` grows with every
+    claim (fencing) and ``lease_expires`` is pushed on by its heartbeat; once that has
+    passed, another worker may take the operation over."""
 
     __tablename__ = "operations"
     __table_args__ = (Index("ix_operations_status", "status", "id"),)
@@ -143,6 +147,8 @@ class Operation(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Audit(Base):

@@ -8,6 +8,17 @@ stopped and started again resumes at the same step with the same counts.
 ``tenantry canary pause|resume|abort`` change that row; the controller reads it
 back every interval.
 
+When a dependency fails mid-rollout the controller neither guesses nor gives up:
+* Prometheus unreachable (or answering nonsense) is an interval with no data — the
+  rollout pauses where it is, says why, and is never promoted on it;
+* the router refusing or unreachable means the step was not taken: the rollout stays
+  at the weight it had (stored, with the reason) and tries again next interval; a
+  rollback keeps trying to take the canary out of traffic.
+Weights stay where they were rather than snapping back to the primary: the canary was
+healthy at that weight when last measured, and a failing router could not move them
+anyway. A rollout that reaches no decision by its deadline is rolled back.
+``guard`` runs before every action so a worker that lost its lease stops first.
+
 Success rates come from HAProxy's per-server response counters (they count what
 users got, whatever the app reports); latency from the applications' own
 histograms, because HAProxy exports only averages.
@@ -17,12 +28,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import httpx2
 
-from tenantry import errors
+from tenantry import errors, faults
 from tenantry.ledger import Ledger, now, tables
 from tenantry.observability.promql import matchers
 from tenantry.traffic import analysis
@@ -92,6 +103,7 @@ class Controller:
         on_promote: Callable[[Target], None],
         sleep: Callable[[float], None] = time.sleep,
         log: Callable[[str], None] = lambda _: None,
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self.target = target
         self.router = router
@@ -101,6 +113,7 @@ class Controller:
         self.on_promote = on_promote
         self.sleep = sleep
         self.log = log
+        self.guard = guard
 
     def _load(self) -> tuple[int, analysis.Rollout] | None:
         row = self.ledger.canary(self.target.tenant, self.target.service)
@@ -112,6 +125,7 @@ class Controller:
         )
 
     def _save(self, row_id: int, rollout: analysis.Rollout) -> None:
+        self.guard()
         self.ledger.set_canary(
             row_id,
             step=rollout.step,
@@ -124,9 +138,10 @@ class Controller:
         )
 
     def begin(self) -> tuple[int, analysis.Rollout]:
-        """The stored rollout of this version (resumed), or a new one at the first step."""
+        """The stored rollout of this version if it is still under way (resumed), or a new
+        one at the first step (a finished one is history: this is a new attempt)."""
         found = self._load()
-        if found is not None:
+        if found is not None and found[1].status in ("running", "paused"):
             self.log(f"resuming at weight {found[1].weight}%: {found[1].reason}")
             return found
         rollout = analysis.start(self.target.policy)
@@ -151,7 +166,8 @@ class Controller:
         row_id, rollout = self.begin()
         if rollout.status in ("running", "paused"):
             # The weight the stored state says: after a restart the router may have lost it.
-            self.router.set_canary_weight(self.target.route, rollout.weight)
+            self.guard()
+            self._reach_router(row_id, rollout, rollout.weight)
         intervals = 0
         while rollout.status in ("running", "paused"):
             if max_intervals is not None and intervals >= max_intervals:
@@ -166,31 +182,72 @@ class Controller:
                     break
             if rollout.status == "paused":
                 continue
-            verdict = analysis.classify(
-                self._observe(self.target), self.target.objectives, self.target.policy
-            )
-            rollout, action = analysis.advance(rollout, verdict, self.target.policy)
+            following, action = analysis.advance(rollout, self._verdict(), self.target.policy)
+            self.guard()
+            if action.kind == "promote":
+                self.on_promote(self.target)  # the primary gets the version first
+            if action.kind in ("set-weight", "rollback", "promote"):
+                weight = action.weight if action.kind == "set-weight" else 0
+                if not self._reach_router(row_id, rollout, weight):
+                    continue  # the step was not taken: stay where we are, try again
+            if action.kind == "rollback":
+                self.on_rollback(self.target, following.reason)
+            rollout = following
             self.log(rollout.reason)
-            self._act(action, rollout)
+            faults.point("canary.after-weight")
             self._save(row_id, rollout)
         return rollout
 
-    def _act(self, action: analysis.Action, rollout: analysis.Rollout) -> None:
-        if action.kind == "set-weight":
-            self.router.set_canary_weight(self.target.route, action.weight)
-        elif action.kind == "rollback":
-            self._roll_back(rollout.reason)
-        elif action.kind == "promote":
-            self.on_promote(self.target)
-            self.router.set_canary_weight(self.target.route, 0)
+    def _verdict(self) -> analysis.Verdict:
+        """This interval's verdict; Prometheus failing is an interval with no data."""
+        try:
+            observation = self._observe(self.target)
+        except Exception as e:  # any failure to read the figures: never a pass
+            return analysis.Verdict("no-data", f"Prometheus unreachable: {_short(e)}")
+        return analysis.classify(observation, self.target.objectives, self.target.policy)
+
+    def _reach_router(self, row_id: int, rollout: analysis.Rollout, weight: int) -> bool:
+        """Set the canary's ``weight``; when the router fails, record that the rollout
+        stays where it was and return False (the next interval tries again)."""
+        try:
+            self.router.set_canary_weight(self.target.route, weight)
+            return True
+        except Exception as e:  # the router failed: nothing moved
+            stuck = replace(rollout, reason=f"router unreachable: {_short(e)}; staying at "
+                            f"{rollout.weight}% and trying again")  # fmt: skip
+            self.log(stuck.reason)
+            self._save(row_id, stuck)
+            return False
 
     def abort(self, reason: str) -> None:
         """Take the canary out of traffic and roll it back (after `set_status` aborted it)."""
         self._roll_back(reason)
 
-    def _roll_back(self, reason: str) -> None:
-        self.router.set_canary_weight(self.target.route, 0)
+    def _roll_back(self, reason: str, *, attempts: int = 30) -> None:
+        """Canary out of traffic, then ``on_rollback``; the router is retried every
+        interval, because a canary left in traffic is worse than a slow rollback."""
+        for attempt in range(1, attempts + 1):
+            self.guard()
+            try:
+                self.router.set_canary_weight(self.target.route, 0)
+                break
+            except Exception as e:
+                if attempt == attempts:
+                    raise errors.TenantryError(
+                        f"could not take the canary of {self.target.tenant}/"
+                        f"{self.target.service} out of traffic: {_short(e)}",
+                        fix="set its weight to 0 when the router answers: "
+                        f"`tenantry canary abort {self.target.tenant}/{self.target.service}`",
+                    ) from e
+                self.log(f"rolling back: router unreachable ({_short(e)}); trying again")
+                self.sleep(self.target.policy.interval_s)
         self.on_rollback(self.target, reason)
+
+
+def _short(error: Exception) -> str:
+    """One line naming the error, for the stored reason."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:300]
 
 
 def set_status(
