@@ -148,8 +148,12 @@ def deployer_cmd(
     wait: Annotated[int, typer.Option("--wait", help="Long-poll seconds per receive.")] = 20,
     lease_ttl: Annotated[
         float,
-        typer.Option("--lease-ttl", help="Seconds a release's lease lasts unless renewed."),
-    ] = 60.0,
+        typer.Option(
+            "--lease-ttl",
+            help="Seconds a lease (on a staging release, or on a production operation) lasts "
+            "unless renewed: how soon another worker takes over the work of one that died.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, and the
     production operations the server queues (approved promotions, rollbacks).
@@ -185,7 +189,7 @@ def deployer_cmd(
 
     stop = threading.Event()
     job_worker = jobs.Worker(
-        loaded, ledger, clients, name=name,
+        loaded, ledger, clients, name=name, lease_ttl_s=lease_ttl,
         log=lambda line: output.err_console.print(line, markup=False),
     )  # fmt: skip
     job_thread = threading.Thread(target=job_worker.run, args=(stop,), name="jobs")

@@ -164,12 +164,14 @@ class Controller:
     def run(self, *, max_intervals: int | None = None) -> analysis.Rollout:
         """Drive the rollout until it is promoted, rolled back or aborted."""
         row_id, rollout = self.begin()
-        if rollout.status in ("running", "paused"):
-            # The weight the stored state says: after a restart the router may have lost it.
-            self.guard()
-            self._reach_router(row_id, rollout, rollout.weight)
+        # The weight the stored state says: after a restart the router may have lost it,
+        # and after a router failure it may hold anything.
+        unsure = rollout.status in ("running", "paused")
         intervals = 0
         while rollout.status in ("running", "paused"):
+            if unsure:
+                self.guard()
+                unsure = not self._reach_router(row_id, rollout, rollout.weight)
             if max_intervals is not None and intervals >= max_intervals:
                 break
             self.sleep(self.target.policy.interval_s)
@@ -180,18 +182,19 @@ class Controller:
                 if rollout.status == "aborted":
                     self._roll_back(rollout.reason)
                     break
-            if rollout.status == "paused":
-                continue
+            if rollout.status == "paused" or unsure:
+                continue  # paused by a person, or the router holds who knows what weight
             following, action = analysis.advance(rollout, self._verdict(), self.target.policy)
             self.guard()
-            if action.kind == "promote":
-                self.on_promote(self.target)  # the primary gets the version first
-            if action.kind in ("set-weight", "rollback", "promote"):
+            if action.kind == "rollback":
+                self._roll_back(following.reason)  # keeps at the router until it answers
+            elif action.kind in ("set-weight", "promote"):
+                if action.kind == "promote":
+                    self.on_promote(self.target)  # the primary gets the version first
                 weight = action.weight if action.kind == "set-weight" else 0
                 if not self._reach_router(row_id, rollout, weight):
-                    continue  # the step was not taken: stay where we are, try again
-            if action.kind == "rollback":
-                self.on_rollback(self.target, following.reason)
+                    unsure = True  # the step was not taken: back to the stored weight first
+                    continue
             rollout = following
             self.log(rollout.reason)
             faults.point("canary.after-weight")
