@@ -60,7 +60,8 @@ def live(platform: Platform, tmp_path: Path) -> Iterator[dict[str, object]]:
         wait_for(lambda: scraped(f"http://127.0.0.1:{port}", len(targets)),
                  "Prometheus to scrape HAProxy and every demo app")  # fmt: skip
         (route, front) = local_traffic.routes(repo)[0]
-        yield {"route": route, "front": f"http://127.0.0.1:{front}/"}
+        yield {"route": route, "front": f"http://127.0.0.1:{front}/",
+               "router": local_traffic.router(repo)}  # fmt: skip
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
