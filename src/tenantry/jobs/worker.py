@@ -23,7 +23,7 @@ from collections.abc import Callable
 from tenantry import errors
 from tenantry.aws import Clients
 from tenantry.deploy import promotion
-from tenantry.ledger import Claim, Ledger, fence, tables
+from tenantry.ledger import Claim, Ledger, Unavailable, fence, tables
 from tenantry.spec.repository import Repository
 
 _log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ _log = logging.getLogger(__name__)
 # How often an idle worker looks for queued operations: the delay between an approval
 # and its deploy starting.
 POLL_S = 0.25
+# How long to wait before asking an unavailable ledger again.
+LEDGER_RETRY_S = 2.0
 # How long a claim holds without a renewal: the longest a dead worker's operation waits
 # before another takes it over.
 LEASE_TTL_S = 30.0
@@ -59,7 +61,16 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; the operation in hand is finished first."""
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                worked = self.run_once()
+            except Unavailable as e:
+                # The ledger is down (a database restart): nothing can be claimed or
+                # recorded. An operation in hand keeps its lease until it lapses, then any
+                # worker — this one too — takes it over from where it stopped.
+                self._log(f"the ledger is unavailable ({type(e.orig).__name__}); retrying")
+                stop.wait(LEDGER_RETRY_S)
+                continue
+            if not worked:
                 stop.wait(POLL_S)
 
     def run_once(self) -> bool:
@@ -82,6 +93,8 @@ class Worker:
                 # Another worker has (or will have) the operation: record nothing more.
                 self._log(f"operation {operation.id}: {e}")
                 return True
+            except Unavailable:
+                raise  # not the operation's failure: left for take-over once the ledger is back
             except errors.TenantryError as e:
                 status, result = "failed", str(e)
             except Exception as e:

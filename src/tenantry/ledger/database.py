@@ -15,13 +15,16 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry import errors, paths
 from tenantry.ledger import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# What the database driver raises when the ledger cannot be reached or cannot answer (a
+# restart, a lost connection): callers that can wait it out catch this.
+Unavailable = DBAPIError
 
 
 def now() -> datetime:
