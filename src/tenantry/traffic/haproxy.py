@@ -19,12 +19,16 @@ backend whose servers are the clusters' ingress endpoints:
   back after a hold-down, gradually, is the failover watcher's job
   (`tenantry.traffic.failover`).
 
-Weights set through the Runtime API do not survive a reload, so the router keeps the
-weights it wants in a file next to the configuration, writes them into every
-configuration it renders, and applies them again after each reload. HAProxy runs in
-master-worker mode; `reload` signals the master (same pid), which starts new workers
-with the new configuration. Its built-in Prometheus exporter serves ``/metrics`` on
-the stats port.
+Weights set through the Runtime API live only in the running process: a reload or a
+restart starts from ``haproxy.cfg``. So the router keeps the weights it wants in a file
+next to the configuration (``canary-weights.json``), renders the configuration again
+each time one of them changes — not only at the next start or reload — and applies
+them again after each reload. Whatever starts HAProxy from ``haproxy.cfg`` after a crash
+(the router, a supervisor, a person) gets the weights the rollout set, not the ones of
+the last render. Both files are replaced atomically, so a crash mid-write never leaves
+half a configuration. HAProxy runs in master-worker mode; `reload` signals the master
+(same pid), which starts new workers with the new configuration. Its built-in
+Prometheus exporter serves ``/metrics`` on the stats port.
 """
 
 from __future__ import annotations
@@ -118,6 +122,15 @@ def config(
     return "\n".join(lines) + "\n"
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a reader (HAProxy starting, another command)
+    sees the old file or the new one, never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 class Runtime:
     """HAProxy's Runtime API on its admin socket."""
 
@@ -187,10 +200,9 @@ class HAProxy:
             return {}
 
     def _write(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         text = config(self.routes, admin_socket=self.runtime.path, stats_port=self.stats_port,
                       canary_weights=self.wanted(), timing=self.timing)  # fmt: skip
-        self.config_file.write_text(text)
+        _replace(self.config_file, text)
 
     def start(self) -> processes.Process:
         """Write the configuration and start HAProxy (master-worker), or find it running."""
@@ -248,8 +260,9 @@ class HAProxy:
         if not 0 <= weight <= 100:
             raise errors.UsageError(f"weight {weight} is outside 0-100")
         wanted = {**self.wanted(), route.name: weight}
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._wanted_file.write_text(json.dumps(wanted))
+        _replace(self._wanted_file, json.dumps(wanted))
+        # The configuration a restart starts from must hold the weight before HAProxy does.
+        self._write()
         self._apply(route, weight)
 
     def state(self, route: Route) -> list[ServerState]:
