@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tenantry import helm
 from tenantry.ledger import Ledger
+from tenantry.tenancy import reconcile
 from tests.faults.conftest import Outcome, Record
 from tests.faults.deployers import (
     KEY,
@@ -75,6 +77,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def release_status(p: Platform) -> str | None:
+    """Helm's status of release web in the (one) staging cluster."""
+    repo = p.load()
+    (ref,) = repo.platform.environment("staging").clusters
+    target = reconcile.resolve(ref, "staging", repo.root)
+    return helm.status(
+        helm.Target(kubeconfig=target.kubeconfig, context=target.context, namespace="echo"),
+        release="web",
+    )
+
+
 @pytest.mark.parametrize("point", list(POINTS))
 def test_a_deployer_killed_mid_deploy_is_finished_by_another(
     point: str, fast_platform: Platform, ledger: Ledger, tmp_path: Path, reliability: Record
@@ -95,6 +108,11 @@ def test_a_deployer_killed_mid_deploy_is_finished_by_another(
             orphan = wait_for(lambda: helm_upgrade_child(doomed.pid),
                               "the deployer's helm upgrade child", timeout_s=60,
                               poll_s=0.02)  # fmt: skip
+            # Killed inside helm's --wait (the slow chart's pods take seconds to be
+            # ready), once helm has recorded the release as pending.
+            wait_for(lambda: release_status(p) == "pending-install",
+                     "helm to record the release as pending-install", timeout_s=30,
+                     poll_s=0.05)  # fmt: skip
             os.kill(doomed.pid, signal.SIGKILL)
         # The process dies by itself at its fault point.
         try:
@@ -105,6 +123,11 @@ def test_a_deployer_killed_mid_deploy_is_finished_by_another(
             ) from None
         killed = time.monotonic()
         assert code == -signal.SIGKILL, f"exit {code}, not SIGKILL:\n{doomed.output()}"
+        if orphan is not None:
+            # Its helm dies with it rather than run on unowned, racing the next worker.
+            pid = orphan
+            wait_for(lambda: not alive(pid), "the killed deployer's helm to die with it",
+                     timeout_s=10)  # fmt: skip
         events_before = max((e.id for e in ledger.events()), default=0)
 
         survivor = start(p, ledger, "survivor", tmp_path)
@@ -160,11 +183,7 @@ def test_a_deployer_killed_mid_deploy_is_finished_by_another(
         doomed.stop()
         if survivor is not None:
             survivor.stop()
-        if orphan is not None:
-            # helm orphaned by the kill finishes (or times out) by itself; wait for it
-            # so the next test's uninstall does not race it.
-            try:
-                wait_for(lambda: not alive(orphan), "the orphaned helm to exit", timeout_s=120)
-            finally:
-                if alive(orphan):
-                    os.kill(orphan, signal.SIGKILL)
+        if orphan is not None and alive(orphan):
+            # It outlived its deployer (a failure, asserted above): stop it by its pid so
+            # the next test's uninstall does not race it.
+            os.kill(orphan, signal.SIGKILL)

@@ -111,7 +111,8 @@ def test_a_worker_killed_mid_deploy_loses_nothing(
     (release,) = helm.list_releases(target)
     assert (release["chart"], release["status"]) == ("web-4.0.0", "deployed")
     by_actor = {d.actor: d.result for d in ledger.deployments() if d.version == "4.0.0"}
-    assert by_actor == {"deployer:doomed": "running", "deployer:survivor": "succeeded"}
+    # The dead worker's deploy is marked interrupted by the one that took the lease over.
+    assert by_actor == {"deployer:doomed": "interrupted", "deployer:survivor": "succeeded"}
 
 
 def test_the_worker_rides_out_an_outage_of_the_s3_sqs_server(
