@@ -6,7 +6,8 @@ rollback, so every deploy is the same action: `helm upgrade --install --wait
 cluster, stopping at the first cluster that fails so later ones keep serving.
 
 ``guard`` is called before each cluster's helm run: a worker whose lease lapsed
-(`tenantry.ledger.fence`) stops there instead of racing the worker that took over.
+(`tenantry.ledger.fence`) stops there instead of racing the worker that took over. The
+worker that took over first clears a release the dead one's helm left pending.
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ def deploy(
         )  # fmt: skip
         started = time.monotonic()
         faults.point("deploy.before-helm")
+        as_tenant = helm.Target(
+            kubeconfig=target.kubeconfig,
+            context=target.context,
+            namespace=tenant.name,
+            identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
+        )
         try:
+            _clear_abandoned(as_tenant, artifact.service, timeout_s)
             helm.upgrade_install(
-                helm.Target(
-                    kubeconfig=target.kubeconfig,
-                    context=target.context,
-                    namespace=tenant.name,
-                    identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
-                ),
+                as_tenant,
                 release=artifact.service,
                 chart=artifact.path,
                 wait=True,
@@ -85,3 +88,19 @@ def deploy(
         faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded")
     return None
+
+
+def _clear_abandoned(target: helm.Target, release: str, timeout_s: float) -> None:
+    """Undo what a dead worker's helm left pending, so this deploy can run.
+
+    Called holding the release's lease (``guard`` just passed), so no live worker runs
+    helm on it, and helm dies with the worker that started it (`tenantry.helm`): a
+    pending revision is one whose helm was killed. helm refuses every later upgrade of
+    such a release ("another operation is in progress"), so a take-over would fail —
+    and the event end in the dead-letter queue — until someone cleared it by hand.
+    """
+    state = helm.status(target, release=release)
+    if state == "pending-install":
+        helm.uninstall(target, release=release)  # its first install: nothing served before
+    elif state in ("pending-upgrade", "pending-rollback"):
+        helm.rollback(target, release=release, timeout_s=timeout_s)  # to the last deployed

@@ -9,9 +9,12 @@ environment of whoever runs Tenantry. Helm's stderr becomes `HelmError.stderr`.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,9 @@ from tenantry.tools import install
 
 # How often a running helm command is checked for an early abort.
 _POLL_S = 0.5
+# prctl(2)'s PR_SET_PDEATHSIG, looked up before any fork: the child may only call it.
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ def run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_die_with_parent if _prctl is not None else None,
     )
     deadline = time.monotonic() + timeout_s
     pending_input = stdin
@@ -122,6 +129,15 @@ def run(
         detail = "\n".join([*findings, stderr.strip()])
         raise errors.HelmError(f"{action} failed: {detail}", stderr=detail)
     return stdout
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec. A helm whose worker was killed must not
+    # run on unowned: it would race the worker that takes the release over (and could
+    # roll its deploy back). It dies with the worker instead, and whatever it left
+    # pending is cleared by the next lease holder (`tenantry.deploy.release`).
+    assert _prctl is not None
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _with_values(args: list[str], values: Mapping[str, Any] | None) -> tuple[list[str], str | None]:
@@ -158,6 +174,20 @@ def upgrade_install(
         abort_if=abort_if,
     )
     return Release.from_json(json.loads(out))
+
+
+def status(target: Target, *, release: str) -> str | None:
+    """The status of the release's latest revision (``deployed``, ``pending-install``,
+    ``pending-upgrade`` ...), or None when there is no such release."""
+    try:
+        out = run(["status", release, *target.flags(), "--output", "json"],
+                  action=f"helm status {release} in {target.namespace}")  # fmt: skip
+    except errors.HelmError as e:
+        if "not found" in e.stderr:
+            return None
+        raise
+    found = json.loads(out).get("info", {}).get("status")
+    return str(found) if found else None
 
 
 def rollback(target: Target, *, release: str, timeout_s: float = 300.0) -> None:
