@@ -9,12 +9,10 @@ environment of whoever runs Tenantry. Helm's stderr becomes `HelmError.stderr`.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import re
-import signal
+import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +27,12 @@ from tenantry.tools import install
 
 # How often a running helm command is checked for an early abort.
 _POLL_S = 0.5
-# prctl(2)'s PR_SET_PDEATHSIG, looked up before any fork: the child may only call it.
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+# util-linux's setpriv (in every Debian) sets PR_SET_PDEATHSIG and execs helm: a helm
+# whose worker was killed must not run on unowned. It would race the worker that takes
+# the release over (and could roll its deploy back); it dies with the worker instead,
+# and whatever it left pending is cleared by the next lease holder
+# (`tenantry.deploy.release`). Not preexec_fn: that can deadlock in a threaded process.
+_SETPRIV = shutil.which("setpriv")
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,14 @@ def run(
     """
     action = action or f"helm {args[0]}"
     argv = [str(install.binary("helm")), *args]
+    if _SETPRIV is not None:
+        argv = [_SETPRIV, "--pdeathsig", "KILL", *argv]
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent if _prctl is not None else None,
     )
     deadline = time.monotonic() + timeout_s
     pending_input = stdin
@@ -129,15 +131,6 @@ def run(
         detail = "\n".join([*findings, stderr.strip()])
         raise errors.HelmError(f"{action} failed: {detail}", stderr=detail)
     return stdout
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec. A helm whose worker was killed must not
-    # run on unowned: it would race the worker that takes the release over (and could
-    # roll its deploy back). It dies with the worker instead, and whatever it left
-    # pending is cleared by the next lease holder (`tenantry.deploy.release`).
-    assert _prctl is not None
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _with_values(args: list[str], values: Mapping[str, Any] | None) -> tuple[list[str], str | None]:
