@@ -61,14 +61,20 @@ def deploy(
         )  # fmt: skip
         started = time.monotonic()
         faults.point("deploy.before-helm")
+        helm_target = helm.Target(
+            kubeconfig=target.kubeconfig,
+            context=target.context,
+            namespace=tenant.name,
+            identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
+        )
         try:
+            # Holding the release's lease, a pending release is one a cut-short helm run
+            # left behind (its worker died, or the API server went away mid-run).
+            recovered = helm.recover_interrupted(
+                helm_target, release=artifact.service, timeout_s=timeout_s
+            )
             helm.upgrade_install(
-                helm.Target(
-                    kubeconfig=target.kubeconfig,
-                    context=target.context,
-                    namespace=tenant.name,
-                    identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
-                ),
+                helm_target,
                 release=artifact.service,
                 chart=artifact.path,
                 wait=True,
@@ -83,5 +89,5 @@ def deploy(
             if observe:
                 observe(time.monotonic() - started)
         faults.point("deploy.after-helm")
-        ledger.finish_deployment(row.id, result="succeeded")
+        ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
     return None
