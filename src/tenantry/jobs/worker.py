@@ -18,6 +18,7 @@ from tenantry import errors
 from tenantry.aws import Clients
 from tenantry.deploy import promotion
 from tenantry.ledger import Ledger, tables
+from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec.repository import Repository
 
 _log = logging.getLogger(__name__)
@@ -48,7 +49,17 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; the operation in hand is finished first."""
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                worked = self.run_once()
+            except Exception as e:
+                if not ledger_unavailable(e):
+                    raise
+                # The ledger database is down or restarting: this thread must outlive it.
+                # An operation cut short here keeps its lease only until it lapses; then a
+                # worker takes it over from its saved step.
+                _log.warning("the ledger database is unavailable (%s); retrying", e)
+                worked = False
+            if not worked:
                 stop.wait(POLL_S)
 
     def run_once(self) -> bool:
