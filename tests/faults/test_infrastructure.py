@@ -242,7 +242,7 @@ def test_a_control_plane_component_killed_mid_helm_is_ridden_out(
         reliability, c, fault=f"{component} SIGKILLed (pid {killed}) and started again",
         when="a staging deploy's helm run (pods not yet ready)",
         happened=f"the API server was back {fault_end - started:.1f} s after the kill; the "
-        f"deployer's attempts: {c.detail}; the retry first {c.recovered or 'had nothing to undo'}; "
+        f"deployer's attempts: {c.detail}; undone before the successful helm run: {c.recovered or 'nothing'}; "
         f"helm revisions {', '.join(revisions)}; the deployer process kept running",
         recovery_s=recovered,
     )  # fmt: skip
