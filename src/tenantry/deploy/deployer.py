@@ -21,12 +21,18 @@ For each message (long-polled):
    message is handed back with backoff; after ``maxReceiveCount`` deliveries SQS
    moves it to the dead-letter queue (the last failure is recorded as such).
 
+An outage of S3/SQS is waited out with the messages left queued; an outage of the
+ledger database with the message in hand kept hidden, handled again once the
+database answers (so it spends none of its deliveries). Both are logged, and
+recorded in the ledger once it can be written to.
+
 SIGTERM stops taking messages; the one in hand is finished first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import threading
 import time
@@ -44,6 +50,7 @@ from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
 from tenantry.ledger import Ledger, fence, now, tables
+from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec import repository
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
@@ -53,6 +60,10 @@ STAGING = "staging"
 _BUSY_DELAY_S = 2
 # How often a waiting worker asks whether the release's lease is free.
 _LEASE_POLL_S = 0.25
+# How often a worker asks whether the ledger database answers again after an outage.
+_LEDGER_POLL_S = 1.0
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,8 +143,12 @@ class Deployer:
                 self.poll_once()
             except AwsError as e:
                 # S3 or SQS is unavailable: wait and try again; the messages stay queued.
-                self._record_event("", "", "error", f"queue or store unavailable: {e}")
+                self._note(f"queue or store unavailable: {e}")
                 self.stopping.wait(2.0)
+            except Exception as e:
+                if not ledger_unavailable(e):
+                    raise
+                self._wait_for_ledger(e)  # no message in hand: wait before receiving one
 
     def stop(self) -> None:
         """Ask `run` to return after the current message (SIGTERM does this)."""
@@ -158,7 +173,29 @@ class Deployer:
     # --- one message ---------------------------------------------------------------
 
     def handle(self, message: dict[str, Any]) -> Outcome:
-        """Handle one SQS message end to end, deleting it only once its outcome is recorded."""
+        """Handle one SQS message end to end, deleting it only once its outcome is recorded.
+
+        When the ledger database is unavailable midway (its lease or outcome cannot be
+        written), the message is kept hidden until the database answers and then handled
+        again from the start: handing it back instead would let every worker spend its
+        deliveries against a database that is down, into the dead-letter queue."""
+        receipt = str(message["ReceiptHandle"])
+        while True:
+            try:
+                return self._handle(message)
+            except Exception as e:
+                if not ledger_unavailable(e):
+                    raise
+                with _KeepHidden(self, receipt):
+                    waited = self._wait_for_ledger(e)
+                if waited is None:  # stopping: SQS delivers the message again later
+                    return Outcome("error", f"ledger unavailable: {type(e).__name__}", False)
+                self._note(
+                    f"ledger unavailable for {waited:.1f} s ({type(e).__name__}) while handling "
+                    f"message {message.get('MessageId', '')}; handling it again"
+                )
+
+    def _handle(self, message: dict[str, Any]) -> Outcome:
         message_id = str(message.get("MessageId", ""))
         receipt = str(message["ReceiptHandle"])
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
@@ -389,6 +426,28 @@ class Deployer:
         except ValueError:
             return
         self.metrics.lag.observe(max(0.0, (now() - uploaded).total_seconds()))
+
+    def _wait_for_ledger(self, error: BaseException) -> float | None:
+        """Wait until the ledger database answers again; the seconds waited, or None
+        when this worker was asked to stop first."""
+        _log.warning("the ledger database is unavailable (%s: %s); %s waits for it",
+                     type(error).__name__, error, self.options.worker)  # fmt: skip
+        started = time.monotonic()
+        while not self.ledger.reachable():
+            if self.stopping.wait(_LEDGER_POLL_S):
+                return None
+        waited = time.monotonic() - started
+        _log.warning("the ledger database answers again after %.1f s", waited)
+        return waited
+
+    def _note(self, reason: str) -> None:
+        """Record an error event; only logged when the ledger cannot take it either."""
+        try:
+            self._record_event("", "", "error", reason)
+        except Exception as e:
+            if not ledger_unavailable(e):
+                raise
+            _log.warning("%s (not recorded: the ledger database is unavailable too)", reason)
 
     def _record_event(
         self, message_id: str, key: str, result: str, reason: str, *, delete: bool = False

@@ -62,16 +62,20 @@ def deploy(
         )  # fmt: skip
         started = time.monotonic()
         faults.point("deploy.before-helm")
-        as_tenant = helm.Target(
+        helm_target = helm.Target(
             kubeconfig=target.kubeconfig,
             context=target.context,
             namespace=tenant.name,
             identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
         )
         try:
-            _clear_abandoned(as_tenant, artifact.service, timeout_s)
+            # Holding the release's lease, a pending release is one a cut-short helm run
+            # left behind (its worker died, or the API server went away mid-run).
+            recovered = helm.recover_interrupted(
+                helm_target, release=artifact.service, timeout_s=timeout_s
+            )
             helm.upgrade_install(
-                as_tenant,
+                helm_target,
                 release=artifact.service,
                 chart=artifact.path,
                 wait=True,
@@ -86,21 +90,5 @@ def deploy(
             if observe:
                 observe(time.monotonic() - started)
         faults.point("deploy.after-helm")
-        ledger.finish_deployment(row.id, result="succeeded")
+        ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
     return None
-
-
-def _clear_abandoned(target: helm.Target, release: str, timeout_s: float) -> None:
-    """Undo what a dead worker's helm left pending, so this deploy can run.
-
-    Called holding the release's lease (``guard`` just passed), so no live worker runs
-    helm on it, and helm dies with the worker that started it (`tenantry.helm`): a
-    pending revision is one whose helm was killed. helm refuses every later upgrade of
-    such a release ("another operation is in progress"), so a take-over would fail —
-    and the event end in the dead-letter queue — until someone cleared it by hand.
-    """
-    state = helm.status(target, release=release)
-    if state == "pending-install":
-        helm.uninstall(target, release=release)  # its first install: nothing served before
-    elif state in ("pending-upgrade", "pending-rollback"):
-        helm.rollback(target, release=release, timeout_s=timeout_s)  # to the last deployed

@@ -169,20 +169,6 @@ def upgrade_install(
     return Release.from_json(json.loads(out))
 
 
-def status(target: Target, *, release: str) -> str | None:
-    """The status of the release's latest revision (``deployed``, ``pending-install``,
-    ``pending-upgrade`` ...), or None when there is no such release."""
-    try:
-        out = run(["status", release, *target.flags(), "--output", "json"],
-                  action=f"helm status {release} in {target.namespace}")  # fmt: skip
-    except errors.HelmError as e:
-        if "not found" in e.stderr:
-            return None
-        raise
-    found = json.loads(out).get("info", {}).get("status")
-    return str(found) if found else None
-
-
 def rollback(target: Target, *, release: str, timeout_s: float = 300.0) -> None:
     """``helm rollback`` to the previous revision, waiting until it is ready."""
     run(
@@ -198,6 +184,44 @@ def uninstall(target: Target, *, release: str, wait: bool = True) -> None:
     if wait:
         args += ["--wait"]
     run(args, action=f"helm uninstall {release} in {target.namespace}")
+
+
+# A release whose newest revision has one of these statuses is in the middle of a helm run,
+# or was left there by one that was cut short (killed, or its API server went away).
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+
+
+def history(target: Target, *, release: str) -> list[dict[str, Any]]:
+    """The release's revisions, oldest first; [] when there is no such release."""
+    try:
+        out = run(["history", release, *target.flags(), "--output", "json"],
+                  action=f"helm history {release} in {target.namespace}")  # fmt: skip
+    except errors.HelmError as e:
+        if "release: not found" in (e.stderr or ""):
+            return []
+        raise
+    revisions: list[dict[str, Any]] = json.loads(out or "[]")
+    return revisions
+
+
+def recover_interrupted(target: Target, *, release: str, timeout_s: float = 300.0) -> str | None:
+    """Undo a helm run that was cut short and left ``release`` pending — helm refuses
+    every later run with "another operation is in progress" — by rolling back to the
+    previous revision, or uninstalling a release that never finished installing. What
+    was done, or None when the release was not pending.
+
+    Only for a caller that holds the release's lease: then no other helm run can be
+    under way, so a pending revision is surely an abandoned one.
+    """
+    revisions = history(target, release=release)
+    if not revisions or revisions[-1].get("status") not in PENDING:
+        return None
+    latest = f"revision {revisions[-1].get('revision')} ({revisions[-1].get('status')})"
+    if any(r.get("status") in ("deployed", "superseded") for r in revisions[:-1]):
+        rollback(target, release=release, timeout_s=timeout_s)
+        return f"rolled back {latest}, left by a helm run that was cut short"
+    uninstall(target, release=release)
+    return f"uninstalled {latest}, left by an install that was cut short"
 
 
 def list_releases(target: Target) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from tenantry import errors
 from tenantry.aws import Clients
 from tenantry.deploy import promotion
-from tenantry.ledger import Claim, Ledger, Unavailable, fence, tables
+from tenantry.ledger import Claim, Ledger, fence, tables
+from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec.repository import Repository
 
 _log = logging.getLogger(__name__)
@@ -63,11 +64,13 @@ class Worker:
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Unavailable as e:
+            except Exception as e:
+                if not ledger_unavailable(e):
+                    raise
                 # The ledger is down (a database restart): nothing can be claimed or
                 # recorded. An operation in hand keeps its lease until it lapses, then any
                 # worker — this one too — takes it over from where it stopped.
-                self._log(f"the ledger is unavailable ({type(e.orig).__name__}); retrying")
+                self._log(f"the ledger is unavailable ({type(e).__name__}); retrying")
                 stop.wait(LEDGER_RETRY_S)
                 continue
             if not worked:
@@ -93,11 +96,11 @@ class Worker:
                 # Another worker has (or will have) the operation: record nothing more.
                 self._log(f"operation {operation.id}: {e}")
                 return True
-            except Unavailable:
-                raise  # not the operation's failure: left for take-over once the ledger is back
             except errors.TenantryError as e:
                 status, result = "failed", str(e)
             except Exception as e:
+                if ledger_unavailable(e):
+                    raise  # not the operation's failure: taken over once the ledger is back
                 # A bug or an unexpected library error must not leave the operation running
                 # (and its promotion approved) forever, nor kill this worker's thread.
                 _log.exception("operation %s failed unexpectedly", operation.id)

@@ -408,3 +408,39 @@ def restart(name: str) -> LocalCluster:
     """Stop and start cluster ``name``: how its API server rereads its token file."""
     stop(name)
     return start(name)
+
+
+def stop_component(name: str, component: str, *, signum: int = signal.SIGTERM) -> int:
+    """Send ``signum`` to one component of cluster ``name`` (``kube-apiserver``, ``etcd``,
+    ``kube-controller-manager``, ...) by the pid kwokctl recorded, wait for it to exit
+    (SIGKILL after a grace period) and return that pid. The rest of the cluster keeps
+    running; `start` (or `restart_component`) starts the component again.
+
+    Fault tests use it with SIGKILL: a crash the component cannot clean up after.
+    """
+    cluster = get(name)
+    pid_file = cluster.workdir / "pids" / f"{component}.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError) as e:
+        raise errors.ClusterError(
+            f"cluster {name!r} has no running component {component!r} ({pid_file}: {e})",
+            fix=f"see the components in {pid_file.parent}",
+        ) from e
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+    _reap([pid])
+    # kwokctl tells whether a component runs by signalling the recorded pid, which also
+    # succeeds on an unreaped zombie: without the file it surely starts it again.
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def restart_component(name: str, component: str, *, signum: int = signal.SIGTERM) -> int:
+    """Stop one component of cluster ``name`` with ``signum`` (`stop_component`) and start
+    it again with the arguments the cluster was created with, waiting until the API
+    server answers; the pid it stopped. kwokctl starts only the components that are not
+    running, so the others keep their processes."""
+    pid = stop_component(name, component, signum=signum)
+    start(name)
+    return pid

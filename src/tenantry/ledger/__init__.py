@@ -9,6 +9,6 @@ Leases give one deployer at a time the right to deploy a release; each new holde
 gets a larger fencing token, so a holder whose lease lapsed can tell it lost.
 """
 
-from tenantry.ledger.database import Claim, Ledger, Released, Unavailable, default_url, now
+from tenantry.ledger.database import Claim, Ledger, Released, default_url, now, unavailable
 
-__all__ = ["Claim", "Ledger", "Released", "Unavailable", "default_url", "now"]
+__all__ = ["Claim", "Ledger", "Released", "default_url", "now", "unavailable"]

@@ -15,16 +15,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry import errors, paths
 from tenantry.ledger import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# What the database driver raises when the ledger cannot be reached or cannot answer (a
-# restart, a lost connection): callers that can wait it out catch this.
-Unavailable = DBAPIError
 
 
 def now() -> datetime:
@@ -48,6 +45,15 @@ def _redacted(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the ledger database could not be reached or dropped the
+    connection (down, restarting, unreachable) — worth waiting out and trying again —
+    rather than refusing what was asked."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,17 @@ class Ledger:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def reachable(self) -> bool:
+        """Whether the database answers a query right now."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except DBAPIError as e:
+            if unavailable(e):
+                return False
+            raise
+        return True
 
     def __enter__(self) -> Ledger:
         return self

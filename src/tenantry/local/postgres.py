@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tenantry import errors
@@ -70,9 +71,31 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Instance:
+    """A running throwaway PostgreSQL server: its URL, and how to stop and start it again
+    (fault tests restart it under the workers using it)."""
+
+    url: str
+    data: Path
+    port: int
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl stop -m fast``, or ``immediate``: no clean shutdown,
+        as after a crash) and wait until it has exited. Its data stays."""
+        _run(str(bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port, with the same data."""
+        _run(
+            str(bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"),
+            "-w", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.data}", "start",
+        )  # fmt: skip
+
+
 @contextlib.contextmanager
-def server() -> Iterator[str]:
-    """Run PostgreSQL in a fresh directory for the duration; yields its SQLAlchemy URL.
+def instance() -> Iterator[Instance]:
+    """Run PostgreSQL in a fresh directory for the duration; yields the running `Instance`.
 
     The directory is made here, not under the caller's temporary directory, because
     the ``postgres`` user must be able to reach it (pytest's are private to root).
@@ -87,12 +110,19 @@ def server() -> Iterator[str]:
     port = _free_port()
 
     _run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    _run(
-        str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
-        "-o", f"-h 127.0.0.1 -p {port} -k {data}", "start",
-    )  # fmt: skip
+    running = Instance(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", data, port)
+    running.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield running
     finally:
-        _run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        # Stopped already (a test that stopped it failed before starting it again) is fine.
+        if (data / "postmaster.pid").exists():
+            running.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    """Run PostgreSQL in a fresh directory for the duration; yields its SQLAlchemy URL."""
+    with instance() as running:
+        yield running.url
