@@ -51,7 +51,9 @@ Event = ChartCreated | TestEvent | Invalid
 def parse_key(bucket: str, raw_key: str, event_time: str = "") -> ChartCreated | Invalid:
     """A decoded object key as a chart upload, or why it is not one."""
     key = unquote_plus(raw_key)
-    match = _KEY.match(key)
+    # fullmatch: `$` also matches before a final newline, and "…-1.0.0.tgz\n" is
+    # another object than the chart the event would then name.
+    match = _KEY.fullmatch(key)
     if not match:
         return Invalid(f"{key!r} is not <tenant>/<service>-<semver>.tgz", key=key)
     return ChartCreated(
@@ -68,7 +70,9 @@ def parse(body: str) -> list[Event]:
     """Every event in one SQS message body."""
     try:
         message = json.loads(body)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        # ValueError covers JSONDecodeError and integers beyond Python's digit limit;
+        # RecursionError arrays nested thousands deep. Neither may kill a worker.
         return [Invalid(f"not JSON: {body[:120]!r}")]
     if not isinstance(message, dict):
         return [Invalid("not a JSON object")]

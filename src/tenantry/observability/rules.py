@@ -21,11 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tenantry.observability.problems import Problem
 from tenantry.observability.promql import label_value
-from tenantry.spec.repository import ServiceSource
+from tenantry.spec.repository import ServiceSource, YamlError, parse_yaml
 
 FILE_NAME = "alerts.yaml"
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -79,9 +77,11 @@ def service_rules(service: ServiceSource) -> tuple[list[dict[str, Any]], list[Pr
         return Problem(service.tenant, shown, field, message)
 
     try:
-        doc = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        return [], [problem("(file)", f"is not valid YAML: {e}")]
+        doc = parse_yaml(file.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [problem("(file)", f"cannot be read: {e}")]
+    except YamlError as e:
+        return [], [problem(e.where, str(e))]
     if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
         return [], [problem("groups", "is missing (a list of rule groups)")]
     problems: list[Problem] = []

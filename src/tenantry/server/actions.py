@@ -14,13 +14,21 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tenantry import errors
 from tenantry.deploy import promotion
 from tenantry.ledger import now, tables
 from tenantry.server import reads, rights
-from tenantry.server.context import ApiError, Caller, Server, caller, server, service_ref
+from tenantry.server.context import (
+    ApiError,
+    Caller,
+    RowId,
+    Server,
+    caller,
+    server,
+    service_ref,
+)
 from tenantry.spec import models
 from tenantry.traffic import canary
 
@@ -47,10 +55,28 @@ class PromotionRequest(Body_):
     environment: str = Field(default="production", pattern=r"^[a-z][-a-z0-9]{0,39}$")
 
 
+class Nothing(Body_):
+    """The body of an action that takes none: no body, ``{}`` or ``null``. A field sent
+    anyway (``approvedBy``, ``reason``) is refused rather than silently ignored."""
+
+
+def _storable(text: str) -> str:
+    # The ledger keeps text as UTF-8: a lone surrogate (valid JSON as "\ud800") cannot
+    # be encoded and made the database driver raise (a 500), and a NUL is refused by
+    # PostgreSQL. Both are refused here, naming the field, before anything is written.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError("is not valid Unicode text (it holds a lone surrogate)") from e
+    if any(not c.isprintable() and c not in "\n\t" for c in text):
+        raise ValueError("holds control characters (such as NUL); only text, newlines and tabs")
+    return text
+
+
 class Reason(Body_):
     """Why, in a person's words (kept in the ledger)."""
 
-    reason: str = Field(default="", max_length=1000)
+    reason: Annotated[str, AfterValidator(_storable)] = Field(default="", max_length=1000)
 
 
 class RollbackRequest(Body_):
@@ -108,7 +134,10 @@ def _pending(who: Caller, srv: Server, promotion_id: int, request: Request) -> t
     status_code=202,
     summary="Approve (owners, not the requester): queues the deploy for the workers",
 )
-def approve(promotion_id: int, who: CallerDep, srv: ServerDep, request: Request) -> dict[str, Any]:
+def approve(
+    promotion_id: RowId, who: CallerDep, srv: ServerDep, request: Request,
+    body: Annotated[Nothing | None, Body()] = None,
+) -> dict[str, Any]:  # fmt: skip
     row = _pending(who, srv, promotion_id, request)
     who.require("approve", srv.repo.tenant(row.tenant), requested_by=row.requested_by)
     try:
@@ -144,7 +173,7 @@ def _decline(
 
 @router.post("/promotions/{promotion_id}/reject", summary="Reject a pending request (owners)")
 def reject(
-    promotion_id: int, who: CallerDep, srv: ServerDep, request: Request,
+    promotion_id: RowId, who: CallerDep, srv: ServerDep, request: Request,
     body: Annotated[Reason | None, Body()] = None,
 ) -> dict[str, Any]:  # fmt: skip
     return _decline(who, srv, request, promotion_id, "rejected", body.reason if body else "")
@@ -153,7 +182,7 @@ def reject(
 @router.post("/promotions/{promotion_id}/cancel",
              summary="Withdraw a pending request (its requester, or owners)")  # fmt: skip
 def cancel(
-    promotion_id: int, who: CallerDep, srv: ServerDep, request: Request,
+    promotion_id: RowId, who: CallerDep, srv: ServerDep, request: Request,
     body: Annotated[Reason | None, Body()] = None,
 ) -> dict[str, Any]:  # fmt: skip
     return _decline(who, srv, request, promotion_id, "cancelled", body.reason if body else "")
@@ -191,6 +220,7 @@ _CANARY_STATUS = {"pause": "paused", "resume": "running", "abort": "aborted"}
 def control_canary(
     tenant: str, service: str, action: Literal["pause", "resume", "abort"],
     who: CallerDep, srv: ServerDep, request: Request,
+    body: Annotated[Nothing | None, Body()] = None,
 ) -> dict[str, Any]:  # fmt: skip
     request.state.tenant = tenant
     found, _ = service_ref(who, tenant, service)

@@ -6,7 +6,8 @@ Errors become JSON ``{"error": message, "fix": …, "right": …, "holders": …
     403  a right is missing (the body names it and who holds it)
     404  unknown — or not yours to see
     409  the state forbids it (not pending, approved meanwhile, not healthy in staging)
-    422  a malformed body or parameter (FastAPI names the field)
+    422  a malformed body or parameter: ``error`` names each field, ``detail`` lists
+         them as FastAPI does (location and message; never the input echoed back)
     503  the ledger database, the management cluster or another cluster (or helm talking
          to it) does not answer; nothing written
 
@@ -21,9 +22,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 import tenantry
 from tenantry import errors
@@ -80,6 +83,46 @@ async def _database_error(request: Request, e: Exception) -> Response:
     )  # fmt: skip
 
 
+def _shown(part: object) -> str:
+    # A field name as a person can read it: a key sent as 100 kB, with NUL bytes or a
+    # lone surrogate (which JSON cannot even encode as UTF-8) is shown escaped and cut.
+    text = str(part)
+    if text.isprintable() and len(text) <= 100:
+        return text
+    return ascii(text[:100]) + ("…" if len(text) > 100 else "")
+
+
+async def _malformed(request: Request, e: Exception) -> Response:
+    # FastAPI's own 422 is {"detail": [...]} with each input echoed back: no "error" for
+    # clients to show, and an echoed lone surrogate made rendering the answer a 500.
+    assert isinstance(e, RequestValidationError)
+    detail = [
+        {"loc": [_shown(p) for p in err.get("loc", ())], "msg": _shown(err.get("msg", "")),
+         "type": _shown(err.get("type", ""))}
+        for err in e.errors()
+    ][:20]  # fmt: skip
+    fields = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail)
+    return JSONResponse(
+        _body(f"malformed request: {fields}",
+              "correct the named fields (GET /openapi.json describes every body)")
+        | {"detail": detail},
+        status_code=422,
+    )  # fmt: skip
+
+
+async def _http_error(request: Request, e: Exception) -> Response:
+    # Starlette's own refusals (a body that is not UTF-8 JSON, an unknown route, a wrong
+    # method) in the same {"error", "fix"} shape as every other refusal.
+    assert isinstance(e, HTTPException)
+    fix = (
+        "send a JSON object, UTF-8 encoded, with Content-Type: application/json"
+        if e.status_code == 400
+        else None
+    )
+    return JSONResponse(_body(_shown(e.detail), fix), status_code=e.status_code,
+                        headers=e.headers)  # fmt: skip
+
+
 def create_app(srv: Server) -> FastAPI:
     """The application for ``srv``."""
     app = FastAPI(
@@ -96,6 +139,8 @@ def create_app(srv: Server) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(actions.router)
     app.add_exception_handler(errors.TenantryError, _tenantry_error)
+    app.add_exception_handler(RequestValidationError, _malformed)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
 
     @app.get("/healthz", include_in_schema=False)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Request
 
 from tenantry import errors
 from tenantry.kube.client import Kube
@@ -20,6 +21,11 @@ from tenantry.server import identity, rights
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
+
+# A ledger row's number in a path. Bounded to the database's integer ids: a larger one
+# would not be "not found" but an overflow inside the driver (a 500, or a 503 claiming
+# the database is down).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class ApiError(errors.TenantryError):

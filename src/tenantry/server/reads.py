@@ -21,7 +21,7 @@ from lightkube.resources.core_v1 import ResourceQuota
 from tenantry import errors
 from tenantry.ledger import tables
 from tenantry.server import rights
-from tenantry.server.context import ApiError, Caller, Server, caller, server, service_ref
+from tenantry.server.context import ApiError, Caller, RowId, Server, caller, server, service_ref
 from tenantry.traffic import wiring
 
 router = APIRouter(prefix="/api/v1")
@@ -220,7 +220,7 @@ def visible_promotion(who: Caller, srv: Server, promotion_id: int) -> tables.Pro
 
 @router.get("/promotions/{promotion_id}", summary="One promotion request")
 def promotion(
-    promotion_id: int, who: CallerDep, srv: ServerDep, request: Request
+    promotion_id: RowId, who: CallerDep, srv: ServerDep, request: Request
 ) -> dict[str, Any]:
     row = visible_promotion(who, srv, promotion_id)
     _mark(request, row.tenant)
@@ -242,7 +242,7 @@ def _visible_operation(who: Caller, srv: Server, operation_id: int) -> tables.Op
 
 @router.get("/operations/{operation_id}", summary="Production work queued for the workers")
 def operation(
-    operation_id: int, who: CallerDep, srv: ServerDep, request: Request
+    operation_id: RowId, who: CallerDep, srv: ServerDep, request: Request
 ) -> dict[str, Any]:
     row = _visible_operation(who, srv, operation_id)
     _mark(request, row.tenant)
@@ -252,7 +252,7 @@ def operation(
 @router.get("/operations/{operation_id}/events",
             summary="Server-sent events: each progress line, then the end state")  # fmt: skip
 def operation_events(
-    operation_id: int, who: CallerDep, srv: ServerDep, request: Request
+    operation_id: RowId, who: CallerDep, srv: ServerDep, request: Request
 ) -> StreamingResponse:
     row = _visible_operation(who, srv, operation_id)
     _mark(request, row.tenant)

@@ -7,7 +7,7 @@ file is reported with its file and field, not as an API error half-way through.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 
 # The API server's own grammar (k8s.io/apimachinery/pkg/api/resource): a signed
 # decimal number, then a binary SI suffix, a decimal SI suffix, or an exponent.
@@ -55,7 +55,15 @@ def parse(text: str) -> Decimal:
         return number * _BINARY[suffix]
     if suffix in _DECIMAL:
         return number * _DECIMAL[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
+    try:
+        return number * (Decimal(10) ** int(suffix[1:]))
+    except (DecimalException, ValueError) as e:
+        # 1e99999999 overflows Decimal (and a 5000-digit exponent int()): far beyond
+        # any quantity the API server takes, and a typo, not a crash.
+        raise QuantityError(
+            f"{text!r} is too large or too small for a Kubernetes quantity "
+            "(examples: 500m, 2, 1.5, 256Mi, 10Gi)"
+        ) from e
 
 
 def is_quantity(text: str) -> bool:

@@ -110,7 +110,11 @@ def load(root: Path) -> Repository:
         if tenant is not None:
             tenants.append((_rel(path, root), tenant))
     problems += _duplicate_names(tenants)
-    found_services = _load_services(root, {t.name for _, t in tenants}, problems)
+    valid = {t.name for _, t in tenants}
+    # A tenant whose file is invalid is reported there; its services are not also
+    # "not a tenant" (with the advice to add the file that is right there).
+    invalid = {p.stem for p in paths} - valid
+    found_services = _load_services(root, valid, problems, skip=invalid)
     if platform is not None:
         problems += _canary_problems(platform, found_services, root)
     if problems:
@@ -125,13 +129,15 @@ def load(root: Path) -> Repository:
 
 
 def _load_services(
-    root: Path, tenant_names: set[str], problems: list[errors.SpecProblem]
+    root: Path, tenant_names: set[str], problems: list[errors.SpecProblem], *, skip: set[str]
 ) -> list[ServiceSource]:
     found: list[ServiceSource] = []
     services_dir = root / services.SERVICES_DIR
     if not services_dir.is_dir():
         return found
     for tenant_dir in sorted(d for d in services_dir.iterdir() if d.is_dir()):
+        if tenant_dir.name in skip:
+            continue
         for service_dir in sorted(d for d in tenant_dir.iterdir() if d.is_dir()):
             where = _rel(service_dir, root)
             if tenant_dir.name not in tenant_names:
@@ -235,14 +241,49 @@ def chart_link_problems(service: ServiceSource) -> list[errors.SpecProblem]:
     ]
 
 
+class YamlError(errors.TenantryError):
+    """A file is not YAML that can be read: ``where`` is its line and column when known."""
+
+    def __init__(self, where: str, message: str, *, fix: str) -> None:
+        super().__init__(message, fix=fix)
+        self.where = where
+
+
+def parse_yaml(text: str) -> Any:
+    """The document in ``text``; `YamlError` for anything PyYAML cannot turn into data.
+
+    Not only `yaml.YAMLError`: PyYAML builds ``2020-13-45`` as a date and lets the
+    ValueError out, and nests by recursion, so ``[[[[…`` thousands deep is a
+    RecursionError. Both are a person's typo (or an attack), not a crash.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise YamlError(
+            where, f"invalid YAML: {getattr(e, 'problem', None) or e}", fix="fix the YAML syntax"
+        ) from e
+    except ValueError as e:
+        raise YamlError(
+            "(yaml)", f"invalid YAML: a date or number that cannot exist ({e})",
+            fix="correct it, or quote it if it is meant as text",
+        ) from e  # fmt: skip
+    except RecursionError as e:
+        raise YamlError(
+            "(yaml)", "invalid YAML: nested too deeply to read",
+            fix="flatten the document",
+        ) from e  # fmt: skip
+
+
 def _declared_names(paths: list[Path]) -> list[str]:
     # The names other tenants may refer to in allowFrom, read leniently: a file that
     # fails to parse is reported by its own validation, not here.
     names = []
     for path in paths:
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = parse_yaml(path.read_text())
+        except (OSError, UnicodeDecodeError, YamlError):
             continue
         if isinstance(data, Mapping) and isinstance(data.get("name"), str):
             names.append(data["name"])
@@ -304,15 +345,9 @@ def _validate_text(
     context: models.TenantContext | None,
 ) -> M | None:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        problems.append(
-            errors.SpecProblem(
-                file, where, f"invalid YAML: {getattr(e, 'problem', e)}", "fix the YAML syntax"
-            )
-        )
+        data = parse_yaml(text)
+    except YamlError as e:
+        problems.append(errors.SpecProblem(file, e.where, e.message, e.fix or ""))
         return None
     if not isinstance(data, Mapping):
         problems.append(
