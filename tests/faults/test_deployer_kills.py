@@ -82,10 +82,11 @@ def release_status(p: Platform) -> str | None:
     repo = p.load()
     (ref,) = repo.platform.environment("staging").clusters
     target = reconcile.resolve(ref, "staging", repo.root)
-    return helm.status(
+    revisions = helm.history(
         helm.Target(kubeconfig=target.kubeconfig, context=target.context, namespace="echo"),
         release="web",
     )
+    return str(revisions[-1].get("status")) if revisions else None
 
 
 @pytest.mark.parametrize("point", list(POINTS))
