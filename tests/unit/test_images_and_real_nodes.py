@@ -107,3 +107,16 @@ def test_candidate_subnets_cover_the_pod_range_from_a_seeded_start() -> None:
     assert len(subnets) == 256 and len(set(subnets)) == 256
     assert all(s.subnet_of(realnode.POD_RANGE) for s in subnets)
     assert subnets == realnode.candidate_subnets("a")
+
+
+def test_a_machine_that_cannot_run_containers_gets_the_reason_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tenantry import errors
+    from tenantry.kube import realnodes
+
+    monkeypatch.setattr(realnodes.os, "geteuid", lambda: 1000)
+    with pytest.raises(errors.RealNodeUnsupportedError) as raised:
+        realnodes.preflight()
+    assert "not running as root" in str(raised.value)
+    assert "--real-nodes 0" in str(raised.value) and raised.value.fix

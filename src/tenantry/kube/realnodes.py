@@ -21,6 +21,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -497,6 +498,20 @@ def mounts_under(path: Path) -> list[str]:
     ]
 
 
+def _remove_netns(subnet: str) -> None:
+    """Delete the pod network namespaces a dead kubelet could not tear down: those holding
+    an address of this node's own pod subnet (no other node uses it)."""
+    netns_dir = Path("/var/run/netns")
+    if not netns_dir.exists():
+        return
+    network = ipaddress.IPv4Network(subnet)
+    for entry in netns_dir.iterdir():
+        done = _run(["ip", "-n", entry.name, "-4", "-o", "addr", "show"], check=False)
+        addresses = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", done.stdout)
+        if any(ipaddress.IPv4Address(a) in network for a in addresses):
+            _run(["ip", "netns", "delete", entry.name], check=False)
+
+
 def _remove_tagged_rules(network: str) -> None:
     """Delete the iptables rules the CNI plugins tagged with this node's network name, and
     the chains they jumped to (the plugins' per-pod chains)."""
@@ -508,10 +523,9 @@ def _remove_tagged_rules(network: str) -> None:
                 argv = line.split()
                 if "-j" in argv:
                     chains.add(argv[argv.index("-j") + 1])
-                # iptables -S quotes comments; re-split keeps them as one argument.
-                rule = re.findall(r'"[^"]*"|\S+', line[3:])
-                _run(["iptables", "-w", "-t", table, "-D", *[r.strip('"') for r in rule]],
-                     check=False)  # fmt: skip
+                # iptables -S quotes the comment (with escaped quotes inside) as the shell does.
+                rule = shlex.split(line)[1:]
+                _run(["iptables", "-w", "-t", table, "-D", *rule], check=False)
         for chain in chains:
             if chain.startswith("CNI-") and not chain.startswith("CNI-HOSTPORT"):
                 _run(["iptables", "-w", "-t", table, "-F", chain], check=False)
@@ -558,6 +572,7 @@ def stop(node_dir: Path, kube: Kube | None) -> None:
     _kill_cgroup_members(changes.get("cgroups", []))
     for pid in _shim_pids(node):
         _stop_pid(pid, grace_s=2.0)
+    _remove_netns(str(changes["subnet"]))
     _unmount_under(node.dir)
     _unmount_under(node.run_dir)
     shutil.rmtree(node.run_dir, ignore_errors=True)
