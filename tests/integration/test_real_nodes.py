@@ -8,8 +8,12 @@ runs them. A missing pinned tool is a failure, not a skip.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import re
 import secrets
+import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -174,7 +178,13 @@ def test_delete_leaves_no_process_mount_chain_bridge_or_cgroup_of_its_own(
     assert realnodes.mounts_under(real_cluster.workdir)  # containers' rootfs, volumes
 
     assert localcluster.delete(real_cluster.name) is True
+    _assert_nothing_left(node_dir, changes, pids, real_cluster.workdir)
 
+
+def _assert_nothing_left(
+    node_dir: Path, changes: dict[str, Any], pids: list[int], workdir: Path
+) -> None:
+    """No process, mount, iptables rule or chain, bridge, cgroup or netns of the node."""
     for pid in pids:
         assert not processes.alive(pid), f"process {pid} of the real node still runs"
     assert not realnodes.mounts_under(node_dir.parent.parent)
@@ -195,4 +205,36 @@ def test_delete_leaves_no_process_mount_chain_bridge_or_cgroup_of_its_own(
     assert bridges.returncode != 0, f"bridge {changes['bridge']} left behind"
     for cgroup in changes["cgroups"]:
         assert not Path(cgroup).exists(), f"cgroup {cgroup} left behind"
-    assert not real_cluster.workdir.exists()
+    assert not workdir.exists()
+    netns = Path("/var/run/netns")
+    subnet = ipaddress.IPv4Network(changes["subnet"])
+    for entry in netns.iterdir() if netns.exists() else []:
+        done = subprocess.run(["ip", "-n", entry.name, "-4", "-o", "addr", "show"],
+                              capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
+        for address in re.findall(r"inet ([0-9.]+)/", done.stdout):
+            assert ipaddress.IPv4Address(address) not in subnet, f"netns {entry.name} left"
+
+
+def test_delete_after_the_kubelet_and_containerd_died_still_leaves_nothing(
+    state_dir: Path,
+) -> None:
+    cluster = localcluster.create(f"rn-{secrets.token_hex(3)}", nodes=1, real_nodes=1)
+    try:
+        with cluster.connect() as kube:
+            kube.apply(_pod("app", _node_name(cluster)))
+
+            def running() -> bool:
+                status = kube.get(Pod, "app", namespace="default").status
+                return bool(status and status.phase == "Running" and status.podIP)
+
+            wait_for(running, "the app pod Running", timeout_s=60)
+        node_dir = realnode.node_dir(cluster.workdir, 0)
+        changes = json.loads((node_dir / "host-changes.json").read_text())
+        pids = [json.loads((node_dir / f"{n}.pid").read_text())["pid"]
+                for n in ("containerd", "kubelet")]  # fmt: skip
+        for pid in pids:  # a crash: nobody tears the pod's network down
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(processes.alive(p) for p in pids), "both to die")
+    finally:
+        assert localcluster.delete(cluster.name) is True
+    _assert_nothing_left(node_dir, changes, pids, cluster.workdir)

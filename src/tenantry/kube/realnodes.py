@@ -253,6 +253,14 @@ def _pid(node: realnode.RealNode, name: str) -> int | None:
     pid = int(state["pid"])
     if processes.alive(pid) and processes.started_at(pid) == state.get("started"):
         return pid
+    child = _children.pop(pid, None)
+    if child is not None:
+        # It died on its own: reap it. A killed multithreaded process shows as a zombie
+        # before its last thread is gone, and only then can it be waited for.
+        try:
+            child.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _children[pid] = child
     return None
 
 
@@ -597,3 +605,11 @@ def stop(node_dir: Path, kube: Kube | None) -> None:
             with contextlib.suppress(OSError):
                 d.rmdir()  # only if empty
     node.host_changes.unlink(missing_ok=True)
+    _reap_children()
+
+
+def _reap_children() -> None:
+    """Reap every node process this interpreter started that has exited, however it went."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
