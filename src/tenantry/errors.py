@@ -10,7 +10,8 @@ adapters translate them here, chaining the original as ``__cause__``.
     ├── ToolError                 a pinned tool is missing, failed to build, or failed to run
     │   └── ToolMissingError      a tool is not installed; `tenantry tools install` fixes it
     ├── ClusterError              a local cluster could not be created, found or reached
-    │   └── ClusterNotFoundError  no local cluster has that name
+    │   ├── ClusterNotFoundError  no local cluster has that name
+    │   └── RealNodeUnsupportedError  this machine cannot run a real node (root, cgroups, runc)
     ├── KubeError                 the Kubernetes API server refused or failed a request
     │   ├── ForbiddenError        RBAC said no (403)
     │   ├── AdmissionDeniedError  an admission plugin said no (PodSecurity, policy)
@@ -98,6 +99,12 @@ class ClusterError(TenantryError):
 
 class ClusterNotFoundError(ClusterError):
     """No local cluster of that name exists."""
+
+
+class RealNodeUnsupportedError(ClusterError):
+    """This machine cannot run a real node's containers (not root, no cgroups, no runc...);
+    the message names what is missing and ``fix`` how to get it. kwok-only clusters
+    still work here."""
 
 
 class KubeError(TenantryError):

@@ -30,3 +30,8 @@ def state_dir() -> Path:
     if override:
         return Path(override).expanduser().resolve()
     return _xdg("XDG_STATE_HOME", ".local/state") / "tenantry"
+
+
+def images_dir() -> Path:
+    """Images Tenantry builds itself (no registry is reachable): beside the tool cache."""
+    return _xdg("XDG_CACHE_HOME", ".cache") / "tenantry" / "images"

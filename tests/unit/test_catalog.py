@@ -95,3 +95,16 @@ def test_tool_for_unknown_binary_raises_key_error() -> None:
 )
 def test_go_output_name_follows_go_build(package: str, name: str) -> None:
     assert catalog.go_output_name(package) == name
+
+
+def test_kubelet_follows_the_control_planes_kubernetes_pin() -> None:
+    # Two go.mod files require k8s.io/kubernetes; a bump must change both.
+    assert catalog.kubelet_matches_control_plane(), (
+        f"kubelet {catalog.KUBELET.version} != kubernetes {catalog.KUBERNETES.version}: "
+        "bump tools/go/kubelet/go.mod too"
+    )
+
+
+def test_containerd_ldflags_stamp_the_pinned_version() -> None:
+    flags = catalog.CONTAINERD.rendered_ldflags()
+    assert f"containerd/v2/version.Version={catalog.CONTAINERD.version}" in flags

@@ -12,7 +12,8 @@ from tenantry.kube import kwokconfig, localcluster
 app = typer.Typer(
     help=(
         "Real local Kubernetes clusters: kube-apiserver, controller-manager, scheduler and etcd "
-        "from the pinned build; nodes and pod status simulated by kwok (no container runs)."
+        "from the pinned build; nodes and pod status simulated by kwok (no container runs), "
+        "plus optional real nodes (kubelet, containerd, runc) that run containers."
     ),
     no_args_is_help=True,
 )
@@ -28,14 +29,23 @@ def create_cmd(
         "-n",
         help="Simulated nodes (8 CPU, 32Gi, 110 pods each).",
     ),
+    real_nodes: int = typer.Option(
+        0,
+        "--real-nodes",
+        help="Real nodes beside them: a kubelet with containerd and runc each, running real "
+        "containers (needs root, cgroups and Debian's runc and CNI plugins).",
+    ),
 ) -> None:
     """Start a new local cluster and wait until its nodes are Ready.
 
-    Example: tenantry cluster create dev --nodes 5
+    Example: tenantry cluster create dev --nodes 5 --real-nodes 1
     """
-    output.err_console.print(f"creating cluster {name} with {nodes} node(s) ...")
+    real = f" and {real_nodes} real node(s)" if real_nodes else ""
+    output.err_console.print(f"creating cluster {name} with {nodes} node(s){real} ...")
     started = time.monotonic()
-    cluster = localcluster.create(name, nodes=nodes)
+    cluster = localcluster.create(
+        name, nodes=nodes, real_nodes=real_nodes, on_progress=output.err_console.print
+    )
     seconds = round(time.monotonic() - started, 1)
     output.emit(
         {
@@ -43,6 +53,7 @@ def create_cmd(
             "server": cluster.server,
             "kubeconfig": str(cluster.kubeconfig),
             "nodes": nodes,
+            "real_nodes": localcluster.real_node_names(cluster),
             "seconds": seconds,
         },
         ctx.obj.output,

@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import yaml
 from lightkube.resources.core_v1 import Node, ServiceAccount
 
 from tenantry import errors, paths, processes
-from tenantry.kube import kwokconfig
+from tenantry.kube import kwokconfig, realnode, realnodes
 from tenantry.kube.client import Kube
 from tenantry.tools import catalog, install
 
@@ -233,9 +234,19 @@ def _record_token_digest(cluster: LocalCluster, digest: str | None) -> None:
 
 
 def create(
-    name: str, *, nodes: int = kwokconfig.DEFAULT_NODES, token_file: Path | None = None
+    name: str,
+    *,
+    nodes: int = kwokconfig.DEFAULT_NODES,
+    token_file: Path | None = None,
+    real_nodes: int = 0,
+    on_progress: Callable[[str], None] | None = None,
 ) -> LocalCluster:
     """Start a new local cluster with ``nodes`` simulated nodes and wait until it is usable.
+
+    With ``real_nodes`` it also gets that many real nodes (`tenantry.kube.realnodes`: a
+    kubelet and containerd each, running real containers), and kwok then manages only
+    its own nodes. A machine that cannot run containers fails before anything starts
+    with `RealNodeUnsupportedError`.
 
     With ``token_file`` (a static token CSV: ``token,user,uid,"group1,group2"``) the
     API server also authenticates the bearer tokens listed there. On any failure the
@@ -244,6 +255,10 @@ def create(
     validate_name(name)
     if nodes < 1:
         raise errors.UsageError(f"--nodes must be at least 1, got {nodes}")
+    if real_nodes < 0:
+        raise errors.UsageError(f"--real-nodes must be 0 or more, got {real_nodes}")
+    if real_nodes:
+        realnodes.preflight()
     if _cluster_dir(name).exists():
         raise errors.ClusterError(
             f"local cluster {name!r} already exists",
@@ -263,8 +278,14 @@ def create(
     config_dir = workdir() / "configs"
     config_dir.mkdir(parents=True, exist_ok=True)
     config_path = config_dir / f"{name}.yaml"
+    kwokctl_config = kwokconfig.kwokctl_configuration(binaries, versions, token_file=token_file)
+    if real_nodes:
+        # kwok must leave the real nodes (and their pods) to their kubelets.
+        kwokctl_config["componentsPatches"].append(
+            realnode.kwok_controller_patch(f"{kwokconfig.KWOK_NODE_ANNOTATION}=fake")
+        )
     documents = [
-        kwokconfig.kwokctl_configuration(binaries, versions, token_file=token_file),
+        kwokctl_config,
         *_default_stages(),
         kwokconfig.never_ready_stage(),
         kwokconfig.slow_ready_stage(),
@@ -292,6 +313,8 @@ def create(
         cluster = LocalCluster(name=name, workdir=_cluster_dir(name))
         _record_token_digest(cluster, digest)
         _add_nodes(cluster, nodes)
+        if real_nodes:
+            _add_real_nodes(cluster, real_nodes, on_progress)
     except BaseException:
         delete(name)
         raise
@@ -327,12 +350,51 @@ def _add_nodes(cluster: LocalCluster, count: int) -> None:
         )
 
 
+def _add_real_nodes(
+    cluster: LocalCluster, count: int, on_progress: Callable[[str], None] | None
+) -> None:
+    info = realnodes.Cluster(
+        name=cluster.name,
+        workdir=cluster.workdir,
+        server=cluster.server,
+        ca_cert=cluster.workdir / "pki" / "ca.crt",
+        ca_key=cluster.workdir / "pki" / "ca.key",
+    )
+    with cluster.connect() as kube:
+        for index in range(count):
+            realnodes.start(info, index, kube, on_progress=on_progress)
+
+
+def real_node_names(cluster: LocalCluster) -> list[str]:
+    """The names of the cluster's real nodes (empty for a kwok-only cluster)."""
+    return [f"{cluster.name}-real-{d.name}" for d in realnodes.node_dirs(cluster.workdir)]
+
+
+def _stop_real_nodes(cluster_dir: Path) -> None:
+    """Stop the real nodes while the API server still runs (their kubelets tear pods down
+    through it), then undo their changes to the host."""
+    dirs = realnodes.node_dirs(cluster_dir)
+    if not dirs:
+        return
+    cluster = LocalCluster(name=cluster_dir.name, workdir=cluster_dir)
+    kube = None
+    if cluster.reachable():
+        kube = cluster.connect()
+    try:
+        for node_dir in dirs:
+            realnodes.stop(node_dir, kube)
+    finally:
+        if kube is not None:
+            kube.close()
+
+
 def delete(name: str) -> bool:
     """Stop every process of cluster ``name`` and remove its state; False if it did not exist."""
     validate_name(name)
     cluster_dir = _cluster_dir(name)
     if not cluster_dir.exists():
         return False
+    _stop_real_nodes(cluster_dir)
     pids = _pids(cluster_dir)
     done = _kwokctl("delete", "cluster", "--name", name)
     if done.returncode != 0 and cluster_dir.exists():

@@ -152,6 +152,50 @@ KUBERNETES = GoTool(
     ),
 )
 
+# The kubelet of the local clusters' real nodes. Its own module (not a fifth binary of
+# KUBERNETES) so adding it leaves the control plane's go.mod, and so its build in the
+# shared tool cache, as it is; `kubelet_matches_control_plane` keeps the two
+# `k8s.io/kubernetes` requires equal, the one pin both follow.
+KUBELET = GoTool(
+    name="kubelet",
+    module="k8s.io/kubernetes",
+    purpose="runs real pods on the local clusters' real nodes",
+    binaries=(_kube_binary("kubelet"),),
+    ldflags=KUBERNETES.ldflags,
+)
+
+_CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+
+CONTAINERD = GoTool(
+    name="containerd",
+    module=_CONTAINERD_MODULE,
+    purpose="the container runtime of the local clusters' real nodes (runc is Debian's)",
+    binaries=(
+        Binary(
+            name="containerd",
+            package=f"{_CONTAINERD_MODULE}/cmd/containerd",
+            version_args=("--version",),
+            version_pattern=r"containerd \S+ v?(\d+\.\d+\.\d+)",
+        ),
+        Binary(
+            name="containerd-shim-runc-v2",
+            package=f"{_CONTAINERD_MODULE}/cmd/containerd-shim-runc-v2",
+            version_args=("-v",),
+            version_pattern=r"Version:\s+v?(\d+\.\d+\.\d+)",
+        ),
+        Binary(
+            name="ctr",
+            package=f"{_CONTAINERD_MODULE}/cmd/ctr",
+            version_args=("--version",),
+            version_pattern=r"ctr \S+ v?(\d+\.\d+\.\d+)",
+        ),
+    ),
+    ldflags=(
+        f"-X {_CONTAINERD_MODULE}/version.Version={{version}}",
+        f"-X {_CONTAINERD_MODULE}/version.Revision=tenantry-pinned",
+    ),
+)
+
 ETCD = GoTool(
     name="etcd",
     module="go.etcd.io/etcd/server/v3",
@@ -260,8 +304,11 @@ PROMETHEUS_OPERATOR = GoTool(
 # Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
 # before the collector it generates.
 GO_TOOLS: tuple[GoTool, ...] = (
-    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, KUBERNETES,
+    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, KUBERNETES, CONTAINERD, KUBELET,
 )  # fmt: skip
+
+# The tools only real nodes need; a kwok-only cluster runs without them.
+REAL_NODE_TOOLS: tuple[GoTool, ...] = (CONTAINERD, KUBELET)
 
 # Oldest Go that builds every pinned module (their go.mod files say `go 1.26.0`).
 MIN_GO = (1, 26)
@@ -273,6 +320,11 @@ def tool_for_binary(name: str) -> GoTool:
         if any(b.name == name for b in tool.binaries):
             return tool
     raise KeyError(name)
+
+
+def kubelet_matches_control_plane() -> bool:
+    """Whether the kubelet is pinned to the control plane's Kubernetes release."""
+    return KUBELET.version == KUBERNETES.version
 
 
 def comparable_version(version: str) -> str:

@@ -1,0 +1,135 @@
+"""Build the images the real local nodes need, cache them, import them with ``ctr``.
+
+No image registry is reachable, so each image is a static Go program from
+``images/go`` (standard library only) compiled with the Go toolchain the tool build
+already needs, packed as an OCI layout (`tenantry.images.oci`) and kept in
+`tenantry.paths.images_dir`. A second build with the same sources and Go finds the
+archive there; the image's tag is its content digest, so a changed program is a new
+image name and never a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantry import errors, paths
+from tenantry.images import oci
+
+GO_SOURCES = Path(__file__).parent / "go"
+REGISTRY = "tenantry.local"
+# Where the app listens in its container (the pod's own network namespace).
+APP_PORT = 8080
+
+_GO_BUILD_TIMEOUT_S = 300.0
+_CTR_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built image: its reference and the OCI archive on disk."""
+
+    ref: str
+    archive: Path
+
+
+def _goarch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def _source_digest(program: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted([GO_SOURCES / "go.mod", *(GO_SOURCES / program).glob("*.go")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _compile(program: str) -> bytes:
+    """The static binary of ``images/go/<program>``."""
+    with tempfile.TemporaryDirectory(prefix="tenantry-image-") as tmp:
+        out = Path(tmp) / program
+        env = dict(os.environ, CGO_ENABLED="0", GOOS="linux", GOARCH=_goarch())
+        argv = ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), f"./{program}"]
+        try:
+            done = subprocess.run(
+                argv, cwd=GO_SOURCES, env=env, capture_output=True, text=True,
+                timeout=_GO_BUILD_TIMEOUT_S, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise errors.ToolError(
+                f"could not build the {program} image's program: {e}",
+                fix="install Go 1.26 or newer (`apt-get install golang`)",
+            ) from e
+        if done.returncode != 0:
+            raise errors.ToolError(
+                f"`go build ./{program}` in {GO_SOURCES} failed:\n{done.stderr.strip()}",
+                fix="fix the program's source; it uses the standard library only",
+            )
+        return out.read_bytes()
+
+
+def _spec(program: str, binary: bytes) -> oci.ImageSpec:
+    files = {f"/{program}": oci.File(binary, mode=0o755)}
+    entrypoint = [f"/{program}"]
+    tag = oci.content_tag(files, entrypoint)
+    if program == "app":
+        return oci.ImageSpec(
+            name=f"{REGISTRY}/app:{tag}", files=files, entrypoint=entrypoint,
+            env=[f"PORT={APP_PORT}"], architecture=_goarch(), exposed_ports=(APP_PORT,),
+        )  # fmt: skip
+    return oci.ImageSpec(
+        name=f"{REGISTRY}/{program}:{tag}", files=files, entrypoint=entrypoint,
+        architecture=_goarch(),
+    )  # fmt: skip
+
+
+def build(program: str) -> Image:
+    """The image of ``images/go/<program>`` (``pause`` or ``app``), built once and cached."""
+    if not (GO_SOURCES / program).is_dir():
+        raise errors.UsageError(f"no image program {program!r} in {GO_SOURCES}")
+    cache = paths.images_dir()
+    key = f"{program}-{_source_digest(program)}-{_goarch()}"
+    archive, ref_file = cache / f"{key}.tar", cache / f"{key}.ref"
+    if archive.exists() and ref_file.exists():
+        return Image(ref=ref_file.read_text().strip(), archive=archive)
+    spec = _spec(program, _compile(program))
+    cache.mkdir(parents=True, exist_ok=True)
+    # Write then rename: a concurrent or interrupted build never leaves half an archive.
+    for path, data in ((archive, oci.archive(spec)), (ref_file, spec.name.encode() + b"\n")):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return Image(ref=spec.name, archive=archive)
+
+
+def pause() -> Image:
+    """The sandbox image every pod of a real node starts first."""
+    return build("pause")
+
+
+def app() -> Image:
+    """The test app: HTTP on 8080, ``/healthz`` and ``/`` with ``$APP_VERSION``."""
+    return build("app")
+
+
+def import_image(ctr: Path, address: Path, image: Image, *, namespace: str = "k8s.io") -> None:
+    """Import ``image`` into the containerd at ``address`` (the CRI's namespace by default)."""
+    argv = [str(ctr), "--address", str(address), "--namespace", namespace,
+            "images", "import", str(image.archive)]  # fmt: skip
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_CTR_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise errors.ClusterError(f"could not import {image.ref}: {e}") from e
+    if done.returncode != 0:
+        raise errors.ClusterError(
+            f"`ctr images import` of {image.ref} failed: {(done.stderr or done.stdout).strip()}",
+            fix=f"check containerd's log; remove {image.archive} to rebuild the image",
+        )
