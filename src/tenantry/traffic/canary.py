@@ -239,8 +239,8 @@ class Controller:
                     raise errors.TenantryError(
                         f"could not take the canary of {self.target.tenant}/"
                         f"{self.target.service} out of traffic: {_short(e)}",
-                        fix="set its weight to 0 when the router answers: "
-                        f"`tenantry canary abort {self.target.tenant}/{self.target.service}`",
+                        fix="once the router answers, approve the promotion again: the "
+                        "rollout resumes where it stopped and decides again",
                     ) from e
                 self.log(f"rolling back: router unreachable ({_short(e)}); trying again")
                 self.sleep(self.target.policy.interval_s)
