@@ -154,7 +154,7 @@ def test_a_deployer_killed_mid_deploy_is_finished_by_another(
         dead_letters = queued(p, f"{p.queue}-dlq")
         lost = int(wins == 0 or not deployed_everywhere or not handled or dead_letters > 0)
         reliability(Outcome(
-            fault=f"`tenantry deployer` SIGKILLed at {point}",
+            fault=f"`tenantry deployer` SIGKILLed {point if point == 'during helm' else 'at ' + point}",
             when=f"a staging deploy: {POINTS[point]}",
             happened=(
                 f"another deployer took over; ledger: {', '.join(r for _, r in results)}; "
