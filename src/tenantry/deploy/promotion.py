@@ -331,10 +331,8 @@ def _deploy_version(
 ) -> str | None:
     chosen = clusters or _canary_first(repo.platform.environment(environment))
     # Deployed already by this same action (a worker that died after it): not again.
-    done = {
-        c.name for c in chosen
-        if _last_on(ledger, tenant, service, environment, c.name) == (version, actor, "succeeded")
-    }  # fmt: skip
+    last = _last_on(ledger, tenant, service, environment)
+    done = {c.name for c in chosen if last.get(c.name) == (version, actor, "succeeded")}
     for name in sorted(done):
         log(f"{name} already runs {version} for this action: not deployed again")
     todo = [c for c in chosen if c.name not in done]
@@ -359,10 +357,12 @@ def _deploy_version(
 
 
 def _last_on(
-    ledger: Ledger, tenant: str, service: str, environment: str, cluster: str
-) -> tuple[str, str, str] | None:
-    """(version, actor, result) of the newest finished deployment on one cluster."""
+    ledger: Ledger, tenant: str, service: str, environment: str
+) -> dict[str, tuple[str, str, str]]:
+    """(version, actor, result) of the newest finished deployment on each cluster, from
+    one read of the service's history."""
+    last: dict[str, tuple[str, str, str]] = {}
     for d in ledger.history(tenant=tenant, service=service, limit=200):
-        if d.environment == environment and d.cluster == cluster and d.result != "running":
-            return d.version, d.actor, d.result
-    return None
+        if d.environment == environment and d.result != "running":
+            last.setdefault(d.cluster, (d.version, d.actor, d.result))
+    return last
