@@ -121,7 +121,7 @@ def test_a_pod_with_the_app_image_runs_and_answers_http_on_its_pod_ip(
     ip = wait_for(ready_ip, "the app pod Ready with an IP", timeout_s=60)
     with urllib.request.urlopen(f"http://{ip}:{images.APP_PORT}/", timeout=5) as response:
         body = response.read().decode()
-    assert "version=7.7.7" in body and "host=app" in body
+    assert body == "app 7.7.7 on app\n"  # service, version, pod (its hostname)
     with urllib.request.urlopen(f"http://{ip}:{images.APP_PORT}/healthz", timeout=5) as response:
         assert response.status == 200
 

@@ -99,13 +99,48 @@ def build(program: str) -> Image:
     if archive.exists() and ref_file.exists():
         return Image(ref=ref_file.read_text().strip(), archive=archive)
     spec = _spec(program, _compile(program))
-    cache.mkdir(parents=True, exist_ok=True)
-    # Write then rename: a concurrent or interrupted build never leaves half an archive.
-    for path, data in ((archive, oci.archive(spec)), (ref_file, spec.name.encode() + b"\n")):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    _write_atomically(archive, oci.archive(spec))
+    _write_atomically(ref_file, spec.name.encode() + b"\n")
     return Image(ref=spec.name, archive=archive)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write then rename: a concurrent or interrupted build never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def service(ref: str) -> Image:
+    """The app image of one service version, named as its chart names it.
+
+    ``registry.acme.example/payments/api:1.4.0`` holds the app with ``APP_SERVICE=api``
+    and ``APP_VERSION=1.4.0`` set, so a pod answers with the version helm deployed
+    (its chart may still override them, and set ``APP_ERROR_RATE`` for a bad release).
+    Built once per reference and app source; the archive is cached like the others.
+    """
+    repository, _, version = ref.rpartition(":")
+    if not repository or "/" not in repository or not version or "@" in ref:
+        raise errors.UsageError(
+            f"image {ref!r} is not REGISTRY/PATH:TAG",
+            fix="name a tagged image such as registry.acme.example/payments/api:1.4.0",
+        )
+    base = app()
+    name = repository.rsplit("/", 1)[1]
+    cache = paths.images_dir()
+    key = hashlib.sha256(f"{base.ref}\0{ref}".encode()).hexdigest()[:16]
+    archive = cache / f"service-{key}-{_goarch()}.tar"
+    if archive.exists():
+        return Image(ref=ref, archive=archive)
+    binary = oci.read_file(base.archive.read_bytes(), "/app")
+    spec = oci.ImageSpec(
+        name=ref, files={"/app": oci.File(binary, mode=0o755)}, entrypoint=["/app"],
+        env=[f"PORT={APP_PORT}", f"APP_SERVICE={name}", f"APP_VERSION={version}"],
+        architecture=_goarch(), exposed_ports=(APP_PORT,),
+    )  # fmt: skip
+    _write_atomically(archive, oci.archive(spec))
+    return Image(ref=ref, archive=archive)
 
 
 def pause() -> Image:

@@ -176,3 +176,26 @@ def content_tag(files: Mapping[str, File], entrypoint: Sequence[str]) -> str:
         digest.update(hashlib.sha256(files[path].content).digest())
     digest.update(_canonical({"entrypoint": list(entrypoint)}))
     return digest.hexdigest()[:12]
+
+
+def read_file(archive_bytes: bytes, path: str) -> bytes:
+    """The content of ``path`` in the (single-layer) image of an archive `archive` wrote."""
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as outer:
+        index_doc = json.loads(_member(outer, "index.json"))
+        manifest_digest = index_doc["manifests"][0]["digest"]
+        manifest_doc = json.loads(_member(outer, _blob_path(manifest_digest)))
+        layer_bytes = _member(outer, _blob_path(manifest_doc["layers"][0]["digest"]))
+    with tarfile.open(fileobj=io.BytesIO(layer_bytes)) as layer_tar:
+        return _member(layer_tar, path.lstrip("/"))
+
+
+def _blob_path(digest: str) -> str:
+    algorithm, _, hex_digest = digest.partition(":")
+    return f"blobs/{algorithm}/{hex_digest}"
+
+
+def _member(archive_tar: tarfile.TarFile, name: str) -> bytes:
+    extracted = archive_tar.extractfile(name)
+    if extracted is None:
+        raise KeyError(name)
+    return extracted.read()

@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import yaml
 from lightkube.resources.core_v1 import Node, ServiceAccount
 
 from tenantry import errors, paths, processes
+from tenantry.images import build as images
 from tenantry.kube import kwokconfig, realnode, realnodes
 from tenantry.kube.client import Kube
 from tenantry.tools import catalog, install
@@ -368,6 +369,22 @@ def _add_real_nodes(
 def real_node_names(cluster: LocalCluster) -> list[str]:
     """The names of the cluster's real nodes (empty for a kwok-only cluster)."""
     return [f"{cluster.name}-real-{d.name}" for d in realnodes.node_dirs(cluster.workdir)]
+
+
+def load_images(cluster: LocalCluster, refs: Sequence[str]) -> list[str]:
+    """Build (once) and import the app image of each reference into every real node.
+
+    The stand-in for a registry pull: the local clusters reach no registry, so a
+    service's image is put where its pods' ``IfNotPresent`` finds it. Returns the
+    names of the nodes loaded (none for a kwok-only cluster, whose pods run nothing).
+    """
+    built = [images.service(ref) for ref in refs]
+    loaded = []
+    for node_dir in realnodes.node_dirs(cluster.workdir):
+        for image in built:
+            realnodes.import_image(node_dir, image)
+        loaded.append(f"{cluster.name}-real-{node_dir.name}")
+    return loaded
 
 
 def _stop_real_nodes(cluster_dir: Path) -> None:

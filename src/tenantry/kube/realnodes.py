@@ -437,6 +437,14 @@ def _load(node_dir: Path) -> tuple[realnode.RealNode, dict[str, Any]] | None:
     return realnode.RealNode(cluster, index, node_dir, subnet), changes
 
 
+def import_image(node_dir: Path, image: images.Image) -> None:
+    """Import ``image`` into the containerd of the real node in ``node_dir``."""
+    loaded = _load(node_dir)
+    if loaded is None:
+        raise errors.ClusterError(f"{node_dir} holds no real node")
+    images.import_image(install.binary("ctr"), loaded[0].containerd_socket, image)
+
+
 def node_dirs(cluster_workdir: Path) -> list[Path]:
     root = cluster_workdir / "real"
     return sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []
