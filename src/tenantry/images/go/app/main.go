@@ -13,8 +13,8 @@
 //	APP_VERSION       the version it answers with (the chart's)
 //	APP_ERROR_RATE    fraction of user requests answered 500 (0 to 1)
 //	APP_LATENCY_MS    extra time before each user request is answered
-//	APP_READY         "false": /healthz answers 503, the pod never turns ready
-//	APP_DRAIN_S       on SIGTERM, seconds to keep serving with /healthz at 503
+//	APP_READY         "false": /healthz and /ready answer 503, the pod never turns ready
+//	APP_DRAIN_S       on SIGTERM, seconds to keep serving with /ready at 503
 //	                  before closing (2 by default), so the endpoints it leaves
 //	                  stop sending before it stops answering
 package main
@@ -138,13 +138,16 @@ func main() {
 	counted := &stats{requests: map[int]int{}, counts: make([]int, len(buckets))}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	health := func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
+	}
+	// The platform's base chart probes /ready and /healthz; neither counts as a request.
+	mux.HandleFunc("/healthz", health)
+	mux.HandleFunc("/ready", health)
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprint(w, counted.render(labels))
