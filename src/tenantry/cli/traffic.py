@@ -18,7 +18,8 @@ from tenantry.cli import client, output
 from tenantry.cli.tenants import RepoOption
 from tenantry.ledger import Ledger
 from tenantry.spec import repository
-from tenantry.traffic import failover, wiring
+from tenantry.tenancy import reconcile
+from tenantry.traffic import failover, ingress, wiring
 from tenantry.traffic.load import Load
 
 traffic_app = typer.Typer(help="Live traffic between the production clusters.",
@@ -110,3 +111,63 @@ def _platform_alert(provider: wiring.Provider, summary: str) -> None:
         provider.alert(labels, summary)
     except httpx2.HTTPError as e:
         output.err_console.print(f"could not alert: {e}", markup=False)
+
+
+@traffic_app.command("ingress")
+def ingress_cmd(
+    cluster: Annotated[str, typer.Option(help="The production cluster whose pods serve.")],
+    listen: Annotated[
+        list[str],
+        typer.Option(
+            help="ROUTE=PORT: take the route's traffic on 127.0.0.1:PORT (repeat per route)."
+        ),
+    ],
+    stats_port: Annotated[int, typer.Option(help="The ingress HAProxy's /metrics and /stats.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where its configuration goes.")],
+    port: Annotated[int, typer.Option(help="Port for /healthz (loopback).")] = 0,
+    environment: Annotated[str, typer.Option(help="The cluster's environment.")] = "production",
+    repo: RepoOption = Path(),
+) -> None:
+    """Run a cluster's ingress: an HAProxy whose backends are each route's ready pods, read
+    from the cluster's EndpointSlices and kept up to date. Runs until stopped (`tenantry up`
+    runs one per production cluster with real nodes).
+
+    Example: tenantry traffic ingress --cluster prod-primary --listen payments-api=18080 \\
+      --stats-port 18081 --dir /tmp/ingress
+    """
+    loaded = repository.load(repo.resolve())
+    env = loaded.platform.environment(environment)
+    ref = next((c for c in env.clusters if c.name == cluster), None)
+    if ref is None:
+        names = ", ".join(c.name for c in env.clusters)
+        raise errors.UsageError(f"environment {environment} has no cluster {cluster!r}",
+                                fix=f"name one of: {names}")  # fmt: skip
+    ports: dict[str, int] = {}
+    for item in listen:
+        route, _, number = item.partition("=")
+        if not number.isdigit():
+            raise errors.UsageError(f"--listen {item!r} is not ROUTE=PORT")
+        ports[route] = int(number)
+    backends = [
+        ingress.Backend(wiring.route_name(s), ports[wiring.route_name(s)], s.tenant, s.name)
+        for s in loaded.services
+        if s.descriptor is not None and wiring.route_name(s) in ports
+    ]
+    unknown = sorted(set(ports) - {b.route for b in backends})
+    if unknown:
+        raise errors.UsageError(f"no described service has route(s) {', '.join(unknown)}",
+                                fix="a route is <tenant>-<service> of a service.yaml")  # fmt: skip
+    target = reconcile.resolve(ref, environment, loaded.root)
+    proxy = ingress.Ingress(f"ingress-{cluster}", directory.resolve(), backends,
+                            stats_port=stats_port)  # fmt: skip
+    proxy.start()
+    stop = threading.Event()
+    if port:
+        processes.serve_health(port, stop)
+    processes.on_terminate(stop.set)
+    log = lambda line: output.err_console.print(f"{cluster}: {line}", markup=False)  # noqa: E731
+    controller = ingress.Controller(proxy, target.connect, log=log)
+    try:
+        controller.run(stop.is_set, wait=stop.wait)
+    finally:
+        controller.close()

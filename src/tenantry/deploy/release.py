@@ -8,6 +8,11 @@ cluster, stopping at the first cluster that fails so later ones keep serving.
 ``guard`` is called before each cluster's helm run: a worker whose lease lapsed
 (`tenantry.ledger.fence`) stops there instead of racing the worker that took over. The
 worker that took over first clears a release the dead one's helm left pending.
+
+A local cluster with real nodes reaches no registry: before helm runs there, the
+tenant's own images of the chart (`tenantry.charts.images`) are built and loaded into
+its real nodes (`localcluster.load_images`), as the tenant's build would have pushed
+them. Any other image is left to the kubelet, which says why it cannot pull it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenantry import errors, faults, helm
+from tenantry.charts import images as chart_images
+from tenantry.charts import manifests
+from tenantry.kube import localcluster
 from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec import models
@@ -69,6 +77,7 @@ def deploy(
             identity=Identity.service_account(tenant.name, objects.DEPLOYER_SA),
         )
         try:
+            load_images(repo, cluster, artifact)
             # Holding the release's lease, a pending release is one a cut-short helm run
             # left behind (its worker died, or the API server went away mid-run).
             recovered = helm.recover_interrupted(
@@ -92,3 +101,22 @@ def deploy(
         faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
     return None
+
+
+def load_images(repo: Repository, cluster: models.ClusterRef, artifact: Artifact) -> list[str]:
+    """Load the tenant's own images of ``artifact`` into the real nodes of ``cluster`` when
+    it is a local cluster that has some; the images loaded (none elsewhere: a real
+    cluster pulls from its registry, a kwok node runs nothing)."""
+    if cluster.local is None:
+        return []
+    local = localcluster.get(cluster.local)
+    if not localcluster.real_node_names(local):
+        return []
+    tenant = repo.tenant(artifact.tenant)
+    rendered = manifests.split(helm.template(artifact.path, release=artifact.service,
+                                             namespace=tenant.name))  # fmt: skip
+    registries = (*repo.platform.registries, *tenant.registries)
+    refs = chart_images.tenant_images(chart_images.workload_images(rendered), registries,
+                                      tenant.name)  # fmt: skip
+    localcluster.load_images(local, refs)
+    return refs

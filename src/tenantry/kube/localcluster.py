@@ -313,7 +313,7 @@ def create(
             )
         cluster = LocalCluster(name=name, workdir=_cluster_dir(name))
         _record_token_digest(cluster, digest)
-        _add_nodes(cluster, nodes)
+        _add_nodes(cluster, nodes, taint=bool(real_nodes))
         if real_nodes:
             _add_real_nodes(cluster, real_nodes, on_progress)
     except BaseException:
@@ -322,12 +322,20 @@ def create(
     return cluster
 
 
-def _add_nodes(cluster: LocalCluster, count: int) -> None:
+# On the kwok nodes of a cluster that has real nodes: pods that do not tolerate it land
+# on a real node, where their containers really run.
+KWOK_TAINT = {"key": "tenantry.dev/simulated", "value": "true", "effect": "NoSchedule"}
+
+
+def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT_S
     names = kwokconfig.node_names(cluster.name, count)
     with cluster.connect() as kube:
         for node in names:
-            kube.apply(kwokconfig.node_manifest(node))
+            manifest = kwokconfig.node_manifest(node)
+            if taint:
+                manifest["spec"]["taints"] = [dict(KWOK_TAINT)]
+            kube.apply(manifest)
         pending = set(names)
         while pending and time.monotonic() < deadline:
             for node in list(pending):

@@ -1,8 +1,13 @@
-"""The local platform's live traffic: a demo app per service per production cluster (the
-cluster's ingress: kwok runs no containers), HAProxy in front of them, one frontend
-port per service, and the failover watcher (`tenantry traffic watch`). Ports are
-chosen once and kept in ``<state dir>/traffic/ports.json`` so every command finds the
-same router; every process is stopped by its pid.
+"""The local platform's live traffic: each production cluster's ingress, HAProxy in front
+of them (one frontend port per service), and the failover watcher (`tenantry traffic
+watch`). Ports are chosen once and kept in ``<state dir>/traffic/ports.json`` so every
+command finds the same router; every process is stopped by its pid.
+
+A cluster's ingress for a service is, on a cluster with real nodes, the cluster ingress
+(`tenantry.traffic.ingress`, run by ``tenantry traffic ingress``): an HAProxy whose
+backends are the service's ready pods, from the cluster's EndpointSlices — live traffic
+reaches real pods. A kwok-only cluster runs no containers, so there it is a demo app
+(`tenantry.local.demoapp`) per service that stands in for the pods.
 
 `Provider` is how the rest of Tenantry reaches all this: the `tenantry.traffic.wiring`
 provider for environments on local clusters, registered by `tenantry.local.plugin`.
@@ -18,7 +23,9 @@ from pathlib import Path
 import httpx2
 
 from tenantry import errors, paths, processes
+from tenantry.kube import localcluster
 from tenantry.local import monitoring
+from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.router import Endpoint, Route
@@ -90,15 +97,59 @@ def _app_process(route: Route, cluster: str) -> str:
     return f"demo-{route.name}-{cluster}"
 
 
+def _controller_process(cluster: str) -> str:
+    return f"ingress-controller-{cluster}"
+
+
+def has_real_nodes(cluster: models.ClusterRef) -> bool:
+    """Whether ``cluster`` is a local cluster with real nodes (its pods really run)."""
+    if cluster.local is None:
+        return False
+    try:
+        return bool(localcluster.real_node_names(localcluster.get(cluster.local)))
+    except errors.ClusterNotFoundError:
+        return False
+
+
+def _production(repo: Repository) -> list[models.ClusterRef]:
+    found = [e for e in repo.platform.environments if e.name == PRODUCTION]
+    return list(found[0].clusters) if found else []
+
+
+def _start_ingress(repo: Repository, cluster: models.ClusterRef,
+                   found: list[tuple[Route, int]]) -> None:  # fmt: skip
+    """The cluster ingress of ``cluster``: its controller starts its HAProxy."""
+    listen = []
+    for route, _ in found:
+        (endpoint,) = [e for e in route.endpoints if e.cluster == cluster.name]
+        listen += ["--listen", f"{route.name}={endpoint.address.rsplit(':', 1)[1]}"]
+    ports = _ports([f"ingress-stats:{cluster.name}", f"ingress-health:{cluster.name}"])
+    health = ports[f"ingress-health:{cluster.name}"]
+    processes.start(_controller_process(cluster.name), [
+        sys.executable, "-m", "tenantry", "traffic", "ingress", "--cluster", cluster.name,
+        *listen, "--stats-port", str(ports[f"ingress-stats:{cluster.name}"]),
+        "--dir", str(_dir() / f"ingress-{cluster.name}"), "--port", str(health),
+        "--repo", str(repo.root),
+    ], port=health)  # fmt: skip
+
+
 def start(repo: Repository) -> HAProxy | None:
-    """Start the demo apps and HAProxy; None when the platform has no traffic section."""
+    """Start each production cluster's ingress (the cluster ingress over real pods, or demo
+    apps on a kwok-only cluster) and HAProxy; None when the platform has no traffic
+    section."""
     found = routes(repo)
     if not found:
         return None
+    real = {c.name for c in _production(repo) if has_real_nodes(c)}
+    for cluster in _production(repo):
+        if cluster.name in real:
+            _start_ingress(repo, cluster, found)
     for route, _ in found:
         service = next(s for s in repo.services if route_name(s) == route.name)
         assert service.descriptor is not None
         for endpoint in route.endpoints:
+            if endpoint.cluster in real:
+                continue
             port = int(endpoint.address.rsplit(":", 1)[1])
             processes.start(_app_process(route, endpoint.cluster), [
                 sys.executable, "-m", "tenantry.local.demoapp", "--port", str(port),
@@ -117,16 +168,21 @@ def start(repo: Repository) -> HAProxy | None:
 
 
 def scrape_targets(repo: Repository) -> list[str]:
-    """``host:port`` of HAProxy's exporter and every demo app, for Prometheus."""
+    """``host:port`` of HAProxy's exporter and every demo app, for Prometheus (real pods
+    are found by Prometheus itself)."""
     found = routes(repo)
     if not found:
         return []
-    apps = [e.address for route, _ in found for e in route.endpoints]
+    real = {c.name for c in _production(repo) if has_real_nodes(c)}
+    apps = [e.address for route, _ in found for e in route.endpoints if e.cluster not in real]
     return [f"127.0.0.1:{_ports(['stats'])['stats']}", *apps]
 
 
 def set_version(route: Route, cluster: str, version: str) -> None:
-    """What a deploy does to a real ingress: the demo app now serves ``version``."""
+    """What a deploy does to a real ingress: the demo app now serves ``version``. Nothing
+    on a cluster whose ingress is the cluster ingress: its pods serve what it runs."""
+    if processes.running(_controller_process(cluster)) is not None:
+        return
     process = processes.running(_app_process(route, cluster))
     if process is None:
         raise errors.TenantryError(f"the demo app of {route.name} on {cluster} is not running",
@@ -137,17 +193,20 @@ def set_version(route: Route, cluster: str, version: str) -> None:
 
 
 def stop() -> None:
-    """Stop HAProxy and every demo app (by pid), and forget the ports."""
+    """Stop HAProxy, the cluster ingresses and every demo app (by pid), and forget the
+    ports."""
     processes.stop(WATCHER)
     processes.stop("haproxy")
-    for entry in paths.state_dir().glob("demo-*"):
-        processes.stop(entry.name)
+    # Controllers first, so none is left to act on an ingress that is gone.
+    for pattern in ("ingress-controller-*", "ingress-*", "demo-*"):
+        for entry in sorted(paths.state_dir().glob(pattern)):
+            processes.stop(entry.name)
     shutil.rmtree(_dir(), ignore_errors=True)
 
 
 class Provider:
-    """The local platform's `tenantry.traffic.wiring.Provider`: HAProxy over the demo
-    apps, the local monitoring stack's Prometheus and Alertmanager."""
+    """The local platform's `tenantry.traffic.wiring.Provider`: HAProxy over the clusters'
+    ingresses, the local monitoring stack's Prometheus and Alertmanager."""
 
     def router(self, repo: Repository) -> HAProxy:
         """The local HAProxy (started by `tenantry up`)."""
@@ -158,7 +217,7 @@ class Provider:
         return [(route, f"http://127.0.0.1:{port}/") for route, port in routes(repo)]
 
     def route(self, repo: Repository, service: ServiceSource) -> Route:
-        """The service's route over the demo apps."""
+        """The service's route over the clusters' ingresses."""
         return route_for(repo, service)[0]
 
     def prometheus(self, repo: Repository) -> str | None:
@@ -174,5 +233,6 @@ class Provider:
         monitoring.post_alert(labels, summary)
 
     def serving(self, route: Route, cluster: str, version: str) -> None:
-        """Tell the cluster's demo app which version it serves now."""
+        """Tell the cluster's demo app which version it serves now (real pods need not be
+        told)."""
         set_version(route, cluster, version)

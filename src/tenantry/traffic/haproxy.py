@@ -122,7 +122,7 @@ def config(
     return "\n".join(lines) + "\n"
 
 
-def _replace(path: Path, text: str) -> None:
+def replace_atomically(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all: a reader (HAProxy starting, another command)
     sees the old file or the new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ class HAProxy:
     def _write(self) -> None:
         text = config(self.routes, admin_socket=self.runtime.path, stats_port=self.stats_port,
                       canary_weights=self.wanted(), timing=self.timing)  # fmt: skip
-        _replace(self.config_file, text)
+        replace_atomically(self.config_file, text)
 
     def start(self) -> processes.Process:
         """Write the configuration and start HAProxy (master-worker), or find it running."""
@@ -260,7 +260,7 @@ class HAProxy:
         if not 0 <= weight <= 100:
             raise errors.UsageError(f"weight {weight} is outside 0-100")
         wanted = {**self.wanted(), route.name: weight}
-        _replace(self._wanted_file, json.dumps(wanted))
+        replace_atomically(self._wanted_file, json.dumps(wanted))
         # The configuration a restart starts from must hold the weight before HAProxy does.
         self._write()
         self._apply(route, weight)
