@@ -13,6 +13,7 @@ from tenantry import errors
 from tenantry.cli import client, output
 from tenantry.cli.tenants import RepoOption
 from tenantry.local import people, platform
+from tenantry.spec import repository
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +35,21 @@ def up_cmd(
     shipper and stand-in Slack/PagerDuty/SMTP/Splunk receivers with the generated
     monitoring configuration.
 
-    Creates what is missing and restarts what is stopped; running parts are reused.
+    Creates what is missing and restarts what is stopped; running parts are reused. Where
+    this machine can run containers each new cluster gets one real node (`realNodes:` on a
+    cluster in platform.yaml says otherwise), so pods really run and production's live
+    traffic reaches them; elsewhere clusters are kwok-only and `up` says why.
     Needs `tenantry tools install` first.
 
     Example: tenantry up --repo examples/platform-repo
     """
+    _, kwok_only = platform.real_nodes(repository.load(repo.resolve()))
+    if kwok_only:
+        output.err_console.print(
+            f"clusters are kwok-only (pods are simulated, live traffic goes to demo apps): "
+            f"{kwok_only}",
+            markup=False,
+        )
     reports = platform.up(
         repo_root=repo.resolve(),
         nodes=nodes,
@@ -46,6 +57,7 @@ def up_cmd(
         on_restart=lambda n: output.err_console.print(
             f"restarting cluster {n} so its API server reads new people's tokens ..."
         ),
+        on_progress=lambda line: output.err_console.print(f"  {line}", markup=False),
     )
     output.emit([asdict(r) for r in reports], ctx.obj.output, title="local platform")
     services = platform.start_services(repo.resolve())
@@ -69,7 +81,9 @@ def up_cmd(
         "`tenantry monitoring received slack`)"
     )
     if ctx.obj.output == "table":
-        output.err_console.print("\nReach a cluster with kubectl (pods are simulated by kwok):")
+        real = any(r.real_nodes for r in reports)
+        how = "pods run on its real node" if real else "pods are simulated by kwok"
+        output.err_console.print(f"\nReach a cluster with kubectl ({how}):")
         for r in reports:
             output.err_console.print(f"  kubectl --kubeconfig {r.kubeconfig} get nodes")
         output.err_console.print(

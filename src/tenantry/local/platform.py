@@ -5,6 +5,11 @@ monitoring stack (Prometheus, Alertmanager, the log shipper, stand-in receivers)
 `tenantry up` is the one command that brings everything up; `tenantry down` stops
 every process it started, by pid, and removes the clusters.
 
+Each cluster gets the real nodes platform.yaml's ``realNodes`` asks for (unset: one where
+this machine can run containers, so the services' pods really run and production's live
+traffic reaches them; none elsewhere, and `up` says why). A cluster that already exists
+keeps the nodes it was made with.
+
 The clusters' API servers accept the people's own bearer tokens
 (`tenantry.local.people`), so the Tenantry server's TokenReview and RBAC see real
 user names. kube-apiserver reads its token file only when it starts, so `up`
@@ -26,7 +31,7 @@ from typing import Literal
 
 from tenantry import aws, errors, paths, processes
 from tenantry.aws import wiring
-from tenantry.kube import localcluster
+from tenantry.kube import localcluster, realnodes
 from tenantry.kube.client import Kube
 from tenantry.local import awsserver, monitoring, people
 from tenantry.local import server as local_server
@@ -55,6 +60,7 @@ class ClusterReport:
     server: str
     kubeconfig: str
     seconds: float
+    real_nodes: int = 0
 
 
 def _report(cluster: localcluster.LocalCluster, action: Action, started: float) -> ClusterReport:
@@ -65,7 +71,27 @@ def _report(cluster: localcluster.LocalCluster, action: Action, started: float) 
         server=cluster.server,
         kubeconfig=str(cluster.kubeconfig),
         seconds=round(time.monotonic() - started, 1),
+        real_nodes=len(localcluster.real_node_names(cluster)),
     )
+
+
+def real_nodes(repo: Repository) -> tuple[dict[str, int], str | None]:
+    """How many real nodes each platform cluster gets, and why none where the machine
+    cannot run containers (None when it can). A cluster whose ``realNodes`` asks for some
+    on such a machine is an error: `RealNodeUnsupportedError`, with the fix."""
+    asked = {c.local: c.real_nodes for e in repo.platform.environments for c in e.clusters
+             if c.local in CLUSTERS}  # fmt: skip
+    try:
+        realnodes.preflight()
+        reason = None
+    except errors.RealNodeUnsupportedError as e:
+        if any(asked.get(name) for name in CLUSTERS):
+            raise
+        reason = e.message + (f" ({e.fix})" if e.fix else "")
+    default = 0 if reason else 1
+    counts = {name: default if asked.get(name) is None else int(asked[name] or 0)
+              for name in CLUSTERS}  # fmt: skip
+    return counts, reason
 
 
 def _check_token_file(cluster: localcluster.LocalCluster, token_file: Path) -> None:
@@ -86,14 +112,18 @@ def up(
     nodes: int = 3,
     on_start: Callable[[str], None] | None = None,
     on_restart: Callable[[str], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> list[ClusterReport]:
     """Bring every local cluster up: create what is missing, restart what is stopped.
 
     First gives everyone ``repo_root``'s repository names a token (`people.ensure`);
     every cluster's API server accepts them. A running cluster whose API server read
-    an older token file is restarted (``on_restart``) so new people's tokens work.
+    an older token file is restarted (``on_restart``) so new people's tokens work. A new
+    cluster gets its real nodes (`real_nodes`; ``on_progress`` hears how they start).
     """
-    token_file = people.ensure(repository.load(repo_root)).token_file
+    loaded = repository.load(repo_root)
+    counts, _ = real_nodes(loaded)
+    token_file = people.ensure(loaded).token_file
     reports = []
     existing = {c.name: c for c in localcluster.list_clusters() if c.name in CLUSTERS}
     # Every cluster is checked before any is touched: refuse all or nothing.
@@ -117,7 +147,10 @@ def up(
             cluster = localcluster.start(name)
             action: Action = "started"
         else:
-            cluster = localcluster.create(name, nodes=nodes, token_file=token_file)
+            cluster = localcluster.create(
+                name, nodes=nodes, token_file=token_file, real_nodes=counts[name],
+                on_progress=on_progress,
+            )  # fmt: skip
             action = "created"
         reports.append(_report(cluster, action, started))
     return reports
@@ -200,7 +233,9 @@ def platform_targets(repo: Repository) -> list[str]:
 
 
 def start_traffic(repo_root: Path) -> list[tuple[str, int]]:
-    """Start HAProxy and the demo apps; each route's name and front port."""
+    """Start HAProxy and each production cluster's ingress (the cluster ingress over real
+    pods where the cluster has real nodes, demo apps elsewhere); each route's name and
+    front port."""
     loaded = repository.load(repo_root)
     if local_traffic.start(loaded) is None:
         return []

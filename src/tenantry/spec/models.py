@@ -159,13 +159,18 @@ class ClusterRef(Model):
     kubeconfig: str | None = None
     context: str | None = None
     # Where the cluster's ingress takes live traffic (host:port), for the traffic router;
-    # local clusters get demo apps instead (`tenantry up`).
+    # local clusters get one from `tenantry up` (over real pods, or demo apps on kwok).
     ingress: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")
+    # A local cluster's real nodes (a kubelet with containerd: pods really run), made by
+    # `tenantry up`. Unset: one where this machine can run containers, none elsewhere.
+    real_nodes: int | None = Field(default=None, ge=0, le=4)
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ClusterRef:
         if (self.local is None) == (self.kubeconfig is None):
             raise ValueError("set exactly one of `local` (a local cluster) or `kubeconfig`")
+        if self.real_nodes is not None and self.local is None:
+            raise ValueError("realNodes is for local clusters only (`local:`)")
         return self
 
 
