@@ -285,7 +285,7 @@ def test_real_pods_serve_the_route_through_the_cluster_ingress(live: Live) -> No
 
 
 def test_a_rolling_upgrade_under_load_loses_no_request(live: Live) -> None:
-    load = Load(live.front, threads=2, interval_s=0.1)
+    load = Load(live.front, threads=2, interval_s=0.05)
     try:
         wait_for(lambda: len(load.answers) >= 20, "the load to start")
         assert live.deploy(live.primary, "1.1.0") is None
@@ -296,7 +296,7 @@ def test_a_rolling_upgrade_under_load_loses_no_request(live: Live) -> None:
     assert load.failed == 0, load.errors
     assert load.versions["error"] == 0
     assert set(load.versions) == {"1.0.0", "1.1.0"}
-    assert 200 < sum(load.versions.values()) < 2000  # bounded
+    assert 100 < sum(load.versions.values()) < 3000  # steady, and bounded
     assert _ready_pods(live.primary, "1.1.0") == 3
 
 
