@@ -238,16 +238,27 @@ class Controller:
     def run(self, until: Callable[[], bool], *, interval_s: float = 0.2,
             wait: Callable[[float], object] = time.sleep) -> None:  # fmt: skip
         """`sync` every ``interval_s`` until ``until()``. A pass that fails (the API server
-        or HAProxy away for a moment) is logged and tried again next time; meanwhile
-        the backends keep the pods they had."""
+        away for a moment) is logged once and tried again next time; meanwhile the
+        backends keep the pods they had. An HAProxy that died is started again (its
+        slots empty), and the next pass fills it."""
+        last_failure = ""
         while not until():
             try:
                 self.sync()
+                last_failure = ""
             except errors.TenantryError as e:
-                self.log(f"sync failed, keeping the current pods: {e}")
+                if str(e) != last_failure:
+                    self.log(f"sync failed, keeping the current pods: {e}")
+                last_failure = str(e)
                 if self._kube is not None:
                     self._kube.close()
                     self._kube = None
+                if processes.running(self.ingress.name) is None:
+                    self.log("HAProxy is not running: starting it again")
+                    try:
+                        self.ingress.start()
+                    except errors.TenantryError as again:
+                        self.log(f"could not start HAProxy: {again}")
             wait(interval_s)
 
     def close(self) -> None:
