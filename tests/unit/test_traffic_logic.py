@@ -98,6 +98,19 @@ def test_failover_holds_down_then_returns_gradually() -> None:
     assert plan.record == "failback" and state.mode == "normal"
 
 
+def test_a_primary_that_never_served_is_no_failover() -> None:
+    def run(state: failover.State, healthy: bool) -> tuple[failover.State, failover.Plan]:
+        return failover.step(state, primary_healthy=healthy, canary_weight=0, at=0,
+                             hold_down_s=30, ramp_steps=4, ramp_interval_s=5)  # fmt: skip
+
+    # Before the service's first production release its ingress has no pod: not a failure.
+    state, plan = run(failover.State(), False)
+    assert (state.mode, plan) == ("normal", failover.Plan())
+    state, plan = run(state, True)  # released: it serves
+    state, plan = run(state, False)  # and now fails
+    assert plan == failover.Plan(weight=100, record="failover")
+
+
 def test_haproxy_config_has_backups_and_fast_checks() -> None:
     route = Route("payments-api", (Endpoint("prod-primary", "primary", "127.0.0.1:1"),
                                    Endpoint("prod-canary", "canary", "127.0.0.1:2")))  # fmt: skip

@@ -30,6 +30,10 @@ class State:
 
     mode: Mode = "normal"
     canary_weight: int = 0  # the weight to return to after a failback
+    # The primary has been seen healthy: only a primary that served can fail. One that
+    # never has (the service not yet released to production, so its ingress has no pod)
+    # is no failover, and recording and alerting one would only be noise.
+    served: bool = False
     healthy_since: float | None = None
     ramp_index: int = 0
     next_at: float = 0.0
@@ -65,11 +69,15 @@ def step(
     """The next state for one observation of the primary's health."""
     if state.mode == "normal":
         if primary_healthy:
-            return replace(state, canary_weight=canary_weight), Plan()
-        return State("failed-over", state.canary_weight), Plan(weight=100, record="failover")
+            return replace(state, canary_weight=canary_weight, served=True), Plan()
+        if not state.served:
+            return state, Plan()
+        return State("failed-over", state.canary_weight, served=True), Plan(
+            weight=100, record="failover"
+        )
     if not primary_healthy:  # down, or down again while failing back
         plan = Plan(weight=100) if state.mode == "failing-back" else Plan()
-        return State("failed-over", state.canary_weight), plan
+        return State("failed-over", state.canary_weight, served=True), plan
     if state.mode == "failed-over":
         if state.healthy_since is None:
             return replace(state, healthy_since=at), Plan()
@@ -81,7 +89,9 @@ def step(
     weights = ramp(100, state.canary_weight, ramp_steps)
     weight = weights[state.ramp_index]
     if state.ramp_index + 1 == len(weights):
-        return State("normal", state.canary_weight), Plan(weight=weight, record="failback")
+        return State("normal", state.canary_weight, served=True), Plan(
+            weight=weight, record="failback"
+        )
     return replace(state, ramp_index=state.ramp_index + 1, next_at=at + ramp_interval_s), Plan(
         weight=weight
     )
