@@ -305,12 +305,12 @@ def test_a_version_whose_pods_never_turn_ready_stops_and_the_old_pods_serve(live
     try:
         wait_for(lambda: len(load.answers) >= 20, "the load to start")
         failure = live.deploy(live.primary, "1.2.0", timeout_s=20, APP_READY="false")
-        served = sum(load.versions.values())
     finally:
         load.stop()
     assert failure is not None and live.primary in failure
     assert load.failed == 0, load.errors
-    assert dict(load.versions) == {"1.1.0": served}  # every request, by the old pods
+    assert set(load.versions) == {"1.1.0"}  # every request answered, by the old pods
+    assert sum(load.versions.values()) > 100
     assert _ready_pods(live.primary, "1.1.0") == 3
     assert set(_answers(live.front, 20)) == {"1.1.0"}
 
