@@ -58,6 +58,7 @@ COMMANDS = [
     ["traffic", "status"],
     ["traffic", "load"],
     ["traffic", "watch"],
+    ["traffic", "ingress"],
     ["canary", "status"],
     ["canary", "pause"],
     ["canary", "resume"],

@@ -132,8 +132,8 @@ def ingress_cmd(
     from the cluster's EndpointSlices and kept up to date. Runs until stopped (`tenantry up`
     runs one per production cluster with real nodes).
 
-    Example: tenantry traffic ingress --cluster prod-primary --listen payments-api=18080 \\
-      --stats-port 18081 --dir /tmp/ingress
+    Example: tenantry traffic ingress --cluster prod-primary --listen payments-api=18080
+    --stats-port 18081 --dir /tmp/ingress
     """
     loaded = repository.load(repo.resolve())
     env = loaded.platform.environment(environment)
