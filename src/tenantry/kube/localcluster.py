@@ -285,6 +285,10 @@ def create(
         kwokctl_config["componentsPatches"].append(
             realnode.kwok_controller_patch(f"{kwokconfig.KWOK_NODE_ANNOTATION}=fake")
         )
+        # The API server reaches the kubelets for pod logs (what `verify` reports).
+        for patch in kwokctl_config["componentsPatches"]:
+            if patch["name"] == "kube-apiserver":
+                patch["extraArgs"] += realnode.apiserver_kubelet_args(_cluster_dir(name) / "pki")
     documents = [
         kwokctl_config,
         *_default_stages(),
