@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,17 @@ def test_a_missing_kubeconfig_or_context_is_a_clear_usage_error(
     assert "has no context 'elsewhere'" in no_context.stderr
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     assert f"one of: {config['contexts'][0]['name']}" in no_context.stderr
+
+
+def test_a_warm_cluster_made_without_a_real_node_is_replaced_by_one_with_it(
+    state_dir: Path,
+) -> None:
+    name = f"vw-{secrets.token_hex(3)}"
+    localcluster.create(name, nodes=1)  # as a machine that could not run containers made it
+    try:
+        with verification.verification_cluster(fresh=False, name=name) as warm:
+            assert warm.name == name and warm.simulated == ""
+            assert warm.local is not None
+            assert localcluster.real_node_names(warm.local) == [f"{name}-real-0"]
+    finally:
+        localcluster.delete(name)
