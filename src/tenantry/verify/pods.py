@@ -133,14 +133,16 @@ def _logs(kube: Kube, namespace: str, pod: diagnosis.Pod) -> tuple[diagnosis.Log
     return tuple(found)
 
 
-def observe(kube: Kube, namespace: str) -> list[diagnosis.Pod]:
-    """Every pod in ``namespace`` with its events and, for unready containers, log tails."""
+def observe(kube: Kube, namespace: str, *, logs: bool = True) -> list[diagnosis.Pod]:
+    """Every pod in ``namespace`` with its events and, for unready containers, log tails
+    (unless ``logs`` is False: kwok's simulated pods have none, and asking their node
+    would only wait for an address nothing listens on)."""
     events = _events(kube, namespace)
     observed = []
     for pod in kube.list(Pod, namespace=namespace):
         name = (pod.metadata.name if pod.metadata else None) or ""
         facts = _pod(pod, events.get(name, []))
-        if diagnosis.explain(facts) is not None:
+        if logs and diagnosis.explain(facts) is not None:
             facts = dataclasses.replace(facts, logs=_logs(kube, namespace, facts))
         observed.append(facts)
     return observed

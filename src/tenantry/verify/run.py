@@ -267,8 +267,10 @@ def _in_cluster(
     target = cluster.helm_target(namespace, deployer)
     source = render.chart_input(service)
     installed = steps.run(
-        "install", lambda: _install(admin, target, source, namespace=namespace, options=options)
-    )
+        "install",
+        lambda: _install(admin, target, source, namespace=namespace, options=options,
+                         logs=not cluster.simulated),
+    )  # fmt: skip
     if installed is None:
         steps.skip("rollout", "install failed")
         steps.skip("helm test", "install failed")
@@ -367,6 +369,7 @@ def _install(
     *,
     namespace: str,
     options: Options,
+    logs: bool,
 ) -> str:
     try:
         release = helm.upgrade_install(
@@ -382,7 +385,9 @@ def _install(
         # Stopped early (a pod that cannot become ready) or timed out: say why as the
         # kubelet does. helm's own words only when they add something (not our abort).
         aborted = e.message.endswith(f"stopped: {e.stderr}")
-        why = _not_ready(admin, namespace, also="" if aborted else f"helm: {e.stderr or e}")
+        why = _not_ready(
+            admin, namespace, also="" if aborted else f"helm: {e.stderr or e}", logs=logs
+        )
         if why is None:
             raise
         raise why from e
@@ -411,13 +416,16 @@ def hopeless(kube: Kube, namespace: str) -> str | None:
     return None
 
 
-def _not_ready(admin: Kube, namespace: str, *, also: str = "") -> RolloutFailedError | None:
+def _not_ready(
+    admin: Kube, namespace: str, *, also: str = "", logs: bool = True
+) -> RolloutFailedError | None:
     """The error saying why the pods in ``namespace`` are not ready: status, events and
     log tails (`diagnosis.report`), then ``also`` (what the waiting tool said); None
     when no pod or ReplicaSet has anything to say."""
     try:
         story = diagnosis.report(
-            pods.observe(admin, namespace), problems=_replica_set_failures(admin, namespace)
+            pods.observe(admin, namespace, logs=logs),
+            problems=_replica_set_failures(admin, namespace),
         )
     except errors.KubeError as e:
         story = f"could not read the pods' state: {e}"
@@ -448,13 +456,13 @@ def _rollout(
                     raise errors.WaitTimeoutError(f"{obj.ref}: {have}/{want} ready")
                 ready.append(f"{obj.ref} {have}/{want} ready")
     except errors.WaitTimeoutError as e:
-        why = _not_ready(admin, namespace, also=str(e))
+        why = _not_ready(admin, namespace, also=str(e), logs=not cluster.simulated)
         if why is None:
             raise
         raise why from e
     reason = hopeless(admin, namespace)
     if reason:
-        raise _not_ready(admin, namespace) or RolloutFailedError(reason)
+        raise _not_ready(admin, namespace, logs=not cluster.simulated) or RolloutFailedError(reason)
     done = "; ".join(ready) or "no workloads"
     return f"{done} ({cluster.simulated})" if cluster.simulated else done
 
