@@ -166,6 +166,40 @@ def _iptables_rules() -> str:
     return "\n".join(out)
 
 
+def test_stop_takes_the_real_node_off_the_host_and_start_brings_it_back(
+    real_cluster: localcluster.LocalCluster,
+) -> None:
+    node_dir = realnode.node_dir(real_cluster.workdir, 0)
+    changes = json.loads((node_dir / "host-changes.json").read_text())
+    pids = [json.loads((node_dir / f"{n}.pid").read_text())["pid"]
+            for n in ("containerd", "kubelet")]  # fmt: skip
+    localcluster.stop(real_cluster.name)
+    for pid in pids:
+        assert not processes.alive(pid), f"process {pid} of the real node outlived stop"
+    gone = subprocess.run(["ip", "link", "show", changes["bridge"]], capture_output=True,
+                          check=False, timeout=30)  # fmt: skip
+    assert gone.returncode != 0, "the node's bridge outlived stop"
+
+    localcluster.start(real_cluster.name)
+    with real_cluster.connect() as kube:
+        node = kube.get(Node, _node_name(real_cluster))
+        assert node.status is not None
+        assert [c.status for c in node.status.conditions or [] if c.type == "Ready"] == ["True"]
+        kube.apply(_pod("after-restart", _node_name(real_cluster)))
+
+        def answers() -> bool:
+            status = kube.get(Pod, "after-restart", namespace="default").status
+            if status is None or not status.podIP:
+                return False
+            try:
+                with urllib.request.urlopen(f"http://{status.podIP}:8080/", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, "a new pod answering after the restart", timeout_s=90)
+
+
 def test_delete_leaves_no_process_mount_chain_bridge_or_cgroup_of_its_own(
     real_cluster: localcluster.LocalCluster,
 ) -> None:

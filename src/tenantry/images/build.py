@@ -149,7 +149,7 @@ def pause() -> Image:
 
 
 def app() -> Image:
-    """The test app: HTTP on 8080, ``/healthz`` and ``/`` with ``$APP_VERSION``."""
+    """The app the example services run (``images/go/app``): HTTP on 8080, see its doc."""
     return build("app")
 
 

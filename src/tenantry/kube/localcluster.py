@@ -355,16 +355,20 @@ def _add_nodes(cluster: LocalCluster, count: int) -> None:
         )
 
 
-def _add_real_nodes(
-    cluster: LocalCluster, count: int, on_progress: Callable[[str], None] | None
-) -> None:
-    info = realnodes.Cluster(
+def _real_node_cluster(cluster: LocalCluster) -> realnodes.Cluster:
+    return realnodes.Cluster(
         name=cluster.name,
         workdir=cluster.workdir,
         server=cluster.server,
         ca_cert=cluster.workdir / "pki" / "ca.crt",
         ca_key=cluster.workdir / "pki" / "ca.key",
     )
+
+
+def _add_real_nodes(
+    cluster: LocalCluster, count: int, on_progress: Callable[[str], None] | None
+) -> None:
+    info = _real_node_cluster(cluster)
     with cluster.connect() as kube:
         for index in range(count):
             realnodes.start(info, index, kube, on_progress=on_progress)
@@ -469,12 +473,22 @@ def start(name: str) -> LocalCluster:
             fix=f"delete and recreate it: `tenantry cluster delete {name}`",
         )
     _record_token_digest(cluster, digest)
+    indexes = [int(d.name) for d in realnodes.node_dirs(cluster.workdir)]
+    if indexes:
+        # `stop` took the real nodes down whole (nothing of them stays on the host while
+        # the cluster is stopped); they come back as new processes on the same node dirs.
+        realnodes.preflight()
+        info = _real_node_cluster(cluster)
+        with cluster.connect() as kube:
+            for index in indexes:
+                realnodes.start(info, index, kube)
     return cluster
 
 
 def stop(name: str) -> LocalCluster:
     """Stop every process of cluster ``name``, keeping its state for a later `start`."""
     cluster = get(name)
+    _stop_real_nodes(cluster.workdir)
     pids = _pids(cluster.workdir)
     done = _kwokctl("stop", "cluster", "--name", name)
     if done.returncode != 0:

@@ -6,6 +6,8 @@
 //	app                 serve on :$PORT (8080 if unset)
 //	app -exit CODE      exit at once with CODE (a container that crashes)
 //	app -eat-memory     allocate until the kernel kills it (an OOM kill)
+//	app -self-test      start the app on a loopback port, check that /ready and /
+//	                    answer with its version, exit 0 (passed) or 1 (a `helm test`)
 //
 // Environment:
 //
@@ -23,8 +25,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -117,6 +121,7 @@ func eatMemory() {
 func main() {
 	exitCode := flag.Int("exit", -1, "exit at once with this code instead of serving")
 	hungry := flag.Bool("eat-memory", false, "allocate memory until killed")
+	selfTest := flag.Bool("self-test", false, "check the app answers, then exit")
 	flag.Parse()
 	if *exitCode >= 0 {
 		fmt.Fprintf(os.Stderr, "exiting with code %d as asked\n", *exitCode)
@@ -164,6 +169,9 @@ func main() {
 		counted.record(code, time.Since(started).Seconds())
 	})
 	server := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if *selfTest {
+		os.Exit(runSelfTest(server, version))
+	}
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -181,4 +189,32 @@ func main() {
 	if err := server.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// runSelfTest serves on a loopback port and checks the answers a user and a probe get.
+func runSelfTest(server *http.Server, version string) int {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "self-test: cannot listen: %v\n", err)
+		return 1
+	}
+	go func() { _ = server.Serve(listener) }()
+	base := "http://" + listener.Addr().String()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, check := range []struct{ path, want string }{{"/ready", "ok"}, {"/", version}} {
+		response, err := client.Get(base + check.path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "self-test: GET %s: %v\n", check.path, err)
+			return 1
+		}
+		body, _ := io.ReadAll(response.Body)
+		response.Body.Close()
+		if response.StatusCode != http.StatusOK || !strings.Contains(string(body), check.want) {
+			fmt.Fprintf(os.Stderr, "self-test: GET %s answered %d %q, want 200 with %q\n",
+				check.path, response.StatusCode, body, check.want)
+			return 1
+		}
+		fmt.Printf("self-test: GET %s: %d %s", check.path, response.StatusCode, body)
+	}
+	return 0
 }

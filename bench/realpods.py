@@ -1,0 +1,133 @@
+"""Benchmark: real pods on a real kubelet node against kwok's simulated ones.
+
+Measures, in one run, on this machine:
+  * ``real_cluster_create_s``: `localcluster.create` of a cluster with one real node
+    (API server, etcd, controllers, kwok, containerd, kubelet; Node Ready), beside
+    ``kwok_cluster_create_s``, the same without the real node;
+  * ``real_install_wait_s`` / ``kwok_install_wait_s``: `helm upgrade --install --wait` of
+    the example service payments/api (base chart, 3 replicas, readiness probe) into a
+    fresh namespace, its pods on the real node (the kwok node cordoned) and on kwok;
+Each time is the median of ``--runs``.
+
+Prints the machine and versions, the figures, and as its last line one JSON object.
+Usage: python bench/realpods.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from _common import machine
+from tenantry.charts import BASE_CHART, render
+from tenantry.kube import localcluster, realnodes
+from tenantry.spec import repository
+from tenantry.tools import install
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
+SERVICE = "payments/api"
+
+
+def one_service_repo(workdir: Path) -> Path:
+    """The example repository with payments/api as its only service."""
+    repo = workdir / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    shutil.rmtree(repo / "services" / "checkout")
+    shutil.rmtree(repo / "services" / "payments" / "ledger")
+    return repo
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def run(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} … failed:\n{done.stdout}\n{done.stderr}")
+
+
+def kubectl(cluster: localcluster.LocalCluster, *args: str) -> list[str]:
+    return [str(install.binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig), *args]
+
+
+def helm_install(cluster: localcluster.LocalCluster, values: Path, namespace: str) -> float:
+    run(kubectl(cluster, "create", "namespace", namespace))
+    return timed(lambda: run(
+        [str(install.binary("helm")), "upgrade", "--install", "api", str(BASE_CHART),
+         "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+         "--values", str(values), "--wait", "--timeout", "180s"]
+    ))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    realnodes.preflight()
+    os.environ["TENANTRY_STATE_DIR"] = tempfile.mkdtemp(prefix="tenantry-bench-")
+    workdir = Path(tempfile.mkdtemp(prefix="tenantry-bench-realpods-"))
+    for key, value in machine().items():
+        print(f"{key:>12}: {value}")
+    repo = repository.load(one_service_repo(workdir))
+    source = render.chart_input(repo.service(SERVICE))
+    values = workdir / "values.yaml"
+    values.write_text(yaml.safe_dump(source.values))
+    image = str(source.values["image"])
+
+    created: list[str] = []
+
+    def create(real: bool) -> localcluster.LocalCluster:
+        name = f"bench-{'real' if real else 'kwok'}-{secrets.token_hex(2)}"
+        created.append(name)
+        return localcluster.create(name, nodes=1, real_nodes=1 if real else 0)
+
+    try:
+        kwok_create = [timed(lambda: create(False)) for _ in range(args.runs)]
+        real_create = [timed(lambda: create(True)) for _ in range(args.runs)]
+        print(f"cluster create, kwok only:   {', '.join(f'{s:.2f}s' for s in kwok_create)}")
+        print(f"cluster create, 1 real node: {', '.join(f'{s:.2f}s' for s in real_create)}")
+        kwok, real = localcluster.get(created[0]), localcluster.get(created[-1])
+        localcluster.load_images(real, [image])
+        run(kubectl(real, "cordon", f"{real.name}-node-0"))  # every pod on the real node
+
+        kwok_install = [helm_install(kwok, values, f"kwok-{i}") for i in range(args.runs)]
+        real_install = [helm_install(real, values, f"real-{i}") for i in range(args.runs)]
+        print(f"helm install --wait, kwok:      {', '.join(f'{s:.2f}s' for s in kwok_install)}")
+        print(f"helm install --wait, real node: {', '.join(f'{s:.2f}s' for s in real_install)}")
+        for i in range(args.runs):  # the real node's CPU is 2 cores: make room again
+            run(kubectl(real, "delete", "namespace", f"real-{i}", "--wait=true"))
+    finally:
+        for name in created:
+            localcluster.delete(name)
+
+    figures = {
+        "kwok_cluster_create_s": round(statistics.median(kwok_create), 2),
+        "real_cluster_create_s": round(statistics.median(real_create), 2),
+        "kwok_install_wait_s": round(statistics.median(kwok_install), 2),
+        "real_install_wait_s": round(statistics.median(real_install), 2),
+    }
+    print(
+        f"median: create {figures['real_cluster_create_s']}s with a real node "
+        f"(kwok only {figures['kwok_cluster_create_s']}s); install --wait "
+        f"{figures['real_install_wait_s']}s real vs {figures['kwok_install_wait_s']}s kwok"
+    )
+    sys.stdout.write(json.dumps(figures) + "\n")
+
+
+if __name__ == "__main__":
+    main()
