@@ -1,5 +1,6 @@
-"""`tenantry verify --kubeconfig`: a kubeconfig that is missing, unreadable or lacks the context
-is refused with what is wrong and the fix, before anything is contacted (files only)."""
+"""Where `tenantry verify` runs: a kubeconfig that is missing, unreadable or lacks the context
+is refused with what is wrong and the fix, before anything is contacted; a local cluster
+without a real node says its pods are simulated (files only, no cluster)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from tenantry import errors
-from tenantry.verify.run import external_cluster
+from tenantry.kube import localcluster
+from tenantry.verify.run import Cluster, external_cluster
 
 CONFIG = {
     "apiVersion": "v1",
@@ -56,3 +58,28 @@ def test_no_current_context_asks_for_one(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="sets no current-context") as e:
         external_cluster(path)
     assert e.value.fix == "pass --context, one of: kind-ci, shared"
+
+
+def test_a_local_cluster_without_a_real_node_says_its_pods_are_simulated(tmp_path: Path) -> None:
+    kwok_only = localcluster.LocalCluster(name="verify", workdir=tmp_path)
+    cannot = "this machine cannot run a real node: not running as root"
+    where = Cluster.of_local(kwok_only, why_simulated=cannot)
+    assert (
+        where.simulated == f"pods were simulated by kwok: their containers did not run ({cannot})"
+    )
+    assert where.describe() == f"local cluster verify; {where.simulated}"
+    assert Cluster.of_local(kwok_only).simulated.endswith("(the cluster has no real node)")
+
+
+def test_a_local_cluster_with_a_real_node_runs_its_pods(tmp_path: Path) -> None:
+    (tmp_path / "real" / "0").mkdir(parents=True)
+    where = Cluster.of_local(localcluster.LocalCluster(name="verify", workdir=tmp_path))
+    assert where.simulated == ""
+    assert where.describe() == "local cluster verify; pods run on its real node"
+
+
+def test_an_existing_cluster_loads_nothing() -> None:
+    where = Cluster(name="kind-ci", kubeconfig=Path("/ci/kind.yaml"), context="kind-ci")
+    assert where.describe() == (
+        "context kind-ci of /ci/kind.yaml; its nodes pull the images (nothing is loaded)"
+    )
