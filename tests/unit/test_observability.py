@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from tenantry.observability import config, pods, prometheus
@@ -112,8 +113,15 @@ def test_pods_are_discovered_per_tenant_and_cluster_in_the_tenants_namespace_onl
 def test_pod_targets_are_the_metrics_port_of_live_pods_on_real_nodes() -> None:
     rules = pods.pod_scrape_job(REPO.tenant("payments"), REPO.platform, ACCESS)["relabel_configs"]
     keeps = {r["source_labels"][0]: r["regex"] for r in rules if r.get("action") == "keep"}
+    # The port named http (where the charts put the app), or the app image's 8080.
+    assert rules[0]["source_labels"] == [
+        "__meta_kubernetes_pod_container_port_name", "__meta_kubernetes_pod_container_port_number",
+    ]  # fmt: skip
+    keep_port = re.compile(rules[0]["regex"])
+    assert keep_port.fullmatch("http;3000") and keep_port.fullmatch(";8080")
+    assert not keep_port.fullmatch("grpc;9090") and not keep_port.fullmatch("http2;80800")
     assert keeps == {
-        "__meta_kubernetes_pod_container_port_number": "8080",
+        "__meta_kubernetes_pod_container_port_name": "http;.*|.*;8080",
         "__meta_kubernetes_pod_phase": "Pending|Running",
         "__meta_kubernetes_pod_node_name": "staging-real-[0-9]+",
     }

@@ -13,9 +13,11 @@ nodes), Prometheus finds the targets itself with ``kubernetes_sd_configs`` (role
   platform's monitoring namespace with ``get``/``list``/``watch`` on pods, never a
   cluster-admin key. Its token and the API server's CA are files (mode 0600) that
   Prometheus reads on every request, so a refreshed token needs no reload.
-* a pod is scraped on the app's metrics port (8080, a declared container port) while
-  it is Pending or Running, on a node ``node_pattern`` matches (a local cluster's kwok
-  nodes run nothing: their pods' addresses answer nobody).
+* a pod is scraped on the declared container port named ``http`` (the charts' name for
+  the port the app serves ``/`` and ``/metrics`` on: 8080 in the service chart, 3000 in
+  checkout's own) or numbered 8080 (the app image's), while it is Pending or Running,
+  on a node ``node_pattern`` matches (a local cluster's kwok nodes run nothing: their
+  pods' addresses answer nobody).
 * the labels the alert rules and the canary analysis select on: ``service`` (the
   chart's ``tenantry.dev/service`` pod label, else ``app.kubernetes.io/name``),
   ``version`` (``app.kubernetes.io/version``), ``pod``, ``node``, ``cluster``, then
@@ -33,8 +35,10 @@ from typing import Any
 from tenantry.observability.prometheus import limits
 from tenantry.spec import models
 
-# The app image's port (`tenantry.images.build.APP_PORT`): /metrics beside / and /healthz.
+# The app image's port (`tenantry.images.build.APP_PORT`): /metrics beside / and /healthz;
+# a chart that moves it names the port as the service chart does.
 METRICS_PORT = 8080
+METRICS_PORT_NAME = "http"
 DISCOVERY_ACCOUNT = "prometheus-discovery"
 DISCOVERY_ROLE = "tenantry:monitoring-discovery"
 # Pod labels the service chart sets (charts/service/templates/_helpers.tpl).
@@ -94,9 +98,10 @@ def pod_scrape_job(
             }
         ],
         "relabel_configs": [
-            # One target per declared container port: only the metrics port's.
-            {"source_labels": ["__meta_kubernetes_pod_container_port_number"],
-             "regex": str(METRICS_PORT), "action": "keep"},
+            # One target per declared container port: only the app's.
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name",
+                               "__meta_kubernetes_pod_container_port_number"],
+             "regex": f"{METRICS_PORT_NAME};.*|.*;{METRICS_PORT}", "action": "keep"},
             # A finished pod's address may already be another pod's.
             {"source_labels": ["__meta_kubernetes_pod_phase"],
              "regex": "Pending|Running", "action": "keep"},
