@@ -215,3 +215,14 @@ def test_a_real_pods_log_lines_reach_its_tenants_index(platform: dict[str, Any])
     assert fields.get("k8s.container.name") == "api"
     assert fields.get("k8s.cluster.name") == name
     assert fields.get("tenant") == "payments"
+
+
+def test_up_watches_the_clusters_with_real_nodes_and_skips_missing_ones(
+    platform: dict[str, Any],
+) -> None:
+    name = platform["cluster"].name
+    watched = monitoring.watch_real_clusters(platform["repo"], [name, "absent-cluster"])
+    assert [w.access.cluster for w in watched] == [name]
+    assert [w.access.cluster for w in monitoring.watched_clusters()] == [name]
+    (node,) = watched[0].nodes
+    assert node.pod_logs_dir.endswith("/real/0/pod-logs")
