@@ -349,9 +349,11 @@ def _add_nodes(cluster: LocalCluster, count: int) -> None:
             except errors.NotFoundError:
                 time.sleep(0.2)
     if pending:
+        # The half-made cluster is deleted next, logs and all: say what they said.
         raise errors.ClusterError(
-            f"nodes {sorted(pending)} of cluster {cluster.name!r} never became Ready",
-            fix="check the kwok controller log in " + str(cluster.workdir / "logs"),
+            f"nodes {sorted(pending)} of cluster {cluster.name!r} never became Ready "
+            f"in {_READY_TIMEOUT_S:.0f}s:\n{_log_tail(cluster.workdir)}",
+            fix="read the kwok controller's log above; on a loaded machine, try again",
         )
 
 
