@@ -7,6 +7,9 @@ Measures, in one run, on this machine:
   * ``real_install_wait_s`` / ``kwok_install_wait_s``: `helm upgrade --install --wait` of
     the example service payments/api (base chart, 3 replicas, readiness probe) into a
     fresh namespace, its pods on the real node (the kwok node cordoned) and on kwok;
+  * ``real_verify_s`` / ``kwok_verify_s``: `tenantry verify --all --kubeconfig` of the
+    same service in each cluster (lint, render, policy, onboarding, dry-run and install
+    as the tenant, rollout, cleanup), the real node's images already loaded;
 Each time is the median of ``--runs``.
 
 Prints the machine and versions, the figures, and as its last line one JSON object.
@@ -111,6 +114,17 @@ def main() -> None:
         print(f"helm install --wait, real node: {', '.join(f'{s:.2f}s' for s in real_install)}")
         for i in range(args.runs):  # the real node's CPU is 2 cores: make room again
             run(kubectl(real, "delete", "namespace", f"real-{i}", "--wait=true"))
+
+        def verify(cluster: localcluster.LocalCluster) -> float:
+            return timed(lambda: run(
+                [sys.executable, "-m", "tenantry", "verify", "--all", "--repo", str(repo.root),
+                 "--kubeconfig", str(cluster.kubeconfig)]
+            ))  # fmt: skip
+
+        kwok_verify = [verify(kwok) for _ in range(args.runs)]
+        real_verify = [verify(real) for _ in range(args.runs)]
+        print(f"verify, kwok:      {', '.join(f'{s:.2f}s' for s in kwok_verify)}")
+        print(f"verify, real node: {', '.join(f'{s:.2f}s' for s in real_verify)}")
     finally:
         for name in created:
             localcluster.delete(name)
@@ -120,11 +134,14 @@ def main() -> None:
         "real_cluster_create_s": round(statistics.median(real_create), 2),
         "kwok_install_wait_s": round(statistics.median(kwok_install), 2),
         "real_install_wait_s": round(statistics.median(real_install), 2),
+        "kwok_verify_s": round(statistics.median(kwok_verify), 2),
+        "real_verify_s": round(statistics.median(real_verify), 2),
     }
     print(
         f"median: create {figures['real_cluster_create_s']}s with a real node "
         f"(kwok only {figures['kwok_cluster_create_s']}s); install --wait "
-        f"{figures['real_install_wait_s']}s real vs {figures['kwok_install_wait_s']}s kwok"
+        f"{figures['real_install_wait_s']}s real vs {figures['kwok_install_wait_s']}s kwok; "
+        f"verify {figures['real_verify_s']}s real vs {figures['kwok_verify_s']}s kwok"
     )
     sys.stdout.write(json.dumps(figures) + "\n")
 

@@ -26,7 +26,9 @@ adapters translate them here, chaining the original as ``__cause__``.
     ├── aws.AwsError              S3 or SQS refused or failed; AWS's error code, retryable by code
     ├── store.ImmutableVersionError   a chart version is already published with other content
     ├── store.DigestMismatchError     a downloaded archive is not the published one
-    └── promotion.PromotionError      a promotion or approval is refused
+    ├── promotion.PromotionError      a promotion or approval is refused
+    └── verify.run.RolloutFailedError  a verified service's pods did not become ready (the
+                                      kubelet's reason, exit code, events and log lines)
 
 Every message names the object, the bad value and the fix, because it is the only
 thing a user sees (tracebacks only with ``--debug``).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 from hypothesis import given
@@ -108,3 +109,15 @@ def test_kubelet_follows_the_control_planes_kubernetes_pin() -> None:
 def test_containerd_ldflags_stamp_the_pinned_version() -> None:
     flags = catalog.CONTAINERD.rendered_ldflags()
     assert f"containerd/v2/version.Version={catalog.CONTAINERD.version}" in flags
+
+
+def test_prometheus_is_built_with_only_kubernetes_discovery_and_tags_decide_the_build() -> None:
+    tool = catalog.PROMETHEUS
+    assert tool.tags == ("remove_all_sd", "enable_kubernetes_sd")
+    assert {b.name for b in tool.binaries} == {"prometheus", "promtool"}
+    assert f"common/version.Version={tool.version}" in tool.rendered_ldflags()
+    untagged = dataclasses.replace(tool, tags=())
+    assert tool.fingerprint("go1.26.8") != untagged.fingerprint("go1.26.8")
+    spec = tool.binaries[0]
+    printed = "prometheus, version v0.316.0 (branch: tenantry-pinned, revision: unknown)\n"
+    assert catalog.parse_reported_version(spec, printed) == "0.316.0"

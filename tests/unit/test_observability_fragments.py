@@ -169,3 +169,35 @@ def test_the_whole_directory_is_planned_without_touching_it() -> None:
     (prometheus_yml,) = plan.documents["prometheus.yml"]
     assert str(out / "rules" / "*.yml") in prometheus_yml["rule_files"]
     assert not out.exists()
+
+
+def test_each_clusters_kubelet_log_dirs_get_a_receiver_tagging_the_cluster() -> None:
+    nodes = (
+        logs.NodeLogs("staging", "/state/staging/real/0/pod-logs"),
+        logs.NodeLogs("staging", "/state/staging/real/1/pod-logs/"),
+        logs.NodeLogs("prod", "/state/prod/real/0/pod-logs"),
+    )
+    shipper = logs.Shipper("http://127.0.0.1:1/services/collector", "/state", 13133,
+                           log_glob="/demo/*/*/*.log", nodes=nodes)  # fmt: skip
+    config = logs.collector_config(REPO, shipper)
+    found = config["receivers"]
+    assert list(found) == ["file_log", "file_log/prod", "file_log/staging"]
+    assert found["file_log"]["include"] == ["/demo/*/*/*.log"]
+    assert "resource" not in found["file_log"]
+    staging = found["file_log/staging"]
+    assert staging["include"] == [
+        "/state/staging/real/0/pod-logs/*/*/*.log", "/state/staging/real/1/pod-logs/*/*/*.log",
+    ]  # fmt: skip
+    assert staging["resource"] == {"k8s.cluster.name": "staging"}
+    # The CRI lines are parsed, and namespace/pod/container come from the path, as before.
+    assert staging["operators"] == [{"type": "container", "id": "container-parser"}]
+    assert staging["storage"] == "file_storage/offsets"
+    # Every input goes through the one routing connector: tenants' logs by namespace.
+    assert config["service"]["pipelines"]["logs/in"]["receivers"] == list(found)
+
+
+def test_without_real_nodes_the_shipper_reads_as_before() -> None:
+    shipper = logs.Shipper("http://127.0.0.1:1/services/collector", "/state", 13133)
+    config = logs.collector_config(REPO, shipper)
+    assert list(config["receivers"]) == ["file_log"]
+    assert config["service"]["pipelines"]["logs/in"]["receivers"] == ["file_log"]

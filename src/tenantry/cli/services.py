@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -188,17 +189,39 @@ def verify_cmd(
             "--fresh-cluster", help="Use a new cluster for this run instead of the warm one."
         ),
     ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Verify in this existing cluster (kind in CI, a shared test cluster) instead "
+            "of a local one; its images must already be pushed or loaded.",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="The kubeconfig's context (default: its current one)."),
+    ] = None,
     repo: RepoOption = Path(),
 ) -> None:
     """Verify changed services for real: lint, then install each as its tenant into a cluster.
 
     Installs each service with `helm upgrade --install --wait` *as the tenant's deployer*
-    into a throwaway namespace on the warm local cluster `verify` (or a fresh cluster),
-    checks the rollout and the chart's tests, and cleans up. Exit 0 only if every
-    service passed. CI runs it on every pull request.
+    into a throwaway namespace on the warm local cluster `verify` (or a fresh cluster, or
+    the cluster of --kubeconfig), checks the rollout and the chart's tests, and cleans up.
+    On a local cluster the tenant's own images are loaded into its real node first. A
+    pod that does not become ready fails with the kubelet's reason, exit code, events
+    and last log lines. Exit 0 only if every service passed. CI runs it on every pull
+    request.
 
     Example: tenantry verify --base origin/main --head HEAD --junit verify.xml
     """
+    if context is not None and kubeconfig is None:
+        raise errors.UsageError("--context needs --kubeconfig", fix="pass --kubeconfig PATH too")
+    if kubeconfig is not None and fresh_cluster:
+        raise errors.UsageError(
+            "--fresh-cluster and --kubeconfig exclude each other",
+            fix="drop --fresh-cluster: verify uses the cluster of --kubeconfig",
+        )
     loaded = repository.load(repo.resolve())
     chosen = select(loaded, all_services=all_services, base=base, head=head, verb="verify")
     if not chosen:
@@ -206,8 +229,16 @@ def verify_cmd(
         if junit_file:
             junit_file.write_text(junit.to_xml([]))
         return
-    output.err_console.print(f"verifying {', '.join(s.ref for s in chosen)} ...")
-    with verification.verification_cluster(fresh=fresh_cluster) as cluster:
+    where: contextlib.AbstractContextManager[verification.Cluster]
+    if kubeconfig is not None:
+        where = contextlib.nullcontext(verification.external_cluster(kubeconfig, context=context))
+    else:
+        where = verification.verification_cluster(
+            fresh=fresh_cluster, on_progress=lambda line: output.err_console.print(line)
+        )
+    with where as cluster:
+        output.err_console.print(f"verifying {', '.join(s.ref for s in chosen)} ...")
+        output.err_console.print(f"in {cluster.describe()}")
         reports = verification.verify_all(
             loaded,
             chosen,

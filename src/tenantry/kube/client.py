@@ -32,6 +32,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource, Resource
 from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource
 from lightkube.models.authentication_v1 import TokenReviewSpec
+from lightkube.resources import core_v1
 from lightkube.resources.authentication_v1 import TokenReview
 
 from tenantry import errors
@@ -315,6 +316,33 @@ class Kube:
         if status is None or not status.authenticated or status.user is None:
             return None
         return str(status.user.username or ""), tuple(status.user.groups or ())
+
+    def logs(
+        self,
+        pod: str,
+        *,
+        namespace: str,
+        container: str,
+        previous: bool = False,
+        tail_lines: int = 20,
+        limit_bytes: int = 64 * 1024,
+    ) -> tuple[str, ...]:
+        """The last lines ``container`` of ``pod`` logged (the pod log API: the API server
+        asks the node's kubelet); ``previous`` for the container before its last restart.
+
+        lightkube's ``log`` has no ``previous``: the request is built the way it builds
+        its own, with that parameter added.
+        """
+        params = {"container": container, "tailLines": tail_lines, "limitBytes": limit_bytes,
+                  "previous": previous}  # fmt: skip
+        with translate(f"read the log of pod {namespace}/{pod} container {container}"):
+            inner = self._lk._client
+            request = inner.prepare_request(
+                "get", core_v1.PodLog, name=pod, namespace=namespace, params=params
+            )
+            response = inner.send(inner.build_adapter_request(request))
+            inner.raise_for_status(response)
+            return tuple(str(line) for line in response.iter_lines())
 
     @staticmethod
     def load(manifest: Mapping[str, Any]) -> Resource:

@@ -285,6 +285,10 @@ def create(
         kwokctl_config["componentsPatches"].append(
             realnode.kwok_controller_patch(f"{kwokconfig.KWOK_NODE_ANNOTATION}=fake")
         )
+        # The API server reaches the kubelets for pod logs (what `verify` reports).
+        for patch in kwokctl_config["componentsPatches"]:
+            if patch["name"] == "kube-apiserver":
+                patch["extraArgs"] += realnode.apiserver_kubelet_args(_cluster_dir(name) / "pki")
     documents = [
         kwokctl_config,
         *_default_stages(),
@@ -353,9 +357,11 @@ def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> Non
             except errors.NotFoundError:
                 time.sleep(0.2)
     if pending:
+        # The half-made cluster is deleted next, logs and all: say what they said.
         raise errors.ClusterError(
-            f"nodes {sorted(pending)} of cluster {cluster.name!r} never became Ready",
-            fix="check the kwok controller log in " + str(cluster.workdir / "logs"),
+            f"nodes {sorted(pending)} of cluster {cluster.name!r} never became Ready "
+            f"in {_READY_TIMEOUT_S:.0f}s:\n{_log_tail(cluster.workdir)}",
+            fix="read the kwok controller's log above; on a loaded machine, try again",
         )
 
 

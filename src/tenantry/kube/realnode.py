@@ -341,3 +341,19 @@ def kwok_controller_patch(annotation_selector: str) -> dict[str, Any]:
             {"key": "manage-nodes-with-annotation-selector", "value": annotation_selector},
         ],
     }
+
+
+def apiserver_kubelet_args(pki_dir: Path) -> list[dict[str, str]]:
+    """kube-apiserver flags so it reaches real nodes' kubelets (pod logs, exec).
+
+    A real node's Hostname address is its name, which no DNS here resolves: the API
+    server must use its InternalIP (the bridge address the kubelet listens on). The
+    kubelet authenticates callers by client certificate (anonymous is off), so the API
+    server presents the admin certificate kwokctl made (``<cluster>/pki``), in group
+    system:masters, which the kubelet's webhook authorization then allows.
+    """
+    return [
+        {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname"},
+        {"key": "kubelet-client-certificate", "value": str(pki_dir / "admin.crt")},
+        {"key": "kubelet-client-key", "value": str(pki_dir / "admin.key")},
+    ]

@@ -1,6 +1,6 @@
-"""The local platform's monitoring: Prometheus, Alertmanager (Debian packages), the log
-shipper (otelcol-tenantry) and the stand-in receivers, on loopback, with the
-configuration Tenantry generates.
+"""The local platform's monitoring: Prometheus (the pinned build, with Kubernetes
+discovery), Alertmanager (Debian's package), the log shipper (otelcol-tenantry) and the
+stand-in receivers, on loopback, with the configuration Tenantry generates.
 
 Everything lives under ``<state dir>/monitoring/``: ``config/`` (written by
 `tenantry.monitoring.files`, swapped whole), ``data/`` (each server's storage),
@@ -8,12 +8,19 @@ Everything lives under ``<state dir>/monitoring/``: ``config/`` (written by
 same servers) and ``pods/`` (where the local clusters' container logs would be: kwok
 runs no containers, so demo lines are written there in the Kubernetes log layout).
 Each process is started and stopped by pid (`tenantry.processes`).
+
+Clusters with real nodes run real pods: `watch_cluster` makes Prometheus discover them
+through the cluster's API (as a read-only identity, `tenantry.monitoring.discovery`)
+and the log shipper tail the files their kubelets write. What it needs is kept in
+``clusters/<name>/`` (the CA, the token — both 0600 — and ``access.json``); every
+`start` and `apply` asks for a fresh token and forgets clusters that were deleted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as tokens
 import shutil
 import signal
@@ -25,8 +32,9 @@ from pathlib import Path
 import httpx2
 
 from tenantry import errors, paths, processes
-from tenantry.monitoring import files
-from tenantry.observability import config, logs
+from tenantry.kube import localcluster, realnode, realnodes
+from tenantry.monitoring import discovery, files
+from tenantry.observability import config, logs, pods
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
@@ -101,7 +109,9 @@ def _hec_token() -> str:
 
 def settings(ports: Ports, *, platform_targets: Sequence[str] = (), hold: str | None = "5s",
              interval: str = "1s") -> config.Settings:  # fmt: skip
-    """The configuration of the local stack: everything on loopback, alerts in seconds."""
+    """The configuration of the local stack: everything on loopback, alerts in seconds;
+    the clusters `watch_cluster` added are discovered and their pods' logs shipped."""
+    watched = watched_clusters()
     return config.Settings(
         alertmanagers=[f"127.0.0.1:{ports.alertmanager}"],
         platform_targets=list(platform_targets),
@@ -116,8 +126,108 @@ def settings(ports: Ports, *, platform_targets: Sequence[str] = (), hold: str | 
             storage_dir=str(root() / "data" / "otelcol"),
             health_port=ports.collector_health,
             log_glob=str(root() / "pods" / "*" / "*" / "*.log"),
+            nodes=tuple(node for w in watched for node in w.nodes),
         ),
+        clusters=[w.access for w in watched],
     )
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A cluster whose pods really run: how Prometheus reaches its API, where its
+    kubelets write pod logs."""
+
+    access: pods.ClusterAccess
+    nodes: tuple[logs.NodeLogs, ...]
+
+
+def _clusters_dir() -> Path:
+    return root() / "clusters"
+
+
+def watched_clusters() -> list[Watched]:
+    """The clusters `watch_cluster` added (and `refresh_clusters` kept), by name."""
+    found = []
+    for record in sorted(_clusters_dir().glob("*/access.json")):
+        try:
+            saved = json.loads(record.read_text())
+            access = pods.ClusterAccess(**saved["access"])
+            nodes = tuple(logs.NodeLogs(access.cluster, d) for d in saved["pod_logs_dirs"])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # half-written by a crashed command: the next watch or refresh rewrites it
+        found.append(Watched(access, nodes))
+    return found
+
+
+def _pod_logs_dirs(cluster: localcluster.LocalCluster) -> list[str]:
+    """Each real node's ``podLogsDir`` (the subnet does not place any file)."""
+    return [
+        str(realnode.RealNode(cluster.name, int(d.name), d, realnode.POD_RANGE).pod_logs_dir)
+        for d in realnodes.node_dirs(cluster.workdir)
+    ]
+
+
+def _grant(cluster: localcluster.LocalCluster, namespace: str) -> Watched:
+    """Apply the discovery identity in ``cluster``, write its token and CA, record it."""
+    with cluster.connect() as kube:
+        token = discovery.grant(kube, namespace)
+    directory = _clusters_dir() / cluster.name
+    # Only the cluster's real nodes run pods; its kwok nodes' pod IPs answer nobody.
+    access = discovery.write_access(
+        directory, cluster=cluster.name, api_server=cluster.server,
+        ca_pem=cluster.ca_file.read_bytes(), token=token,
+        node_pattern=f"{re.escape(cluster.name)}-real-[0-9]+",
+    )  # fmt: skip
+    dirs = _pod_logs_dirs(cluster)
+    record = {"access": asdict(access), "pod_logs_dirs": dirs}
+    tmp = directory / ".access.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(directory / "access.json")
+    return Watched(access, tuple(logs.NodeLogs(cluster.name, d) for d in dirs))
+
+
+def watch_cluster(repo: Repository, name: str) -> Watched:
+    """Have the monitoring stack discover the pods of local cluster ``name`` and ship
+    their logs, from the next `start` or `apply` on (the discovery identity lives in
+    the platform's monitoring namespace). A kwok-only cluster is refused: its pods run
+    nothing, and today's file targets cover it."""
+    cluster = localcluster.get(name)
+    if not realnodes.node_dirs(cluster.workdir):
+        raise errors.UsageError(
+            f"local cluster {name!r} has no real nodes: its pods run nothing to scrape",
+            fix=f"create it with `tenantry cluster create {name} --real-nodes 1`",
+        )
+    return _grant(cluster, repo.platform.platform_namespaces.monitoring)
+
+
+def watch_real_clusters(repo: Repository, names: Sequence[str]) -> list[Watched]:
+    """`watch_cluster` for each of the local clusters ``names`` that has real nodes;
+    kwok-only and missing ones are left to the file targets, as before. What `tenantry
+    up` calls with its clusters before `start`."""
+    found = []
+    for name in names:
+        try:
+            cluster = localcluster.get(name)
+        except errors.ClusterNotFoundError:
+            continue
+        if realnodes.node_dirs(cluster.workdir):
+            found.append(_grant(cluster, repo.platform.platform_namespaces.monitoring))
+    return found
+
+
+def refresh_clusters(repo: Repository) -> list[Watched]:
+    """A fresh token for every watched cluster that still exists and answers (a stopped
+    one keeps its token, and is discovered again once it runs); forget deleted ones."""
+    namespace = repo.platform.platform_namespaces.monitoring
+    kept = []
+    for watched in watched_clusters():
+        try:
+            cluster = localcluster.get(watched.access.cluster)
+        except errors.ClusterNotFoundError:
+            shutil.rmtree(_clusters_dir() / watched.access.cluster, ignore_errors=True)
+            continue
+        kept.append(_grant(cluster, namespace) if cluster.reachable() else watched)
+    return kept
 
 
 def _binary(name: str, package: str) -> str:
@@ -140,6 +250,7 @@ def start(
     ports = ensure_ports()
     already = {name for name in NAMES if processes.running(name)}
     (root() / "pods").mkdir(exist_ok=True)
+    refresh_clusters(repo)
     token = _hec_token()
     config = root() / "config"
     rendered = files.write(
@@ -156,7 +267,8 @@ def start(
         "--cluster.listen-address=",  # one instance: no gossip port
     ], port=ports.alertmanager)  # fmt: skip
     processes.start(PROMETHEUS, [
-        _binary("prometheus", "prometheus"),
+        # The pinned build: Debian's has no Kubernetes discovery (real pods need it).
+        str(install.binary("prometheus")),
         f"--config.file={config / 'prometheus.yml'}",
         f"--storage.tsdb.path={data / 'prometheus'}",
         f"--web.listen-address=127.0.0.1:{ports.prometheus}",
@@ -236,6 +348,7 @@ def apply(
             "no local monitoring stack is running",
             fix="start it with `tenantry up`, or write files with `tenantry monitoring render`",
         )
+    refresh_clusters(repo)
     rendered = files.write(
         repo, root() / "config", settings(ports, platform_targets=platform_targets),
         secret_values=secret_values, secret_problems=secret_problems,

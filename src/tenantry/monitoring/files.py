@@ -1,10 +1,10 @@
 """Write the monitoring configuration `tenantry.observability.config` plans to a directory,
 checked by the real validators.
 
-Everything is written to a sibling directory first and checked there (`promtool check
-config`, `promtool check rules` per service fragment, `amtool check-config`,
-``otelcol-tenantry validate``); only a configuration that passes replaces the live
-one, so a bad render never reaches a running server. Receiver secrets go to
+Everything is written to a sibling directory first and checked there (the pinned
+Prometheus' `promtool check config`, `promtool check rules` per service fragment,
+`amtool check-config`, ``otelcol-tenantry validate``); only a configuration that passes
+replaces the live one, so a bad render never reaches a running server. Receiver secrets go to
 ``secrets/`` with mode 0600 (`tenantry.monitoring.secret_store`).
 """
 
@@ -29,7 +29,7 @@ from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository
 from tenantry.tools import install
 
-TOOLS_FIX = "install Debian's prometheus and prometheus-alertmanager (`./run test` does)"
+TOOLS_FIX = "install Debian's prometheus-alertmanager (`./run test` does)"
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ def write(
     secret_problems: Sequence[Problem] = (),
 ) -> Rendered:
     """Render, validate and atomically install the configuration in ``out``."""
-    promtool, amtool = _tool("promtool"), _tool("amtool")
+    # The pinned Prometheus' promtool: Debian's cannot read Kubernetes discovery.
+    promtool, amtool = str(install.binary("promtool")), _tool("amtool")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

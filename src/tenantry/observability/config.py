@@ -6,7 +6,8 @@ without a disk, promtool or a cluster. Layout (paths inside are absolute, under 
 directory the applier installs into, so the running servers can be pointed at it
 once and reloaded):
 
-    prometheus.yml         scrape jobs per tenant, the platform job, Alertmanager
+    prometheus.yml         scrape jobs per tenant (and per tenant and cluster whose pods
+                           Prometheus discovers), the platform job, Alertmanager
     rules/platform.yml     platform rules and every service's default rules
     rules/custom/*.yml     services' own rules that passed every check
     targets/<tenant>.json  scrape targets (kept across renders: written elsewhere)
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenantry.observability import alertmanager, logs, operator, prometheus, rules
+from tenantry.observability import alertmanager, logs, operator, pods, prometheus, rules
 from tenantry.observability.problems import Problem
 from tenantry.spec.repository import Repository, ServiceSource
 
@@ -41,6 +42,8 @@ class Settings:
     interval: str = "15s"
     hold: str | None = None
     shipper: logs.Shipper | None = None
+    # Clusters whose pods really run: Prometheus discovers them through each one's API.
+    clusters: Sequence[pods.ClusterAccess] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def plan(
             interval=settings.interval,
             alertmanagers=settings.alertmanagers,
             platform_targets=settings.platform_targets,
+            pod_jobs=pods.scrape_configs(repo.tenants, repo.platform, settings.clusters),
         )
     ]
     planned = alertmanager.plan(

@@ -8,6 +8,9 @@ The shipper is ``otelcol-tenantry`` (an OpenTelemetry Collector built by
   (``/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log``); the ``container``
   parser reads docker/CRI lines and takes namespace, pod and container from the path.
   Read offsets are kept in ``file_storage`` so a restart neither loses nor repeats.
+  Each cluster whose kubelets write elsewhere (``podLogsDir``: a local cluster's real
+  nodes) gets a ``file_log/<cluster>`` of its own over those directories, which also
+  tags its logs with ``k8s.cluster.name``.
 * the ``routing`` connector sends each namespace's logs to its tenant's pipeline;
   logs of every other namespace go to the platform's pipeline.
 * each pipeline tags its logs with the tenant and ends in its own ``splunk_hec``
@@ -34,6 +37,14 @@ POD_LOGS = "/var/log/pods/*/*/*.log"
 
 
 @dataclass(frozen=True)
+class NodeLogs:
+    """The directory one node's kubelet writes its pods' logs to (its ``podLogsDir``)."""
+
+    cluster: str
+    pod_logs_dir: str
+
+
+@dataclass(frozen=True)
 class Shipper:
     """Where the collector reads, keeps its state and sends."""
 
@@ -42,6 +53,30 @@ class Shipper:
     health_port: int
     log_glob: str = POD_LOGS
     poll_interval: str = "200ms"
+    nodes: tuple[NodeLogs, ...] = ()
+
+
+def _file_log(shipper: Shipper, include: list[str]) -> dict[str, Any]:
+    return {
+        "include": include,
+        "include_file_path": True,
+        "start_at": "beginning",
+        "poll_interval": shipper.poll_interval,
+        "storage": "file_storage/offsets",
+        "operators": [{"type": "container", "id": "container-parser"}],
+    }
+
+
+def receivers(shipper: Shipper) -> dict[str, Any]:
+    """``file_log`` over ``log_glob``, and a ``file_log/<cluster>`` per cluster of ``nodes``."""
+    found: dict[str, Any] = {"file_log": _file_log(shipper, [shipper.log_glob])}
+    clusters = sorted({n.cluster for n in shipper.nodes})
+    for cluster in clusters:
+        dirs = sorted({n.pod_logs_dir for n in shipper.nodes if n.cluster == cluster})
+        receiver = _file_log(shipper, [f"{d.rstrip('/')}/*/*/*.log" for d in dirs])
+        receiver["resource"] = {"k8s.cluster.name": cluster}
+        found[f"file_log/{cluster}"] = receiver
+    return found
 
 
 def index(tenant: models.Tenant, platform: models.Platform) -> str:
@@ -74,10 +109,11 @@ def collector_config(repo: Repository, shipper: Shipper) -> dict[str, Any]:
         }
         for t in tenants
     ]
+    inputs = receivers(shipper)
     processors: dict[str, Any] = {"batch": {"timeout": "200ms", "send_batch_size": 1024}}
     exporters: dict[str, Any] = {}
     pipelines: dict[str, Any] = {
-        "logs/in": {"receivers": ["file_log"], "exporters": ["routing"]},
+        "logs/in": {"receivers": list(inputs), "exporters": ["routing"]},
     }
     owners = [(t.name, index(t, repo.platform)) for t in tenants]
     owners.append((PLATFORM_PIPELINE, repo.platform.defaults.splunk_index))
@@ -103,16 +139,7 @@ def collector_config(repo: Repository, shipper: Shipper) -> dict[str, Any]:
             },
             "health_check": {"endpoint": f"127.0.0.1:{shipper.health_port}"},
         },
-        "receivers": {
-            "file_log": {
-                "include": [shipper.log_glob],
-                "include_file_path": True,
-                "start_at": "beginning",
-                "poll_interval": shipper.poll_interval,
-                "storage": "file_storage/offsets",
-                "operators": [{"type": "container", "id": "container-parser"}],
-            }
-        },
+        "receivers": inputs,
         "connectors": {
             "routing": {
                 "default_pipelines": [f"logs/{PLATFORM_PIPELINE}"],

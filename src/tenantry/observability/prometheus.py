@@ -4,8 +4,9 @@
   from the tenant's monitoring quota (platform default otherwise): a scrape over
   the limit fails as a whole (``up == 0``) instead of flooding the server.
   Targets come from a file per tenant (``file_sd_configs``) that Tenantry writes
-  from the tenant's namespace: Debian's Prometheus is built without Kubernetes
-  discovery, and a file per tenant keeps one tenant's targets out of another's job.
+  from the tenant's namespace (a file per tenant keeps one tenant's targets out of
+  another's job); in clusters whose pods really run, Prometheus also discovers them
+  through the cluster's API, one job per tenant and cluster (`pods`).
 * ``honor_labels: false`` and relabeling that sets ``tenant`` and ``namespace``
   *last*, so labels a tenant's pods expose (``tenant="b"``) cannot forge another
   tenant's series: Prometheus renames the scraped ones to ``exported_tenant``.
@@ -209,10 +210,12 @@ def config(
     interval: str = "15s",
     alertmanagers: Sequence[str] = (),
     platform_targets: Sequence[str] = (),
+    pod_jobs: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """A whole prometheus.yml for the platform's tenants (``host:port`` lists for the
-    Alertmanagers to notify and the platform's own metrics endpoints)."""
-    scrape = scrape_configs(repo, targets_dir=targets_dir)
+    Alertmanagers to notify and the platform's own metrics endpoints; ``pod_jobs``, the
+    tenants' jobs that discover pods through clusters' APIs, `tenantry.observability.pods`)."""
+    scrape = [*scrape_configs(repo, targets_dir=targets_dir), *pod_jobs]
     if platform_targets:
         scrape.append({"job_name": PLATFORM_JOB,
                        "static_configs": [{"targets": list(platform_targets)}]})  # fmt: skip

@@ -47,6 +47,8 @@ class GoTool:
     # manifest (inside the tool's module directory) and the build uses the module's
     # own go.mod/go.sum, not ocb's, so every dependency stays pinned.
     collector_manifest: str | None = None
+    # Go build tags (``go build -tags``): which optional parts of the module are built.
+    tags: tuple[str, ...] = ()
 
     @property
     def module_dir(self) -> Path:
@@ -73,6 +75,8 @@ class GoTool:
         digest.update(self.rendered_ldflags().encode())
         digest.update(" ".join(b.package for b in self.binaries).encode())
         digest.update(" ".join(self.data_files).encode())
+        if self.tags:  # kept out of the digest when empty: other tools are not rebuilt
+            digest.update(("tags " + ",".join(self.tags)).encode())
         digest.update(go_version.encode())
         return digest.hexdigest()[:16]
 
@@ -289,6 +293,33 @@ OTELCOL = GoTool(
     ),
 )
 
+_PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+
+# Debian's prometheus has no Kubernetes service discovery; the monitoring stack needs it
+# to find real pods through each cluster's API (`tenantry.observability.pods`). Built
+# with only the Kubernetes discovery (file and http are always in): the other clouds'
+# discovery would double the build. promtool from the same build checks its config.
+PROMETHEUS = GoTool(
+    name="prometheus",
+    module=_PROMETHEUS_MODULE,
+    purpose="the monitoring stack's Prometheus, with Kubernetes discovery, and promtool",
+    binaries=tuple(
+        Binary(
+            name=name,
+            package=f"{_PROMETHEUS_MODULE}/cmd/{name}",
+            version_args=("--version",),
+            version_pattern=r"version v?(\d+\.\d+\.\d+)",
+        )
+        for name in ("prometheus", "promtool")
+    ),
+    # The module's version (v0.316.0 is Prometheus 3.16.0) is what the binaries report.
+    ldflags=(
+        "-X github.com/prometheus/common/version.Version={version}",
+        "-X github.com/prometheus/common/version.Branch=tenantry-pinned",
+    ),
+    tags=("remove_all_sd", "enable_kubernetes_sd"),
+)
+
 # No binary: only its CustomResourceDefinitions, to validate rendered objects against.
 PROMETHEUS_OPERATOR = GoTool(
     name="prometheus-operator",
@@ -304,7 +335,8 @@ PROMETHEUS_OPERATOR = GoTool(
 # Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
 # before the collector it generates.
 GO_TOOLS: tuple[GoTool, ...] = (
-    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, KUBERNETES, CONTAINERD, KUBELET,
+    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, PROMETHEUS, KUBERNETES, CONTAINERD,
+    KUBELET,
 )  # fmt: skip
 
 # The tools only real nodes need; a kwok-only cluster runs without them.

@@ -327,6 +327,7 @@ def _compile(
         "-v",
         "-trimpath",
         "-mod=readonly",
+        *(["-tags", ",".join(tool.tags)] if tool.tags else []),
         "-ldflags",
         tool.rendered_ldflags(),
         "-o",
