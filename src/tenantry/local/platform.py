@@ -244,8 +244,13 @@ def start_traffic(repo_root: Path) -> list[tuple[str, int]]:
 
 
 def start_monitoring(repo_root: Path) -> monitoring.Stack:
-    """Start Prometheus, Alertmanager, the log shipper and the stand-in receivers."""
+    """Start Prometheus, Alertmanager, the log shipper and the stand-in receivers; the
+    pods of the clusters with real nodes are discovered through their APIs (their own
+    metrics: the canary's latency, a service's SLOs)."""
     loaded = repository.load(repo_root)
+    for cluster in localcluster.list_clusters():
+        if cluster.name in CLUSTERS and localcluster.real_node_names(cluster):
+            monitoring.watch_cluster(loaded, cluster.name)
     values, problems = receiver_secrets(loaded, seed_local=True)
     stack, rendered = monitoring.start(
         loaded, secret_values=values, secret_problems=problems,
