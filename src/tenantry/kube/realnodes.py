@@ -42,7 +42,7 @@ from lightkube.resources.core_v1 import Node, Pod
 from tenantry import errors, processes
 from tenantry.images import build as images
 from tenantry.kube import realnode
-from tenantry.kube.client import Kube
+from tenantry.kube.client import Kube, translate
 from tenantry.tools import install
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -419,6 +419,9 @@ def start(
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
     _wait(ready, "Node Ready", _READY_TIMEOUT_S, node, "kubelet")
+    # A node stopped with its cluster was cordoned by its drain; this is its new start.
+    with translate(f"uncordon node {node.name}"):
+        kube.client.patch(Node, node.name, {"spec": {"unschedulable": False}})
     say(f"{node.name}: Ready after {time.monotonic() - started:.0f}s")
     return node
 
@@ -455,6 +458,10 @@ def _drain(node: realnode.RealNode, kube: Kube | None) -> None:
     if kube is None or _pid(node, "kubelet") is None:
         return
     with contextlib.suppress(errors.TenantryError):
+        # Unschedulable first: a Deployment would otherwise put each deleted pod straight
+        # back, and the drain would wait out its whole bound for nothing.
+        with translate(f"cordon node {node.name}"):
+            kube.client.patch(Node, node.name, {"spec": {"unschedulable": True}})
         for pod in kube.list(Pod):
             if pod.spec and pod.spec.nodeName == node.name and pod.metadata:
                 kube.delete(Pod, str(pod.metadata.name), namespace=pod.metadata.namespace)

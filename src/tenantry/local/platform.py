@@ -20,7 +20,6 @@ the fix (`tenantry down`, then `tenantry up`) rather than silently left without 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets as tokens
 import sys
@@ -275,7 +274,6 @@ def down() -> list[ClusterReport]:
     reports = []
     for name in (*CLUSTERS, verification.WARM_CLUSTER):
         started = time.monotonic()
-        _cordon_real_nodes(name)
         removed = localcluster.delete(name)
         reports.append(
             ClusterReport(
@@ -288,23 +286,6 @@ def down() -> list[ClusterReport]:
             )
         )
     return reports
-
-
-def _cordon_real_nodes(name: str) -> None:
-    """Mark the cluster's real nodes unschedulable before it is deleted: deleting drains
-    them, and the services' Deployments would otherwise put their pods straight back,
-    so the drain would wait out its whole bound (a minute a node) for nothing."""
-    try:
-        cluster = localcluster.get(name)
-    except errors.ClusterNotFoundError:
-        return
-    nodes = localcluster.real_node_names(cluster)
-    if not nodes or not cluster.reachable():
-        return
-    with contextlib.suppress(errors.TenantryError), cluster.connect() as kube:
-        for node in nodes:
-            kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
-                        "spec": {"unschedulable": True}})  # fmt: skip
 
 
 def status() -> list[ClusterReport]:
