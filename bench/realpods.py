@@ -10,6 +10,11 @@ Measures, in one run, on this machine:
   * ``real_verify_s`` / ``kwok_verify_s``: `tenantry verify --all --kubeconfig` of the
     same service in each cluster (lint, render, policy, onboarding, dry-run and install
     as the tenant, rollout, cleanup), the real node's images already loaded;
+  * ``upgrade_failed_requests``: requests that failed or answered an error while the
+    3 replicas on the real node were upgraded (`helm upgrade --wait`, the base chart's
+    PDB, maxUnavailable 0, readiness) under steady load through the cluster ingress
+    (`tenantry.traffic.ingress`: HAProxy filled from the service's EndpointSlices);
+    baseline ``steady_failed_requests``: the same load for as long, no upgrade.
 Each time is the median of ``--runs``.
 
 Prints the machine and versions, the figures, and as its last line one JSON object.
@@ -27,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +40,13 @@ from pathlib import Path
 import yaml
 
 from _common import machine
+from tenantry import processes
 from tenantry.charts import BASE_CHART, render
 from tenantry.kube import localcluster, realnodes
 from tenantry.spec import repository
 from tenantry.tools import install
+from tenantry.traffic import ingress
+from tenantry.traffic.load import Load
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
 SERVICE = "payments/api"
@@ -75,6 +84,57 @@ def helm_install(cluster: localcluster.LocalCluster, values: Path, namespace: st
          "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
          "--values", str(values), "--wait", "--timeout", "180s"]
     ))  # fmt: skip
+
+
+def failed(load: Load) -> int:
+    return load.versions["failed"] + load.versions["error"]
+
+
+def upgrade_under_load(
+    cluster: localcluster.LocalCluster, values: Path, image: str, workdir: Path
+) -> tuple[int, int, int]:
+    """(failed during the upgrade, failed in as long without one, requests in all)."""
+    namespace = "upgrade"
+    helm_install(cluster, values, namespace)
+    backend = ingress.Backend("payments-api", processes.free_port(), namespace, "api")
+    cluster_ingress = ingress.Ingress("bench-ingress", workdir / "ingress", [backend],
+                                      stats_port=processes.free_port())  # fmt: skip
+    (workdir / "ingress").mkdir()
+    cluster_ingress.start()
+    controller = ingress.Controller(cluster_ingress, cluster.connect)
+    done = threading.Event()
+    syncing = threading.Thread(target=controller.run, args=(done.is_set,), daemon=True)
+    syncing.start()
+    url = f"http://127.0.0.1:{backend.port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while len(controller.sync().get(backend.route, [])) < 3:
+            if time.monotonic() > deadline:
+                raise SystemExit("the ingress never had the 3 pods")
+            time.sleep(0.2)
+        new = image.rsplit(":", 1)[0] + ":1.4.1"
+        localcluster.load_images(cluster, [new])
+        upgraded = yaml.safe_load(values.read_text()) | {"image": new}
+        (workdir / "upgraded.yaml").write_text(yaml.safe_dump(upgraded))
+        load = Load(url, threads=2, interval_s=0.02)
+        took = timed(lambda: run(
+            [str(install.binary("helm")), "upgrade", "api", str(BASE_CHART),
+             "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+             "--values", str(workdir / "upgraded.yaml"), "--wait", "--timeout", "180s"]
+        ))  # fmt: skip
+        load.stop()
+        print(f"rolling upgrade under load: {took:.1f}s, {dict(load.versions)}")
+        steady = Load(url, threads=2, interval_s=0.02)
+        time.sleep(took)  # the baseline's duration, not a synchronisation
+        steady.stop()
+        print(f"same load, no upgrade:      {took:.1f}s, {dict(steady.versions)}")
+        total = sum(load.versions.values()) + sum(steady.versions.values())
+        return failed(load), failed(steady), total
+    finally:
+        done.set()
+        syncing.join(timeout=10)
+        controller.close()
+        cluster_ingress.stop()
 
 
 def main() -> None:
@@ -125,6 +185,7 @@ def main() -> None:
         real_verify = [verify(real) for _ in range(args.runs)]
         print(f"verify, kwok:      {', '.join(f'{s:.2f}s' for s in kwok_verify)}")
         print(f"verify, real node: {', '.join(f'{s:.2f}s' for s in real_verify)}")
+        upgrade_failed, steady_failed, requests = upgrade_under_load(real, values, image, workdir)
     finally:
         for name in created:
             localcluster.delete(name)
@@ -136,12 +197,17 @@ def main() -> None:
         "real_install_wait_s": round(statistics.median(real_install), 2),
         "kwok_verify_s": round(statistics.median(kwok_verify), 2),
         "real_verify_s": round(statistics.median(real_verify), 2),
+        "upgrade_failed_requests": upgrade_failed,
+        "steady_failed_requests": steady_failed,
+        "load_requests": requests,
     }
     print(
         f"median: create {figures['real_cluster_create_s']}s with a real node "
         f"(kwok only {figures['kwok_cluster_create_s']}s); install --wait "
         f"{figures['real_install_wait_s']}s real vs {figures['kwok_install_wait_s']}s kwok; "
-        f"verify {figures['real_verify_s']}s real vs {figures['kwok_verify_s']}s kwok"
+        f"verify {figures['real_verify_s']}s real vs {figures['kwok_verify_s']}s kwok; "
+        f"{upgrade_failed} failed requests in a rolling upgrade under load "
+        f"({steady_failed} without one; {requests} requests in all)"
     )
     sys.stdout.write(json.dumps(figures) + "\n")
 
