@@ -60,6 +60,8 @@ CASES: dict[str, dict[str, Any]] = {
     "missing": {"image": "registry.acme.example/shared/missing:1.0.0"},
     "never-ready": {"env": {"APP_READY": "false"}},
     "oom": {"args": ["-eat-memory"], "memory": "64Mi"},
+    "tested": {"helmTest": {"env": {}}},
+    "test-fails": {"helmTest": {"env": {"APP_READY": "false"}}},
 }
 
 
@@ -249,6 +251,21 @@ def tenantry(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "tenantry", *args],
         cwd=cwd, capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False,
     )  # fmt: skip
+
+
+def test_helm_test_runs_a_real_test_pod_on_the_real_node(
+    repo: repository.Repository, cluster: verification.Cluster
+) -> None:
+    passed = verify(repo, cluster, "tested")
+    assert passed.passed, passed
+    assert "self-test: GET /: 200 tested 1.0.0 on tested-test" in check(passed, "helm test").detail
+
+    # The test pod told to fail (its pods are fine): kwok would call it Succeeded.
+    failed = verify(repo, cluster, "test-fails")
+    assert check(failed, "rollout").status == "passed"
+    test = check(failed, "helm test")
+    assert test.status == "failed"
+    assert "self-test: GET /ready answered 503" in test.detail, test.detail
 
 
 def test_verify_in_an_existing_cluster_named_by_its_kubeconfig_file(

@@ -128,7 +128,10 @@ def run(
     if proc.returncode != 0:
         # `helm lint` prints its findings on stdout and only a count on stderr.
         findings = [line for line in stdout.splitlines() if line.startswith("[ERROR]")]
-        detail = "\n".join([*findings, stderr.strip()])
+        # `helm test --logs` prints the test pods' logs on stdout: why the test failed.
+        _, marker, logs = stdout.partition("POD LOGS:")
+        pod_logs = [f"{marker}{logs}".strip()] if marker else []
+        detail = "\n".join([*findings, stderr.strip(), *pod_logs])
         raise errors.HelmError(f"{action} failed: {detail}", stderr=detail)
     return stdout
 
@@ -271,10 +274,19 @@ def lint(chart: str | Path, *, values: Mapping[str, Any] | None = None) -> str:
     return run(args, stdin=stdin, timeout_s=120, action=f"helm lint {chart}")
 
 
-def test(target: Target, *, release: str, timeout_s: float = 120.0) -> str:
-    """``helm test``: run the release's test hooks and wait for them to succeed."""
+def test(target: Target, *, release: str, timeout_s: float = 120.0, logs: bool = False) -> str:
+    """``helm test``: run the release's test hooks and wait for them to succeed. With
+    ``logs`` their pods' logs (``POD LOGS: <pod>`` then the lines) end the output, or
+    the error; kwok's simulated pods have none, and helm fails asking for them."""
     return run(
-        ["test", release, *target.flags(), "--timeout", f"{int(timeout_s)}s"],
+        [
+            "test",
+            release,
+            *target.flags(),
+            "--timeout",
+            f"{int(timeout_s)}s",
+            *(["--logs"] if logs else []),
+        ],
         timeout_s=timeout_s + 30,
         action=f"helm test {release} in {target.namespace}",
     )

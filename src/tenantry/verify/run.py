@@ -281,7 +281,8 @@ def _in_cluster(
     if rolled_out is not None and options.on_ready is not None:
         options.on_ready(namespace)
     if any(_is_test_hook(obj) for obj in rendered):
-        steps.run("helm test", lambda: _test(target, source.release, options))
+        steps.run("helm test", lambda: _test(target, source.release, options,
+                                             logs=not cluster.simulated))  # fmt: skip
     else:
         steps.skip("helm test", "the chart has no test hooks")
 
@@ -318,9 +319,10 @@ def _images(
     steps.run("images", load)
 
 
-def _test(target: helm.Target, release: str, options: Options) -> str:
-    helm.test(target, release=release, timeout_s=options.timeout_s)
-    return "test hooks succeeded"
+def _test(target: helm.Target, release: str, options: Options, *, logs: bool) -> str:
+    output = helm.test(target, release=release, timeout_s=options.timeout_s, logs=logs)
+    _, marker, pod_logs = output.partition("POD LOGS:")
+    return "test hooks succeeded" + (f"\n{marker}{pod_logs}".rstrip() if marker else "")
 
 
 def _cleanup(admin: Kube, namespace: str) -> str:
