@@ -25,31 +25,20 @@ from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
 
 from tenantry import errors
 from tenantry.images import build as images
-from tenantry.kube import localcluster, realnode, realnodes
+from tenantry.kube import localcluster, realnode
 from tenantry.kube.client import Kube
 from tenantry.local import monitoring
 from tenantry.observability import pods
 from tenantry.observability import secrets as receiver_secrets
 from tenantry.spec import repository
+from tests import real_nodes
 from tests.waiting import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
 IMAGE = "registry.acme.example/payments/api:1.4.0"
 
 
-def _unsupported_reason() -> str | None:
-    try:
-        realnodes.preflight()
-    except errors.RealNodeUnsupportedError as e:
-        return str(e)
-    return None
-
-
-_REASON = _unsupported_reason()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-]
+pytestmark = [pytest.mark.slow, real_nodes.needed]
 
 
 def _pod(name: str, *, real: bool) -> dict[str, Any]:

@@ -23,26 +23,14 @@ from typing import Any
 import pytest
 from lightkube.resources.core_v1 import Node, Pod
 
-from tenantry import errors, processes
+from tenantry import processes
 from tenantry.images import build as images
 from tenantry.kube import localcluster, realnode, realnodes
 from tenantry.kube.client import Kube
+from tests import real_nodes
 from tests.waiting import wait_for
 
-
-def _unsupported_reason() -> str | None:
-    try:
-        realnodes.preflight()
-    except errors.RealNodeUnsupportedError as e:
-        return str(e)
-    return None
-
-
-_REASON = _unsupported_reason()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-]
+pytestmark = [pytest.mark.slow, real_nodes.needed]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from lightkube.resources.core_v1 import Pod
 from tenantry import errors, processes
 from tenantry.artifacts import package
 from tenantry.deploy import canary_release, release
-from tenantry.kube import localcluster, realnodes
+from tenantry.kube import localcluster
 from tenantry.ledger import Ledger
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import models, repository
@@ -38,20 +38,11 @@ from tenantry.tenancy import reconcile
 from tenantry.traffic.haproxy import HAProxy
 from tenantry.traffic.load import Load
 from tenantry.traffic.router import Route
+from tests import real_nodes
 from tests.integration.test_delivery import git
 from tests.waiting import wait_for
 
-
-def _unsupported_reason() -> str | None:
-    try:
-        realnodes.preflight()
-    except errors.RealNodeUnsupportedError as e:
-        return str(e)
-    return None
-
-
-_REASON = _unsupported_reason()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
+pytestmark = [pytest.mark.slow, real_nodes.needed]
 
 REGISTRY = "registry.acme.example"
 

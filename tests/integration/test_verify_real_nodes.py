@@ -27,29 +27,16 @@ import pytest
 import yaml
 from lightkube.resources.core_v1 import Namespace, Node, Pod
 
-from tenantry import errors
 from tenantry.images import build as images
-from tenantry.kube import localcluster, realnode, realnodes
+from tenantry.kube import localcluster, realnode
 from tenantry.spec import repository
 from tenantry.verify import run as verification
 from tenantry.verify.results import Check, ServiceReport
+from tests import real_nodes
 from tests.conftest import CHARTS
 from tests.waiting import wait_for
 
-
-def _unsupported_reason() -> str | None:
-    try:
-        realnodes.preflight()
-    except errors.RealNodeUnsupportedError as e:
-        return str(e)
-    return None
-
-
-_REASON = _unsupported_reason()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-]
+pytestmark = [pytest.mark.slow, real_nodes.needed]
 
 # Each case is the app chart (tests/data/charts/app) with these values.
 CASES: dict[str, dict[str, Any]] = {
