@@ -14,10 +14,9 @@ Skipped with the reason where containers cannot run (not root, no cgroups, no ru
 from __future__ import annotations
 
 import contextlib
-import json
+import re
 import secrets
 import subprocess
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,14 @@ import pytest
 import yaml
 from lightkube.resources.core_v1 import Pod
 
-from tenantry import errors, processes
+from tenantry import processes
 from tenantry.artifacts import package
 from tenantry.deploy import canary_release, release
 from tenantry.kube import localcluster
 from tenantry.ledger import Ledger
 from tenantry.local import traffic as local_traffic
+from tenantry.monitoring import discovery
+from tenantry.observability import pods
 from tenantry.spec import models, repository
 from tenantry.tenancy import reconcile
 from tenantry.traffic.haproxy import HAProxy
@@ -134,52 +135,30 @@ def _platform(root: Path, primary: str, canary: str, prometheus_port: int) -> No
     git(root, "init", "-q", "-b", "main")
 
 
-def _prometheus_config(repo: repository.Repository, targets_file: Path) -> dict:
-    """HAProxy's exporter, and the tenant's pods (port 8080, labelled with their cluster)
-    from a file the test keeps up to date (`PodTargets`): Debian's Prometheus has no
-    Kubernetes discovery."""
+def _prometheus_config(repo: repository.Repository, clusters: list[str], workdir: Path) -> dict:
+    """HAProxy's exporter, and the tenant's pods found through each cluster's API
+    (`kubernetes_sd_configs`, as the pods-only discovery identity), as the platform's
+    monitoring does it."""
+    accesses = []
+    for name in clusters:
+        cluster = localcluster.get(name)
+        with cluster.connect() as kube:
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": MONITORING}})
+            token = discovery.grant(kube, MONITORING)
+        accesses.append(discovery.write_access(
+            workdir / "discovery" / name, cluster=name, api_server=cluster.server,
+            ca_pem=cluster.ca_file.read_bytes(), token=token,
+            node_pattern=f"{re.escape(name)}-real-[0-9]+",
+        ))  # fmt: skip
     return {"global": {"scrape_interval": "1s"}, "scrape_configs": [
         {"job_name": "platform", "static_configs": [
             {"targets": local_traffic.scrape_targets(repo)}]},
-        {"job_name": "pods",
-         "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
+        *pods.scrape_configs(repo.tenants, repo.platform, accesses),
     ]}  # fmt: skip
 
 
-class PodTargets:
-    """Writes the running pods of the clusters' ``echo`` namespace as Prometheus file
-    discovery targets, every ``interval_s``, until stopped."""
-
-    def __init__(self, clusters: list[str], path: Path, *, interval_s: float = 0.5) -> None:
-        self.clusters, self.path, self.interval_s = clusters, path, interval_s
-        self._stop = threading.Event()
-        self.write()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def write(self) -> None:
-        groups = []
-        for name in self.clusters:
-            with localcluster.get(name).connect() as kube:
-                pods = kube.list(Pod, namespace="echo")
-            ips = sorted(f"{p.status.podIP}:8080" for p in pods
-                         if p.status and p.status.podIP and p.status.phase == "Running")  # fmt: skip
-            groups.append({"targets": ips, "labels": {"cluster": name}})
-        partial = self.path.with_suffix(".tmp")
-        partial.write_text(json.dumps(groups))
-        partial.replace(self.path)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with contextlib.suppress(errors.TenantryError):
-                self.write()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-_PODS_UP = 'up{job="pods"} == 1'
+MONITORING = "tenantry-monitoring"
+_PODS_UP = 'up{job=~"tenant-echo/.+"} == 1'
 
 
 def _query(prometheus: str, query: str) -> list[dict]:
@@ -239,9 +218,7 @@ def live(state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         router = local_traffic.start(repo)
         assert router is not None
         ((route, front),) = local_traffic.routes(repo)
-        targets = PodTargets(created, tmp / "pods.json")
-        stack.callback(targets.stop)
-        config = _prometheus_config(repo, tmp / "pods.json")
+        config = _prometheus_config(repo, created, tmp)
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         prometheus = subprocess.Popen(
             ["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
