@@ -63,6 +63,26 @@ class Dashboard:
         assert row is not None
         return row.status
 
+    def canary(self, *, step: int, weight: int, status: str = "running") -> None:
+        """payments/api's canary rollout at ``step``, as a worker records it."""
+        with Ledger.open(self.database) as ledger:
+            row = ledger.canary("payments", "api")
+            if row is None:
+                ledger.add(tables.Canary(
+                    tenant="payments", service="api", version="1.4.0", step=step,
+                    weight=weight, passes=step, failures=0, status=status, reason="",
+                    updated=now(),
+                ))  # fmt: skip
+            else:
+                ledger.set_canary(row.id, step=step, weight=weight, passes=step,
+                                  status=status, updated=now())  # fmt: skip
+
+    def canary_status(self) -> str:
+        with Ledger.open(self.database) as ledger:
+            row = ledger.canary("payments", "api")
+        assert row is not None
+        return row.status
+
     def deployment(self, version: str, *, result: str = "succeeded") -> int:
         """A finished staging deploy of payments/api, as a worker writes it."""
         with Ledger.open(self.database) as ledger:

@@ -164,3 +164,30 @@ def test_rollback_asks_for_confirmation(
     shot(bob, screenshots, "11-rollback-confirm")
     bob.get_by_role("link", name="No, go back").click()
     expect(bob.locator("#matrix")).to_be_visible()
+
+
+def test_a_canary_in_progress_owners_pause_it_members_only_watch(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    dashboard.canary(step=1, weight=10)
+    erin: Page = pages()
+    sign_in(erin, dashboard, tokens["erin"])
+    expect(erin.locator("#canary-state")).to_contain_text("10 % of live traffic")
+    expect(erin.get_by_role("button", name="Pause the canary")).to_have_count(0)
+    expect(erin.get_by_role("button", name="Abort the canary")).to_have_count(0)
+
+    bob: Page = pages()
+    sign_in(bob, dashboard, tokens["bob"])
+    expect(bob.get_by_role("button", name="Resume the canary")).to_have_count(0)
+    bob.evaluate("window.notReloaded = true")
+    expect(bob.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    dashboard.canary(step=2, weight=25)  # the worker moves on: the open pages follow
+    expect(bob.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
+    expect(erin.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
+    assert bob.evaluate("window.notReloaded") is True
+    shot(bob, screenshots, "12-canary-running")
+    bob.get_by_role("button", name="Pause the canary").click()
+    expect(bob.get_by_role("heading", name="Canary 1.4.0: paused")).to_be_visible()
+    expect(bob.get_by_role("button", name="Resume the canary")).to_be_visible()
+    assert dashboard.canary_status() == "paused"
+    shot(bob, screenshots, "13-canary-paused")

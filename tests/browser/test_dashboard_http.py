@@ -7,6 +7,7 @@ import re
 
 import httpx2
 
+from tenantry.ledger import Ledger
 from tests.browser.conftest import Dashboard
 
 COOKIE = "tenantry_session"
@@ -109,3 +110,8 @@ def test_a_refusal_names_the_right_and_its_holders(
     assert "alice requested this promotion and cannot also approve it" in own.text
     assert "owners of payments" in own.text and "approve" in own.text
     assert dashboard.status_of(number) == "pending"
+    with Ledger.open(dashboard.database) as ledger:
+        audited = ledger.audit_log(tenants=["payments"], limit=20)
+    assert any((a.actor, a.action, a.target, a.status) == (
+        "alice", "POST /promotions/{promotion_id}/{verb}", f"/promotions/{number}/approve", 403)
+        for a in audited), [(a.actor, a.action, a.status) for a in audited]  # fmt: skip

@@ -297,6 +297,20 @@ def _matrix(who: Caller, tenant_name: str, running: list[dict[str, Any]]) -> lis
     return rows
 
 
+def _traffic(who: Caller, srv: Server, route: str) -> tuple[dict[str, Any], str]:
+    """The service's live traffic (weights, health, failovers) as the API reads it, or
+    why it is not shown."""
+    if who.repo.platform.traffic is None:
+        return {"routes": [], "failovers": []}, "platform.yaml routes no live traffic"
+    try:
+        found = reads.traffic(who, srv)
+    except (errors.TenantryError, OSError) as e:
+        # The router (HAProxy's runtime API, Route 53) not answering hides this panel
+        # only; the rest of the page is the ledger's and the clusters'.
+        return {"routes": [], "failovers": []}, f"the traffic router did not answer: {e}"
+    return {key: [r for r in rows if r["route"] == route] for key, rows in found.items()}, ""
+
+
 @router.get("/services/{tenant}/{service}")
 def service_page(
     request: Request, tenant: str, service: str, environment: str = "", result: str = ""
@@ -315,6 +329,7 @@ def service_page(
             if p.service == service
         ]  # fmt: skip
         canary = srv.ledger.canary(tenant, service)
+        traffic, traffic_note = _traffic(who, srv, f"{tenant}-{service}")
         succeeded = sorted({d["version"] for d in history["items"]
                             if d["result"] == "succeeded"}, reverse=True)  # fmt: skip
         return _page(
@@ -325,7 +340,7 @@ def service_page(
                                                              "result": result},
             canary=reads.canary_view(canary) if canary else None,
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
-            versions=succeeded,
+            versions=succeeded, traffic=traffic, traffic_note=traffic_note,
         )  # fmt: skip
 
     return _guarded(request, render)
@@ -363,12 +378,11 @@ async def promotion_action(request: Request, promotion_id: str, verb: str) -> Re
         number = _promotion_id(promotion_id)
         srv = _server(request)
         if verb == "approve":
-            done = actions.approve(number, who, srv, request)
-            promotion = done["promotion"]
+            promotion = actions.approve(number, who, srv, request)["promotion"]
         elif verb in ("reject", "cancel"):
-            reason = actions.Reason(reason=form.get("reason", "")).reason
             decline = actions.reject if verb == "reject" else actions.cancel
-            promotion = decline(number, who, srv, request, actions.Reason(reason=reason))
+            body = actions.Reason(reason=form.get("reason", ""))  # the API's checks
+            promotion = decline(number, who, srv, request, body)
         else:
             raise ApiError(404, f"no action {verb[:20]!r} on a promotion",
                            fix="approve, reject or cancel")  # fmt: skip
