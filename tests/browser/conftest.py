@@ -16,12 +16,16 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from lightkube.resources.core_v1 import Namespace, ResourceQuota
 
 from tenantry import processes
 from tenantry.kube import localcluster
+from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger, now, tables
 from tests.browser.platform import example_platform
+from tests.conftest import SESSION_ID, TEST_LABEL
 from tests.integration.test_server import start, stop
+from tests.waiting import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -96,10 +100,29 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def dashboard(
-    cluster: localcluster.LocalCluster, tokens: dict[str, str],
+    cluster: localcluster.LocalCluster, admin: Kube, tokens: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Dashboard]:  # fmt: skip
     root = tmp_path_factory.mktemp("dashboard")
+    # payments' namespace with a real ResourceQuota: the quota controller fills in its
+    # status, which the overview shows (onboarding itself is tested elsewhere).
+    admin.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "payments", "labels": {TEST_LABEL: SESSION_ID}},
+        }
+    )
+    admin.apply({"apiVersion": "v1", "kind": "ResourceQuota",
+                 "metadata": {"name": "tenant-quota", "namespace": "payments"},
+                 "spec": {"hard": {"pods": "30", "services": "20"}}})  # fmt: skip
+
+    def counted() -> bool:
+        status = admin.get(ResourceQuota, "tenant-quota", namespace="payments").status
+        return status is not None and bool(status.used)
+
+    # Pages are not refreshed by the cluster, only by the ledger: wait for the count.
+    wait_for(counted, "the quota controller to count payments' usage", timeout_s=60)
     repo = example_platform(root / "platform", cluster.name)
     database = f"sqlite:///{root / 'ledger.sqlite'}"
     with Ledger.open(database) as ledger:
@@ -116,6 +139,7 @@ def dashboard(
         yield Dashboard(f"http://127.0.0.1:{port}", database)
     finally:
         stop(server)
+        admin.delete(Namespace, "payments")
     log = (root / "server.log").read_text()
     assert not [who for who, token in tokens.items() if token in log], "a token was logged"
 

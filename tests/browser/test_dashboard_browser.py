@@ -55,6 +55,9 @@ def test_bob_approves_alices_request_and_open_pages_follow_live(
     sign_in(bob, dashboard, tokens["bob"])
     bob.goto(f"{dashboard.url}/")
     expect(bob.locator("#tenant-payments")).to_be_visible()
+    # The real ResourceQuota's status, counted by the cluster's quota controller.
+    pods = bob.locator("#tenant-payments tr", has_text="prod-primary").filter(has_text="pods")
+    expect(pods).to_contain_text("0 / 30")
     expect(bob.locator("#tenant-checkout")).to_have_count(0)  # not his tenant
     expect(bob.locator("#waiting")).to_contain_text(f"#{number}")
     shot(bob, screenshots, "1-bob-overview")
