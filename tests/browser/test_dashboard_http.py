@@ -115,3 +115,23 @@ def test_a_refusal_names_the_right_and_its_holders(
     assert any((a.actor, a.action, a.target, a.status) == (
         "alice", "POST /promotions/{promotion_id}/{verb}", f"/promotions/{number}/approve", 403)
         for a in audited), [(a.actor, a.action, a.status) for a in audited]  # fmt: skip
+
+
+def test_the_requester_cancels_and_an_owner_rejects_with_a_reason(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    mine, theirs = dashboard.promotion(requested_by="alice"), dashboard.promotion("erin")
+    with dashboard.http() as http:
+        sign_in(http, tokens["alice"])
+        page = http.get("/services/payments/api").text
+        assert f"Cancel promotion {mine}" in page and f"Cancel promotion {theirs}" not in page
+        csrf = _nonce(page)
+        cancelled = http.post(f"/promotions/{mine}/cancel", data={"csrf": csrf})
+        too_long = http.post(f"/promotions/{theirs}/reject",
+                             data={"csrf": csrf, "reason": "x" * 1001})  # fmt: skip
+        assert too_long.status_code == 422 and "reason" in too_long.text
+        assert dashboard.status_of(theirs) == "pending"
+        rejected = http.post(f"/promotions/{theirs}/reject",
+                             data={"csrf": csrf, "reason": "needs the migration first"})  # fmt: skip
+    assert cancelled.headers["location"] == rejected.headers["location"] == "/services/payments/api"
+    assert (dashboard.status_of(mine), dashboard.status_of(theirs)) == ("cancelled", "rejected")

@@ -324,7 +324,8 @@ def service_page(
         pending = [
             {**reads.promotion_view(p),
              "mayApprove": who.may("approve", found, requested_by=p.requested_by).allowed,
-             "mayReject": who.may("reject", found, requested_by=p.requested_by).allowed}
+             "mayReject": who.may("reject", found, requested_by=p.requested_by).allowed,
+             "mayCancel": who.may("cancel", found, requested_by=p.requested_by).allowed}
             for p in srv.ledger.promotions(tenants=[tenant], status="pending", limit=100)
             if p.service == service
         ]  # fmt: skip
