@@ -135,3 +135,15 @@ def test_the_requester_cancels_and_an_owner_rejects_with_a_reason(
                              data={"csrf": csrf, "reason": "needs the migration first"})  # fmt: skip
     assert cancelled.headers["location"] == rejected.headers["location"] == "/services/payments/api"
     assert (dashboard.status_of(mine), dashboard.status_of(theirs)) == ("cancelled", "rejected")
+
+
+def test_history_filters_by_result(dashboard: Dashboard, tokens: dict[str, str]) -> None:
+    ok, bad = dashboard.deployment("2.0.1"), dashboard.deployment("2.0.2", result="failed")
+    with dashboard.http() as http:
+        sign_in(http, tokens["erin"])
+        failed = http.get("/services/payments/api", params={"result": "failed"}).text
+        everything = http.get("/services/payments/api").text
+    history = failed[failed.index('id="history"') :]
+    assert "2.0.2" in history and "2.0.1" not in history
+    assert "2.0.1" in everything[everything.index('id="history"') :]
+    assert ok < bad

@@ -8,12 +8,12 @@ as a page with the API's status, naming the right and its holders, and nothing c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -448,12 +448,14 @@ def live(request: Request) -> Response:
     srv = _server(request)
     tenants = [t.name for t in who.readable()]
 
-    def stream() -> Iterator[str]:
-        seen = _fingerprint(srv, tenants)
+    async def stream() -> AsyncIterator[str]:
+        # Async, so an open page holds no worker thread while it waits: only each
+        # short ledger read runs in the thread pool (shared with the API's handlers).
+        seen = await run_in_threadpool(_fingerprint, srv, tenants)
         yield "event: hello\ndata: {}\n\n"
         quiet = 0.0
         while sessions.get(session_id) is not None:
-            time.sleep(_LIVE_POLL_S)
+            await asyncio.sleep(_LIVE_POLL_S)
             quiet += _LIVE_POLL_S
             if quiet >= _KEEPALIVE_S:
                 # A comment line: a closed page is noticed at the next write, so its
@@ -461,7 +463,7 @@ def live(request: Request) -> Response:
                 quiet = 0.0
                 yield ": keep-alive\n\n"
             try:
-                current = _fingerprint(srv, tenants)
+                current = await run_in_threadpool(_fingerprint, srv, tenants)
             except SQLAlchemyError:
                 continue  # the page keeps what it shows; the next poll tries again
             if current != seen:
