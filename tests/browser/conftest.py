@@ -87,6 +87,11 @@ class Dashboard:
         assert row is not None
         return row.status
 
+    def operations(self, kind: str) -> list[tables.Operation]:
+        """The operations of ``kind`` queued so far for the workers."""
+        with Ledger.open(self.database) as ledger, ledger.session() as session:
+            return list(session.query(tables.Operation).filter_by(kind=kind))
+
     def deployment(self, version: str, *, result: str = "succeeded") -> int:
         """A finished staging deploy of payments/api, as a worker writes it."""
         with Ledger.open(self.database) as ledger:

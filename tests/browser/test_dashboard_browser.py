@@ -167,6 +167,16 @@ def test_rollback_asks_for_confirmation(
     shot(bob, screenshots, "11-rollback-confirm")
     bob.get_by_role("link", name="No, go back").click()
     expect(bob.locator("#matrix")).to_be_visible()
+    assert dashboard.operations("rollback") == []  # asking changed nothing
+
+    bob.get_by_label("To version").select_option("1.3.9")
+    bob.get_by_role("button", name="Roll back…").click()
+    bob.get_by_role("button", name="Yes, roll back").click()
+    expect(bob.locator("#matrix")).to_be_visible()
+    (queued,) = dashboard.operations("rollback")
+    assert (queued.requested_by, queued.environment, queued.status) == ("bob", "staging",
+                                                                        "queued")  # fmt: skip
+    assert "1.3.9" in queued.params  # the plan the workers will carry out
 
 
 def test_a_canary_in_progress_owners_pause_it_members_only_watch(
