@@ -147,3 +147,19 @@ def test_history_filters_by_result(dashboard: Dashboard, tokens: dict[str, str])
     assert "2.0.2" in history and "2.0.1" not in history
     assert "2.0.1" in everything[everything.index('id="history"') :]
     assert ok < bad
+
+
+def test_a_crafted_sign_in_link_cannot_put_words_or_a_redirect_on_the_page(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    with dashboard.http() as http:
+        page = http.get("/signin", params={"why": "Call 555-0100 now", "message": "evil",
+                                           "next": "//evil.example/x"}).text  # fmt: skip
+        assert "555-0100" not in page and "evil" not in page
+        assert 'name="next" value="/"' in page
+        form = http.get("/signin", params={"next": "https://evil.example/"})
+        nonce = _nonce(form.text)
+        answer = http.post("/signin", data={"csrf": nonce, "token": tokens["erin"],
+                                            "next": "https://evil.example/"},
+                           headers={"Cookie": f"tenantry_signin={nonce}"})  # fmt: skip
+    assert (answer.status_code, answer.headers["location"]) == (303, "/")

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -86,13 +86,21 @@ def _local(path: str) -> str:
     return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
 
 
-def _to_signin(request: Request, message: str = "") -> RedirectResponse:
+# Why the browser was sent to sign-in, by code: the sign-in page shows only these
+# texts, so a crafted link cannot put words of its own on the server's page.
+_WHY = {
+    "ended": "your session has ended (signed out, expired or unknown); sign in again",
+    "revoked": "your token is no longer accepted (unknown, expired or revoked); sign in again",
+    "signedout": "signed out",
+}
+
+
+def _to_signin(request: Request, why: str) -> RedirectResponse:
     # After signing in, the person lands on the page they asked for (a GET only: a
     # refused POST is not replayed).
     wanted = request.url.path if request.method == "GET" else "/"
-    target = f"/signin?next={quote(_local(wanted))}"
-    target += f"&message={quote(message)}" if message else ""
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(f"/signin?next={quote(_local(wanted))}&why={why}",
+                                status_code=303)  # fmt: skip
     response.delete_cookie(COOKIE, path="/", secure=_secure(request), httponly=True,
                            samesite="strict")  # fmt: skip
     return response
@@ -101,15 +109,15 @@ def _to_signin(request: Request, message: str = "") -> RedirectResponse:
 class _SignedOut(Exception):
     """No live session: the browser goes back to sign-in."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, why: str) -> None:
+        super().__init__(_WHY[why])
+        self.why = why
 
 
 def _session(request: Request) -> Session:
     session = _sessions(request).get(request.cookies.get(COOKIE))
     if session is None:
-        raise _SignedOut("your session has ended (signed out, expired or unknown); sign in again")
+        raise _SignedOut("ended")
     return session
 
 
@@ -120,14 +128,14 @@ def _caller(request: Request, session: Session) -> Caller:
         person = srv.reviewer.person(session.token)
     except identity.UnauthenticatedError as e:
         _sessions(request).end(session.id)
-        raise _SignedOut(f"your token is no longer accepted ({e.message}); sign in again") from e
+        raise _SignedOut("revoked") from e
     request.state.actor = person.username
     return Caller(person, srv.repo)
 
 
 def _refusal(request: Request, e: Exception, session: Session | None) -> Response:
     if isinstance(e, _SignedOut):
-        return _to_signin(request, e.message)
+        return _to_signin(request, e.why)
     if isinstance(e, SQLAlchemyError):
         log.error("ledger database error on %s %s: %s", request.method, request.url.path,
                   type(e).__name__)  # fmt: skip
@@ -138,7 +146,9 @@ def _refusal(request: Request, e: Exception, session: Session | None) -> Respons
         assert isinstance(e, errors.TenantryError)
         status, message, fix = status_of(e), e.message, e.fix or ""
         right, holders = (e.right, e.holders) if isinstance(e, ApiError) else ("", "")
-    back = request.headers.get("referer", "/")
+    referer = urlsplit(request.headers.get("referer", ""))
+    same = referer.netloc == request.url.netloc
+    back = _local(referer.path + (f"?{referer.query}" if referer.query else "")) if same else "/"
     return _page("error.html", status, status=status, message=message, fix=fix, right=right,
                  holders=holders, session=session, back=back)  # fmt: skip
 
@@ -189,9 +199,9 @@ async def _action(request: Request, act: Callable[[Caller, dict[str, str]], str]
 
 
 @router.get("/signin")
-def signin_page(request: Request, message: str = "", next: str = "/") -> Response:
+def signin_page(request: Request, why: str = "", next: str = "/") -> Response:
     nonce = secrets.token_urlsafe(32)
-    response = _page("signin.html", message=message[:300], nonce=nonce, session=None,
+    response = _page("signin.html", message=_WHY.get(why, ""), nonce=nonce, session=None,
                      next=_local(next))  # fmt: skip
     response.set_cookie(_SIGNIN_COOKIE, nonce, httponly=True, samesite="strict",
                         secure=_secure(request), path="/signin")  # fmt: skip
@@ -235,7 +245,7 @@ async def signout(request: Request) -> Response:
                             "session's CSRF token", fix="reload the page and sign out again"),
                             session)  # fmt: skip
         _sessions(request).end(session.id)
-    return _to_signin(request, "signed out")
+    return _to_signin(request, "signedout")
 
 
 # --- pages ------------------------------------------------------------------------------
