@@ -257,7 +257,7 @@ def _health(row: dict[str, Any]) -> str:
     desired, ready = row.get("desired", 0), row.get("ready", 0)
     if desired and ready >= desired:
         return "healthy"
-    return "degraded" if desired else "scaled to zero"
+    return "degraded" if desired else "no replicas"
 
 
 @router.get("/")
