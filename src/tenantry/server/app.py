@@ -31,8 +31,11 @@ from starlette.exceptions import HTTPException
 import tenantry
 from tenantry import errors
 from tenantry.ledger import Ledger, now, tables
-from tenantry.server import actions, identity, reads
+from tenantry.server import actions, dashboard, reads
 from tenantry.server.context import ApiError, Server
+
+# Shared with the dashboard, which shows the same refusals as pages.
+from tenantry.server.context import status_of as _status_of
 
 log = logging.getLogger("tenantry.server")
 
@@ -43,25 +46,6 @@ def _body(message: str, fix: str | None = None, **extra: str) -> dict[str, str]:
         body["fix"] = fix
     body.update({k: v for k, v in extra.items() if v})
     return body
-
-
-def _status_of(e: errors.TenantryError) -> int:
-    if isinstance(e, ApiError):
-        return e.status
-    if isinstance(e, identity.UnauthenticatedError):
-        return 401
-    if isinstance(
-        e,
-        identity.IdentityUnavailableError
-        | errors.KubeUnavailableError
-        | errors.ClusterError
-        | errors.ToolError
-        | errors.HelmError,
-    ):
-        return 503
-    if isinstance(e, errors.UsageError):
-        return 404
-    return 409
 
 
 async def _tenantry_error(request: Request, e: Exception) -> Response:
@@ -138,6 +122,7 @@ def create_app(srv: Server) -> FastAPI:
     app.state.server = srv
     app.include_router(reads.router)
     app.include_router(actions.router)
+    dashboard.install(app)  # the pages at /, built on the same reads and actions
     app.add_exception_handler(errors.TenantryError, _tenantry_error)
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_exception_handler(HTTPException, _http_error)
@@ -152,7 +137,8 @@ def create_app(srv: Server) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        if request.url.path.startswith("/api/v1/"):
+        # The dashboard's actions (every POST) are audited like the API's calls.
+        if request.url.path.startswith("/api/v1/") or request.method == "POST":
             await run_in_threadpool(_record, srv.ledger, request, response.status_code)
         return response
 

@@ -41,6 +41,26 @@ class ApiError(errors.TenantryError):
         self.holders = holders
 
 
+def status_of(e: errors.TenantryError) -> int:
+    """The HTTP status of a refusal (the API's and the dashboard's)."""
+    if isinstance(e, ApiError):
+        return e.status
+    if isinstance(e, identity.UnauthenticatedError):
+        return 401
+    if isinstance(
+        e,
+        identity.IdentityUnavailableError
+        | errors.KubeUnavailableError
+        | errors.ClusterError
+        | errors.ToolError
+        | errors.HelmError,
+    ):
+        return 503
+    if isinstance(e, errors.UsageError):
+        return 404
+    return 409
+
+
 @dataclass
 class Server:
     """The server's long-lived parts, shared by every request."""

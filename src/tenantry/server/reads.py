@@ -149,7 +149,8 @@ def service_detail(
     }  # fmt: skip
 
 
-def _deployment(row: tables.Deployment) -> dict[str, Any]:
+def deployment_view(row: tables.Deployment) -> dict[str, Any]:
+    """A deployment from the ledger as the API shows it."""
     return {"id": row.id, "service": f"{row.tenant}/{row.service}", "version": row.version,
             "environment": row.environment, "cluster": row.cluster, "result": row.result,
             "actor": row.actor, "started": _at(row.started), "finished": _at(row.finished),
@@ -174,14 +175,14 @@ def history(
         tenants=allowed, service=service, environment=environment, result=result, limit=limit,
         before=before,
     )  # fmt: skip
-    return {"items": [_deployment(r) for r in rows],
+    return {"items": [deployment_view(r) for r in rows],
             "next": rows[-1].id if len(rows) == limit else None}  # fmt: skip
 
 
 @router.get("/status", summary="What each service you may see runs in each cluster")
 def status(who: CallerDep, srv: ServerDep) -> list[dict[str, Any]]:
     readable = {t.name for t in who.readable()}
-    return [_deployment(r) for r in srv.ledger.current_releases(tenants=readable)]
+    return [deployment_view(r) for r in srv.ledger.current_releases(tenants=readable)]
 
 
 def promotion_view(row: tables.Promotion) -> dict[str, Any]:

@@ -1,0 +1,206 @@
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright) against a
+real server process whose identities come from the session cluster's TokenReview.
+
+Each step is kept as a screenshot (see conftest). Waiting is Playwright's ``expect``,
+which polls the page until the condition holds and fails the test otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import Dashboard
+
+WAIT_MS = 15_000
+
+
+@pytest.fixture
+def pages(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context (its own cookies) per person."""
+    browser: Browser = chromium
+    opened = []
+
+    def open_as(width: int = 1280, height: int = 800) -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        opened.append(context)
+        return context.new_page()
+
+    yield open_as
+    for context in opened:
+        context.close()
+
+
+def sign_in(page: Page, dashboard: Dashboard, token: str) -> None:
+    page.goto(f"{dashboard.url}/services/payments/api")
+    expect(page.locator("#message")).to_contain_text("your session has ended")
+    page.get_by_label("Your token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("signed in as")).to_be_visible(timeout=WAIT_MS)
+    expect(page).to_have_url(f"{dashboard.url}/services/payments/api")  # where it was going
+
+
+def shot(page: Page, where: Path, name: str) -> None:
+    page.screenshot(path=str(where / f"{name}.png"), full_page=True)
+
+
+def test_bob_approves_alices_request_and_open_pages_follow_live(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    number = dashboard.promotion(requested_by="alice")
+    bob: Page = pages()
+    sign_in(bob, dashboard, tokens["bob"])
+    bob.goto(f"{dashboard.url}/")
+    expect(bob.locator("#tenant-payments")).to_be_visible()
+    # The real ResourceQuota's status, counted by the cluster's quota controller.
+    pods = bob.locator("#tenant-payments tr", has_text="prod-primary").filter(has_text="pods")
+    expect(pods).to_contain_text("0 / 30")
+    expect(bob.locator("#tenant-checkout")).to_have_count(0)  # not his tenant
+    expect(bob.locator("#waiting")).to_contain_text(f"#{number}")
+    shot(bob, screenshots, "1-bob-overview")
+    bob.goto(f"{dashboard.url}/services/checkout/web")
+    expect(bob.locator("#refusal")).to_contain_text("Refused (404)")
+    shot(bob, screenshots, "2-bob-checkout-refused")
+
+    alice: Page = pages(390, 844)  # a phone
+    sign_in(alice, dashboard, tokens["alice"])
+    expect(alice.locator(f"#promotion-{number}")).to_be_visible()
+    expect(alice.get_by_role("button", name=f"Approve promotion {number}")).to_have_count(0)
+    alice.evaluate("window.notReloaded = true")
+    expect(alice.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    shot(alice, screenshots, "3-alice-phone-pending")
+
+    bob.goto(f"{dashboard.url}/services/payments/api")
+    expect(bob.locator("#published")).to_contain_text("cccccccccccc")  # provenance
+    approve = bob.get_by_role("button", name=f"Approve promotion {number}")
+    expect(approve).to_be_enabled()
+    shot(bob, screenshots, "4-bob-service-page")
+    approve.focus()
+    bob.keyboard.press("Enter")  # keyboard usable
+    expect(bob.locator(f"#promotion-{number}")).to_have_count(0, timeout=WAIT_MS)
+    shot(bob, screenshots, "5-bob-approved")
+    assert dashboard.status_of(number) == "approved"
+
+    # alice's open page follows without a reload: the request leaves her pending list,
+    # and a deploy the worker records appears in the history.
+    expect(alice.locator(f"#promotion-{number}")).to_have_count(0, timeout=WAIT_MS)
+    deployed = dashboard.deployment("1.4.1")
+    expect(alice.locator("#history")).to_contain_text("1.4.1", timeout=WAIT_MS)
+    assert alice.evaluate("window.notReloaded") is True
+    shot(alice, screenshots, "6-alice-live-update")
+    assert deployed
+
+
+def test_carol_sees_no_approve_button_and_her_forged_post_is_refused(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    number = dashboard.promotion(requested_by="alice")
+    carol: Page = pages()
+    sign_in(carol, dashboard, tokens["carol"])
+    carol.goto(f"{dashboard.url}/")
+    expect(carol.locator("#tenant-checkout")).to_be_visible()
+    expect(carol.locator("#tenant-payments")).to_have_count(0)
+    carol.goto(f"{dashboard.url}/services/payments/api")
+    expect(carol.locator("#refusal")).to_contain_text("no tenant 'payments' that you may see")
+    expect(carol.get_by_role("button", name=f"Approve promotion {number}")).to_have_count(0)
+    shot(carol, screenshots, "7-carol-payments-refused")
+    # Her own session's CSRF token, on a form she builds herself: the API's rule refuses.
+    carol.goto(f"{dashboard.url}/")
+    carol.evaluate(
+        """number => {
+            const form = document.createElement("form");
+            form.method = "post";
+            form.action = `/promotions/${number}/approve`;
+            const csrf = document.querySelector("input[name=csrf]").cloneNode();
+            form.appendChild(csrf);
+            document.body.appendChild(form);
+            form.submit();
+        }""",
+        number,
+    )
+    expect(carol.locator("#refusal")).to_contain_text("Refused (404)")
+    shot(carol, screenshots, "8-carol-forged-post-refused")
+    assert dashboard.status_of(number) == "pending"
+
+
+def test_a_post_without_csrf_is_refused_and_sign_out_ends_the_session(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    number = dashboard.promotion(requested_by="alice")
+    bob: Page = pages()
+    sign_in(bob, dashboard, tokens["bob"])
+    bob.evaluate(
+        """number => {
+            const form = document.createElement("form");
+            form.method = "post";
+            form.action = `/promotions/${number}/approve`;
+            document.body.appendChild(form);
+            form.submit();
+        }""",
+        number,
+    )
+    expect(bob.locator("#refusal")).to_contain_text("CSRF token")
+    shot(bob, screenshots, "9-no-csrf-refused")
+    assert dashboard.status_of(number) == "pending"
+    bob.goto(f"{dashboard.url}/")
+    bob.get_by_role("button", name="Sign out").click()
+    expect(bob.locator("#message")).to_have_text("signed out")
+    bob.goto(f"{dashboard.url}/services/payments/api")
+    expect(bob.get_by_label("Your token")).to_be_visible()
+    shot(bob, screenshots, "10-signed-out")
+
+
+def test_rollback_asks_for_confirmation(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    dashboard.deployment("1.3.9")
+    dashboard.deployment("1.4.2")
+    bob: Page = pages()
+    sign_in(bob, dashboard, tokens["bob"])
+    bob.get_by_label("Environment", exact=True).first.select_option("staging")
+    bob.get_by_label("To version").select_option("1.3.9")
+    bob.get_by_role("button", name="Roll back…").click()
+    expect(bob.get_by_role("heading", name="Roll back payments/api in staging?")).to_be_visible()
+    shot(bob, screenshots, "11-rollback-confirm")
+    bob.get_by_role("link", name="No, go back").click()
+    expect(bob.locator("#matrix")).to_be_visible()
+    assert dashboard.operations("rollback") == []  # asking changed nothing
+
+    bob.get_by_label("To version").select_option("1.3.9")
+    bob.get_by_role("button", name="Roll back…").click()
+    bob.get_by_role("button", name="Yes, roll back").click()
+    expect(bob.locator("#matrix")).to_be_visible()
+    (queued,) = dashboard.operations("rollback")
+    assert (queued.requested_by, queued.environment, queued.status) == ("bob", "staging",
+                                                                        "queued")  # fmt: skip
+    assert "1.3.9" in queued.params  # the plan the workers will carry out
+
+
+def test_a_canary_in_progress_owners_pause_it_members_only_watch(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
+) -> None:
+    dashboard.canary(step=1, weight=10)
+    erin: Page = pages()
+    sign_in(erin, dashboard, tokens["erin"])
+    expect(erin.locator("#canary-state")).to_contain_text("10 % of live traffic")
+    expect(erin.get_by_role("button", name="Pause the canary")).to_have_count(0)
+    expect(erin.get_by_role("button", name="Abort the canary")).to_have_count(0)
+
+    bob: Page = pages()
+    sign_in(bob, dashboard, tokens["bob"])
+    expect(bob.get_by_role("button", name="Resume the canary")).to_have_count(0)
+    bob.evaluate("window.notReloaded = true")
+    expect(bob.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    dashboard.canary(step=2, weight=25)  # the worker moves on: the open pages follow
+    expect(bob.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
+    expect(erin.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
+    assert bob.evaluate("window.notReloaded") is True
+    shot(bob, screenshots, "12-canary-running")
+    bob.get_by_role("button", name="Pause the canary").click()
+    expect(bob.get_by_role("heading", name="Canary 1.4.0: paused")).to_be_visible()
+    expect(bob.get_by_role("button", name="Resume the canary")).to_be_visible()
+    assert dashboard.canary_status() == "paused"
+    shot(bob, screenshots, "13-canary-paused")

@@ -1,0 +1,165 @@
+"""The dashboard at the HTTP level: the session cookie's flags, CSRF refusals, sign-out,
+and a token that never leaves the server."""
+
+from __future__ import annotations
+
+import re
+
+import httpx2
+
+from tenantry.ledger import Ledger
+from tests.browser.conftest import Dashboard
+
+COOKIE = "tenantry_session"
+
+
+def _nonce(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def sign_in(http: httpx2.Client, token: str, **headers: str) -> httpx2.Response:
+    form = http.get("/signin", headers=headers)
+    assert form.status_code == 200
+    nonce = _nonce(form.text)
+    # Sent by hand: behind TLS the sign-in cookie is Secure, which a client on plain http
+    # would keep to itself.
+    return http.post("/signin", data={"csrf": nonce, "token": token},
+                     headers={**headers, "Cookie": f"tenantry_signin={nonce}"})  # fmt: skip
+
+
+def test_the_session_cookie_is_opaque_httponly_and_samesite_strict(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    with dashboard.http() as http:
+        answer = sign_in(http, tokens["bob"])
+        assert (answer.status_code, answer.headers["location"]) == (303, "/")
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/"} <= flags and "secure" not in flags
+        assert tokens["bob"] not in cookie
+        page = http.get("/")
+        assert page.status_code == 200 and "payments" in page.text
+        assert tokens["bob"] not in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_cookie_is_secure_behind_tls(dashboard: Dashboard, tokens: dict[str, str]) -> None:
+    # A TLS-terminating proxy on loopback says the browser came over https (uvicorn trusts
+    # X-Forwarded-Proto from 127.0.0.1 only).
+    with dashboard.http() as http:
+        answer = sign_in(http, tokens["bob"], **{"X-Forwarded-Proto": "https"})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE))
+    assert "secure" in {f.strip().lower() for f in cookie.split(";")[1:]}
+
+
+def test_a_bad_token_and_a_forged_sign_in_are_refused(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    with dashboard.http() as http:
+        bad = sign_in(http, "not-a-token")
+        assert bad.status_code == 401 and "unknown, expired or revoked" in bad.text
+        forged = http.post("/signin", data={"csrf": "guessed", "token": tokens["bob"]})
+        assert forged.status_code == 403
+        assert COOKIE not in forged.headers.get("set-cookie", "")
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    number = dashboard.promotion(requested_by="alice")
+    with dashboard.http() as http:
+        sign_in(http, tokens["bob"])
+        missing = http.post(f"/promotions/{number}/approve", data={})
+        wrong = http.post(f"/promotions/{number}/approve", data={"csrf": "x" * 43})
+    for answer in (missing, wrong):
+        assert answer.status_code == 403
+        assert "CSRF token" in answer.text and "nothing was changed" in answer.text
+    assert dashboard.status_of(number) == "pending"
+
+
+def test_sign_out_ends_the_session_and_an_unknown_one_goes_to_sign_in(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    with dashboard.http() as http:
+        sign_in(http, tokens["alice"])
+        page = http.get("/")
+        session = http.cookies[COOKIE]
+        assert http.post("/signout", data={"csrf": _nonce(page.text)}).status_code == 303
+    with dashboard.http() as http:
+        http.cookies.set(COOKIE, session)  # the old id, replayed
+        again = http.get("/")
+        assert (again.status_code, again.headers["location"].split("?")[0]) == (303, "/signin")
+        number = dashboard.promotion(requested_by="erin")
+        post = http.post(f"/promotions/{number}/reject", data={"csrf": "x"})
+        assert post.headers["location"].startswith("/signin")
+    assert dashboard.status_of(number) == "pending"
+
+
+def test_a_refusal_names_the_right_and_its_holders(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    number = dashboard.promotion(requested_by="alice")
+    with dashboard.http() as http:
+        sign_in(http, tokens["alice"])
+        page = http.get("/services/payments/api")
+        assert f"Approve promotion {number}" not in page.text  # her own request
+        own = http.post(f"/promotions/{number}/approve", data={"csrf": _nonce(page.text)})
+    assert own.status_code == 403
+    assert "alice requested this promotion and cannot also approve it" in own.text
+    assert "owners of payments" in own.text and "approve" in own.text
+    assert dashboard.status_of(number) == "pending"
+    with Ledger.open(dashboard.database) as ledger:
+        audited = ledger.audit_log(tenants=["payments"], limit=20)
+    assert any((a.actor, a.action, a.target, a.status) == (
+        "alice", "POST /promotions/{promotion_id}/{verb}", f"/promotions/{number}/approve", 403)
+        for a in audited), [(a.actor, a.action, a.status) for a in audited]  # fmt: skip
+
+
+def test_the_requester_cancels_and_an_owner_rejects_with_a_reason(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    mine, theirs = dashboard.promotion(requested_by="alice"), dashboard.promotion("erin")
+    with dashboard.http() as http:
+        sign_in(http, tokens["alice"])
+        page = http.get("/services/payments/api").text
+        assert f"Cancel promotion {mine}" in page and f"Cancel promotion {theirs}" not in page
+        csrf = _nonce(page)
+        cancelled = http.post(f"/promotions/{mine}/cancel", data={"csrf": csrf})
+        too_long = http.post(f"/promotions/{theirs}/reject",
+                             data={"csrf": csrf, "reason": "x" * 1001})  # fmt: skip
+        assert too_long.status_code == 422 and "reason" in too_long.text
+        assert dashboard.status_of(theirs) == "pending"
+        rejected = http.post(f"/promotions/{theirs}/reject",
+                             data={"csrf": csrf, "reason": "needs the migration first"})  # fmt: skip
+    assert cancelled.headers["location"] == rejected.headers["location"] == "/services/payments/api"
+    assert (dashboard.status_of(mine), dashboard.status_of(theirs)) == ("cancelled", "rejected")
+
+
+def test_history_filters_by_result(dashboard: Dashboard, tokens: dict[str, str]) -> None:
+    ok, bad = dashboard.deployment("2.0.1"), dashboard.deployment("2.0.2", result="failed")
+    with dashboard.http() as http:
+        sign_in(http, tokens["erin"])
+        failed = http.get("/services/payments/api", params={"result": "failed"}).text
+        everything = http.get("/services/payments/api").text
+    history = failed[failed.index('id="history"') :]
+    assert "2.0.2" in history and "2.0.1" not in history
+    assert "2.0.1" in everything[everything.index('id="history"') :]
+    assert ok < bad
+
+
+def test_a_crafted_sign_in_link_cannot_put_words_or_a_redirect_on_the_page(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    with dashboard.http() as http:
+        page = http.get("/signin", params={"why": "Call 555-0100 now", "message": "evil",
+                                           "next": "//evil.example/x"}).text  # fmt: skip
+        assert "555-0100" not in page and "evil" not in page
+        assert 'name="next" value="/"' in page
+        form = http.get("/signin", params={"next": "https://evil.example/"})
+        nonce = _nonce(form.text)
+        answer = http.post("/signin", data={"csrf": nonce, "token": tokens["erin"],
+                                            "next": "https://evil.example/"},
+                           headers={"Cookie": f"tenantry_signin={nonce}"})  # fmt: skip
+    assert (answer.status_code, answer.headers["location"]) == (303, "/")
