@@ -43,6 +43,9 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 # kwokctl's own wait for the control plane; a cold start here takes ~10 s.
 _KWOKCTL_WAIT = "120s"
 _READY_TIMEOUT_S = 90.0
+_CREATE_ATTEMPTS = 3
+# What a component logs when the port kwokctl chose for it was taken meanwhile.
+_PORT_TAKEN = "bind: address already in use"
 # How long a stopped component may take to exit before it is killed.
 _STOP_GRACE_S = 10.0
 # Beside a cluster's state: the digest of the token file its API server last started with.
@@ -260,6 +263,28 @@ def create(
         raise errors.UsageError(f"--real-nodes must be 0 or more, got {real_nodes}")
     if real_nodes:
         realnodes.preflight()
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return _create_once(name, nodes, token_file, real_nodes, on_progress)
+        except errors.ClusterError as e:
+            # kwokctl picks each component's port when it creates the cluster; another
+            # process (another state directory's cluster, an outgoing connection) may
+            # take one before the component binds it. The half-made cluster is gone:
+            # a new attempt picks new ports.
+            if _PORT_TAKEN not in str(e) or attempt == _CREATE_ATTEMPTS:
+                raise
+            if on_progress:
+                on_progress(f"{name}: a port kwokctl chose was taken meanwhile; trying again")
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _create_once(
+    name: str,
+    nodes: int,
+    token_file: Path | None,
+    real_nodes: int,
+    on_progress: Callable[[str], None] | None,
+) -> LocalCluster:
     if _cluster_dir(name).exists():
         raise errors.ClusterError(
             f"local cluster {name!r} already exists",
@@ -342,6 +367,8 @@ def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> Non
             kube.apply(manifest)
         pending = set(names)
         while pending and time.monotonic() < deadline:
+            if _PORT_TAKEN in _log_tail(cluster.workdir):
+                break  # a component could not start: no waiting will help
             for node in list(pending):
                 status = kube.get(Node, node).status
                 conditions = (status.conditions or []) if status else []
@@ -350,7 +377,7 @@ def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> Non
             if pending:
                 time.sleep(0.2)
         # Pods need the namespace's default ServiceAccount, which a controller creates.
-        while time.monotonic() < deadline:
+        while not pending and time.monotonic() < deadline:
             try:
                 kube.get(ServiceAccount, "default", namespace="default")
                 break
@@ -359,8 +386,8 @@ def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> Non
     if pending:
         # The half-made cluster is deleted next, logs and all: say what they said.
         raise errors.ClusterError(
-            f"nodes {sorted(pending)} of cluster {cluster.name!r} never became Ready "
-            f"in {_READY_TIMEOUT_S:.0f}s:\n{_log_tail(cluster.workdir)}",
+            f"nodes {sorted(pending)} of cluster {cluster.name!r} did not become Ready:\n"
+            f"{_log_tail(cluster.workdir)}",
             fix="read the kwok controller's log above; on a loaded machine, try again",
         )
 
