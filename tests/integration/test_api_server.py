@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, ResourceQuota
 
 from tenantry import errors
 from tenantry.kube.client import Identity, Kube
 from tenantry.kube.localcluster import LocalCluster
+from tests.waiting import wait_for
 
 
 def _service_account(name: str, namespace: str) -> dict:
@@ -97,6 +98,14 @@ def test_resource_quota_rejects_an_over_quota_pod_with_the_api_servers_message(
             "spec": {"hard": {"requests.cpu": "500m", "limits.cpu": "1", "pods": "5"}},
         }
     )
+
+    # Until the quota controller has counted the namespace, the API server refuses every
+    # pod with "status unknown for quota", not with the sums this test is about.
+    def counted() -> bool:
+        status = admin.get(ResourceQuota, "small", namespace=namespace).status
+        return bool(status and status.hard and status.used is not None)
+
+    wait_for(counted, "the quota controller to count the namespace")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
