@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from pathlib import Path
 
 from tenantry.tools import catalog
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
 
 
 def machine() -> dict[str, str]:
@@ -25,3 +28,12 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         **{tool.name: tool.version for tool in catalog.GO_TOOLS},
     }
+
+
+def one_service_repo(workdir: Path) -> Path:
+    """A copy of the example repository with payments/api as its only service."""
+    repo = workdir / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    shutil.rmtree(repo / "services" / "checkout")
+    shutil.rmtree(repo / "services" / "payments" / "ledger")
+    return repo

@@ -6,7 +6,7 @@ Measures, in one run, on this machine:
     ``kwok_cluster_create_s``, the same without the real node;
   * ``real_install_wait_s`` / ``kwok_install_wait_s``: `helm upgrade --install --wait` of
     the example service payments/api (base chart, 3 replicas, readiness probe) into a
-    fresh namespace, its pods on the real node (the kwok node cordoned) and on kwok;
+    fresh namespace, its pods on the real node (the kwok node beside it is tainted) and on kwok;
   * ``real_verify_s`` / ``kwok_verify_s``: `tenantry verify --all --kubeconfig` of the
     same service in each cluster (lint, render, policy, onboarding, dry-run and install
     as the tenant, rollout, cleanup), the real node's images already loaded;
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import machine
+from _common import machine, one_service_repo
 from tenantry import processes
 from tenantry.charts import BASE_CHART, render
 from tenantry.kube import localcluster, realnodes
@@ -48,17 +47,7 @@ from tenantry.tools import install
 from tenantry.traffic import ingress
 from tenantry.traffic.load import Load
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
 SERVICE = "payments/api"
-
-
-def one_service_repo(workdir: Path) -> Path:
-    """The example repository with payments/api as its only service."""
-    repo = workdir / "repo"
-    shutil.copytree(EXAMPLE, repo)
-    shutil.rmtree(repo / "services" / "checkout")
-    shutil.rmtree(repo / "services" / "payments" / "ledger")
-    return repo
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -166,7 +155,6 @@ def main() -> None:
         print(f"cluster create, 1 real node: {', '.join(f'{s:.2f}s' for s in real_create)}")
         kwok, real = localcluster.get(created[0]), localcluster.get(created[-1])
         localcluster.load_images(real, [image])
-        run(kubectl(real, "cordon", f"{real.name}-node-0"))  # every pod on the real node
 
         kwok_install = [helm_install(kwok, values, f"kwok-{i}") for i in range(args.runs)]
         real_install = []

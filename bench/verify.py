@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,24 +28,13 @@ from pathlib import Path
 
 import yaml
 
-from _common import machine
+from _common import machine, one_service_repo
 from tenantry.charts import BASE_CHART, render
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.spec import repository
 from tenantry.tools import install
 from tenantry.verify import run as verification
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
-
-
-def one_service_repo(workdir: Path) -> Path:
-    """The example repository with payments/api as its only service."""
-    repo = workdir / "repo"
-    shutil.copytree(EXAMPLE, repo)
-    shutil.rmtree(repo / "services" / "checkout")
-    shutil.rmtree(repo / "services" / "payments" / "ledger")
-    return repo
 
 
 def timed(argv: list[str]) -> float:
