@@ -225,6 +225,17 @@ def _log_tail(cluster_dir: Path, lines: int = 15) -> str:
     return "\n".join(tails)
 
 
+def _kwok_controller_port_taken(cluster_dir: Path) -> bool:
+    """Whether the kwok controller could not bind its port (kwokctl waits for the other
+    components itself, so theirs fail `kwokctl create` instead). Its log is short."""
+    try:
+        return _PORT_TAKEN in (cluster_dir / "logs" / "kwok-controller.log").read_text(
+            errors="replace"
+        )
+    except OSError:
+        return False
+
+
 def _digest(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -367,8 +378,8 @@ def _add_nodes(cluster: LocalCluster, count: int, *, taint: bool = False) -> Non
             kube.apply(manifest)
         pending = set(names)
         while pending and time.monotonic() < deadline:
-            if _PORT_TAKEN in _log_tail(cluster.workdir):
-                break  # a component could not start: no waiting will help
+            if _kwok_controller_port_taken(cluster.workdir):
+                break  # it could not start: no waiting will help
             for node in list(pending):
                 status = kube.get(Node, node).status
                 conditions = (status.conditions or []) if status else []
