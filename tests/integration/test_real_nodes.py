@@ -154,13 +154,20 @@ def _iptables_rules() -> str:
     return "\n".join(out)
 
 
-def test_stop_takes_the_real_node_off_the_host_and_start_brings_it_back(
-    real_cluster: localcluster.LocalCluster,
-) -> None:
-    node_dir = realnode.node_dir(real_cluster.workdir, 0)
+def _node_state(cluster: localcluster.LocalCluster) -> tuple[Path, dict[str, Any], list[int]]:
+    """The real node's directory, what it recorded changing on the host, and the pids of
+    its containerd and kubelet."""
+    node_dir = realnode.node_dir(cluster.workdir, 0)
     changes = json.loads((node_dir / "host-changes.json").read_text())
     pids = [json.loads((node_dir / f"{n}.pid").read_text())["pid"]
             for n in ("containerd", "kubelet")]  # fmt: skip
+    return node_dir, changes, pids
+
+
+def test_stop_takes_the_real_node_off_the_host_and_start_brings_it_back(
+    real_cluster: localcluster.LocalCluster,
+) -> None:
+    _, changes, pids = _node_state(real_cluster)
     localcluster.stop(real_cluster.name)
     for pid in pids:
         assert not processes.alive(pid), f"process {pid} of the real node outlived stop"
@@ -191,10 +198,7 @@ def test_stop_takes_the_real_node_off_the_host_and_start_brings_it_back(
 def test_delete_leaves_no_process_mount_chain_bridge_or_cgroup_of_its_own(
     real_cluster: localcluster.LocalCluster,
 ) -> None:
-    node_dir = realnode.node_dir(real_cluster.workdir, 0)
-    changes = json.loads((node_dir / "host-changes.json").read_text())
-    pids = [json.loads((node_dir / f"{n}.pid").read_text())["pid"]
-            for n in ("containerd", "kubelet")]  # fmt: skip
+    node_dir, changes, pids = _node_state(real_cluster)
     assert all(processes.alive(pid) for pid in pids)
     assert changes["network"] in _iptables_rules()  # the pods' masquerade rules
     assert realnodes.mounts_under(real_cluster.workdir)  # containers' rootfs, volumes
@@ -250,10 +254,7 @@ def test_delete_after_the_kubelet_and_containerd_died_still_leaves_nothing(
                 return bool(status and status.phase == "Running" and status.podIP)
 
             wait_for(running, "the app pod Running", timeout_s=60)
-        node_dir = realnode.node_dir(cluster.workdir, 0)
-        changes = json.loads((node_dir / "host-changes.json").read_text())
-        pids = [json.loads((node_dir / f"{n}.pid").read_text())["pid"]
-                for n in ("containerd", "kubelet")]  # fmt: skip
+        node_dir, changes, pids = _node_state(cluster)
         for pid in pids:  # a crash: nobody tears the pod's network down
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not any(processes.alive(p) for p in pids), "both to die")
