@@ -45,6 +45,15 @@ class Dashboard:
 
     url: str
     database: str
+    alertmanager: str
+
+    def fire(self, tenant: str, alertname: str, severity: str) -> None:
+        """An alert of ``tenant``, posted to Alertmanager as Prometheus posts it."""
+        alert = {"labels": {"alertname": alertname, "tenant": tenant, "service": "api",
+                            "severity": severity},
+                 "annotations": {"summary": f"{alertname} of {tenant}"}}  # fmt: skip
+        httpx2.post(f"{self.alertmanager}/api/v2/alerts", json=[alert], timeout=10,
+                    trust_env=False).raise_for_status()  # fmt: skip
 
     def http(self) -> httpx2.Client:
         """A cookie-keeping client that does not follow redirects (tests look at them)."""
@@ -128,7 +137,17 @@ def dashboard(
 
     # Pages are not refreshed by the cluster, only by the ledger: wait for the count.
     wait_for(counted, "the quota controller to count payments' usage", timeout_s=60)
-    repo = example_platform(root / "platform", cluster.name)
+    alertmanager_port = processes.free_port()
+    (root / "alertmanager.yml").write_text(
+        "route: {receiver: nobody}\nreceivers: [{name: nobody}]\n"
+    )
+    alertmanager = start("alertmanager", [
+        "prometheus-alertmanager", f"--config.file={root / 'alertmanager.yml'}",
+        f"--storage.path={root / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address=",
+    ], port=alertmanager_port, env={}, logs=root)  # fmt: skip
+    alertmanager_url = f"http://127.0.0.1:{alertmanager_port}"
+    repo = example_platform(root / "platform", cluster.name, alertmanager=alertmanager_url)
     database = f"sqlite:///{root / 'ledger.sqlite'}"
     with Ledger.open(database) as ledger:
         ledger.add(tables.Publication(
@@ -141,9 +160,10 @@ def dashboard(
                               "--port", str(port)],
                    port=port, env={"TENANTRY_DATABASE_URL": database}, logs=root)  # fmt: skip
     try:
-        yield Dashboard(f"http://127.0.0.1:{port}", database)
+        yield Dashboard(f"http://127.0.0.1:{port}", database, alertmanager_url)
     finally:
         stop(server)
+        stop(alertmanager)
         admin.delete(Namespace, "payments")
     log = (root / "server.log").read_text()
     assert not [who for who, token in tokens.items() if token in log], "a token was logged"

@@ -14,8 +14,9 @@ import yaml
 EXAMPLE = Path(__file__).parents[2] / "examples" / "platform-repo"
 
 
-def example_platform(root: Path, cluster: str) -> Path:
-    """A copy of the example repository under ``root``, on ``cluster``."""
+def example_platform(root: Path, cluster: str, *, alertmanager: str | None = None) -> Path:
+    """A copy of the example repository under ``root``, on ``cluster``, reading firing
+    alerts from ``alertmanager``."""
     shutil.copytree(EXAMPLE, root)
     for path in root.rglob("*.yaml"):
         path.write_text(path.read_text().replace("@acme.example", ""))
@@ -25,6 +26,8 @@ def example_platform(root: Path, cluster: str) -> Path:
             entry["local"] = cluster
     platform["server"] = {"managementCluster": "staging", "admins": {"users": ["dana"]},
                           "reviewCacheS": 5}  # fmt: skip
+    if alertmanager:
+        platform["server"]["alertmanagerUrl"] = alertmanager
     for key in ("traffic", "alerts"):
         platform.pop(key, None)
     (root / "platform.yaml").write_text(yaml.safe_dump(platform))

@@ -51,10 +51,21 @@ def test_bob_approves_alices_request_and_open_pages_follow_live(
     dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
 ) -> None:
     number = dashboard.promotion(requested_by="alice")
+    dashboard.fire("payments", "PaymentsErrorBudgetBurn", "critical")
+    dashboard.fire("checkout", "CheckoutQueueStuck", "warning")
     bob: Page = pages()
     sign_in(bob, dashboard, tokens["bob"])
     bob.goto(f"{dashboard.url}/")
     expect(bob.locator("#tenant-payments")).to_be_visible()
+    # Firing alerts from the real Alertmanager, only of the tenants he may see.
+    expect(bob.locator("#alerts-payments")).to_contain_text("critical PaymentsErrorBudgetBurn")
+    expect(bob.get_by_text("CheckoutQueueStuck")).to_have_count(0)
+    bob.evaluate("window.notReloaded = true")
+    expect(bob.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    dashboard.fire("payments", "PaymentsDiskFilling", "warning")  # shows up on the open page
+    expect(bob.locator("#alerts-payments")).to_contain_text("PaymentsDiskFilling",
+                                                            timeout=WAIT_MS)  # fmt: skip
+    assert bob.evaluate("window.notReloaded") is True
     # The real ResourceQuota's status, counted by the cluster's quota controller.
     pods = bob.locator("#tenant-payments tr", has_text="prod-primary").filter(has_text="pods")
     expect(pods).to_contain_text("0 / 30")
@@ -100,9 +111,12 @@ def test_carol_sees_no_approve_button_and_her_forged_post_is_refused(
     number = dashboard.promotion(requested_by="alice")
     carol: Page = pages()
     sign_in(carol, dashboard, tokens["carol"])
+    dashboard.fire("checkout", "CheckoutQueueStuck", "warning")
     carol.goto(f"{dashboard.url}/")
     expect(carol.locator("#tenant-checkout")).to_be_visible()
     expect(carol.locator("#tenant-payments")).to_have_count(0)
+    expect(carol.locator("#alerts-checkout")).to_contain_text("warning CheckoutQueueStuck")
+    expect(carol.get_by_text("PaymentsErrorBudgetBurn")).to_have_count(0)
     carol.goto(f"{dashboard.url}/services/payments/api")
     expect(carol.locator("#refusal")).to_contain_text("no tenant 'payments' that you may see")
     expect(carol.get_by_role("button", name=f"Approve promotion {number}")).to_have_count(0)

@@ -228,6 +228,14 @@ class Provider:
         stack = monitoring.running()
         return stack.prometheus if stack else None
 
+    def alertmanager(self, repo: Repository) -> str | None:
+        """``server.alertmanagerUrl`` if set (tests run their own), else the local stack's."""
+        server = repo.platform.server
+        if server is not None and server.alertmanager_url:
+            return server.alertmanager_url
+        stack = monitoring.running()
+        return stack.alertmanager if stack else None
+
     def alert(self, labels: dict[str, str], summary: str) -> None:
         """Through the local Alertmanager, when the local stack runs one."""
         monitoring.post_alert(labels, summary)

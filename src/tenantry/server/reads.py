@@ -20,6 +20,7 @@ from lightkube.resources.core_v1 import ResourceQuota
 
 from tenantry import errors
 from tenantry.ledger import tables
+from tenantry.monitoring import firing
 from tenantry.server import rights
 from tenantry.server.context import ApiError, Caller, RowId, Server, caller, server, service_ref
 from tenantry.traffic import wiring
@@ -329,6 +330,30 @@ def traffic(who: CallerDep, srv: ServerDep) -> dict[str, Any]:
         if f.route in names
     ]
     return {"routes": routes, "failovers": failovers}
+
+
+@router.get("/alerts", summary="Firing alerts of your tenants, from Alertmanager")
+def alerts(who: CallerDep) -> dict[str, Any]:
+    """Each readable tenant's firing alerts; ``alertmanager`` is false when the platform
+    names none (the list is then empty, not "all clear")."""
+    readable = [t.name for t in who.readable()]
+    url = wiring.provider(who.repo).alertmanager(who.repo)
+    if url is None:
+        return {"alertmanager": False, "tenants": {}}
+    try:
+        found = firing.firing(url, readable)
+    except firing.AlertmanagerUnavailableError as e:
+        raise ApiError(503, e.message, fix=e.fix) from e
+    return {
+        "alertmanager": True,
+        "tenants": {
+            name: {"total": group.total,
+                   "alerts": [{"alertname": a.name, "service": a.service,
+                               "severity": a.severity, "summary": a.summary,
+                               "since": a.since} for a in group.alerts]}
+            for name, group in found.items()
+        },
+    }  # fmt: skip
 
 
 @router.get("/audit", summary="Every call to the server (platform admins)")

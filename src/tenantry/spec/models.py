@@ -255,7 +255,8 @@ class People(Model):
 
 
 class Server(Model):
-    """The Tenantry server: who proves identities, who administers, how long a review lasts."""
+    """The Tenantry server: who proves identities, who administers, how long a review
+    lasts, and where it reads firing alerts."""
 
     # The cluster (named in an environment) whose API server's TokenReview says who a
     # bearer token belongs to: whatever that API server accepts (ServiceAccount tokens,
@@ -265,6 +266,9 @@ class Server(Model):
     admins: People = People()
     # Seconds a token's review is reused; never beyond the token's own expiry.
     review_cache_s: float = Field(default=10.0, ge=0, le=300)
+    # The Alertmanager whose firing alerts the dashboard shows each tenant (its API v2);
+    # unset on the local platform: the local monitoring stack's.
+    alertmanager_url: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class SecretRef(Model):

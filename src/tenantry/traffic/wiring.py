@@ -48,6 +48,9 @@ class Provider(Protocol):
     def prometheus(self, repo: Repository) -> str | None:
         """The Prometheus that scrapes the router and the services; None if none."""
 
+    def alertmanager(self, repo: Repository) -> str | None:
+        """The Alertmanager whose firing alerts the server shows; None if none."""
+
     def alert(self, labels: dict[str, str], summary: str) -> None:
         """Post one alert the way Prometheus would, so it takes the real routes."""
 
@@ -116,6 +119,11 @@ class Configured:
     def prometheus(self, repo: Repository) -> str | None:
         """``traffic.prometheusUrl``."""
         return self._traffic(repo).prometheus_url
+
+    def alertmanager(self, repo: Repository) -> str | None:
+        """``server.alertmanagerUrl``."""
+        server = repo.platform.server
+        return server.alertmanager_url if server else None
 
     def alert(self, labels: dict[str, str], summary: str) -> None:
         """Logged: platform.yaml names no Alertmanager yet, and the ledger has the record."""

@@ -45,6 +45,9 @@ _SIGNIN_COOKIE = "tenantry_signin"
 _LIVE_POLL_S = 0.25
 # A quiet stream writes a comment this often, to notice a closed page.
 _KEEPALIVE_S = 10.0
+# Alertmanager is asked less often than the ledger: it is another team's server, and an
+# alert is minutes old when it fires anyway.
+_ALERTS_POLL_S = 5.0
 # Pages only load what this server serves: no inline script, nothing from elsewhere.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")  # fmt: skip
@@ -260,10 +263,24 @@ def _health(row: dict[str, Any]) -> str:
     return "degraded" if desired else "no replicas"
 
 
+def _alerts(who: Caller) -> tuple[dict[str, Any], str]:
+    """The caller's tenants' firing alerts as the API reads them, or why none are shown."""
+    try:
+        found = reads.alerts(who)
+    except (errors.TenantryError, OSError) as e:
+        # Alertmanager not answering hides the alerts only, and says so: an empty list
+        # must never read as "all clear".
+        return {}, f"firing alerts are unknown: {e}"
+    if not found["alertmanager"]:
+        return {}, "firing alerts are not shown: platform.yaml names no Alertmanager"
+    return found["tenants"], ""
+
+
 @router.get("/")
 def overview(request: Request) -> Response:
     def render(session: Session, who: Caller) -> Response:
         srv = _server(request)
+        alerts, alerts_note = _alerts(who)
         tenants = []
         for tenant in who.readable():
             detail = reads.tenant_detail(tenant.name, who, srv, request)
@@ -284,10 +301,12 @@ def overview(request: Request) -> Response:
                              srv.ledger.deployments_page(tenants=names, result="failed",
                                                          limit=5)],
                 "pending": pending,
+                "alerts": alerts.get(tenant.name, {"total": 0, "alerts": []}),
             })  # fmt: skip
         waiting = [p for t in tenants for p in t["pending"] if p["mayApprove"]]
         return _page("overview.html", session=session, who=who.person.username,
-                     admin=who.admin, tenants=tenants, waiting=waiting)  # fmt: skip
+                     admin=who.admin, tenants=tenants, waiting=waiting,
+                     alerts_note=alerts_note)  # fmt: skip
 
     return _guarded(request, render)
 
@@ -462,11 +481,19 @@ def live(request: Request) -> Response:
         # Async, so an open page holds no worker thread while it waits: only each
         # short ledger read runs in the thread pool (shared with the API's handlers).
         seen = await run_in_threadpool(_fingerprint, srv, tenants)
+        alerts_seen = await run_in_threadpool(_alerts, who)
         yield "event: hello\ndata: {}\n\n"
-        quiet = 0.0
+        quiet = since_alerts = 0.0
         while sessions.get(session_id) is not None:
             await asyncio.sleep(_LIVE_POLL_S)
             quiet += _LIVE_POLL_S
+            since_alerts += _LIVE_POLL_S
+            if since_alerts >= _ALERTS_POLL_S:
+                since_alerts = 0.0
+                alerts_now = await run_in_threadpool(_alerts, who)
+                if alerts_now != alerts_seen:
+                    alerts_seen = alerts_now
+                    yield "event: change\ndata: {}\n\n"
             if quiet >= _KEEPALIVE_S:
                 # A comment line: a closed page is noticed at the next write, so its
                 # stream stops instead of polling until the session ends.
