@@ -3,11 +3,14 @@ session cluster, whose API server proves alice's, bob's and carol's real tokens.
 
 Pages are driven by Playwright in Debian's chromium (``./run`` installs it); without it
 the browser tests fail naming ``./run`` rather than skipping. Screenshots of each step
-go to the pytest tmp dir (``dashboard-screenshots*``), printed at the end of the run.
+are test artifacts: they go to ``$TENANTRY_TEST_ARTIFACTS/dashboard-screenshots`` (default
+``build/test-artifacts/``, ignored by git), emptied when a run starts, so they outlive
+pytest's rotating temporary directories and CI can collect them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -170,8 +173,14 @@ def dashboard(
 
 
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dashboard-screenshots")
+def screenshots() -> Path:
+    artifacts = (
+        os.environ.get("TENANTRY_TEST_ARTIFACTS")
+        or Path(__file__).parents[2] / "build" / "test-artifacts"
+    )
+    path = Path(artifacts) / "dashboard-screenshots"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     print(f"\ndashboard screenshots: {path}")
     return path
 

@@ -34,13 +34,14 @@ def pages(chromium: Any) -> Iterator[Any]:
         context.close()
 
 
-def sign_in(page: Page, dashboard: Dashboard, token: str) -> None:
-    page.goto(f"{dashboard.url}/services/payments/api")
+def sign_in(page: Page, url: str, token: str) -> None:
+    """Sign in at the dashboard at ``url``, asking first for payments/api's page."""
+    page.goto(f"{url}/services/payments/api")
     expect(page.locator("#message")).to_contain_text("your session has ended")
     page.get_by_label("Your token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_text("signed in as")).to_be_visible(timeout=WAIT_MS)
-    expect(page).to_have_url(f"{dashboard.url}/services/payments/api")  # where it was going
+    expect(page).to_have_url(f"{url}/services/payments/api")  # where it was going
 
 
 def shot(page: Page, where: Path, name: str) -> None:
@@ -54,7 +55,7 @@ def test_bob_approves_alices_request_and_open_pages_follow_live(
     dashboard.fire("payments", "PaymentsErrorBudgetBurn", "critical")
     dashboard.fire("checkout", "CheckoutQueueStuck", "warning")
     bob: Page = pages()
-    sign_in(bob, dashboard, tokens["bob"])
+    sign_in(bob, dashboard.url, tokens["bob"])
     bob.goto(f"{dashboard.url}/")
     expect(bob.locator("#tenant-payments")).to_be_visible()
     # Firing alerts from the real Alertmanager, only of the tenants he may see.
@@ -77,7 +78,7 @@ def test_bob_approves_alices_request_and_open_pages_follow_live(
     shot(bob, screenshots, "2-bob-checkout-refused")
 
     alice: Page = pages(390, 844)  # a phone
-    sign_in(alice, dashboard, tokens["alice"])
+    sign_in(alice, dashboard.url, tokens["alice"])
     expect(alice.locator(f"#promotion-{number}")).to_be_visible()
     expect(alice.get_by_role("button", name=f"Approve promotion {number}")).to_have_count(0)
     alice.evaluate("window.notReloaded = true")
@@ -110,7 +111,7 @@ def test_carol_sees_no_approve_button_and_her_forged_post_is_refused(
 ) -> None:
     number = dashboard.promotion(requested_by="alice")
     carol: Page = pages()
-    sign_in(carol, dashboard, tokens["carol"])
+    sign_in(carol, dashboard.url, tokens["carol"])
     dashboard.fire("checkout", "CheckoutQueueStuck", "warning")
     carol.goto(f"{dashboard.url}/")
     expect(carol.locator("#tenant-checkout")).to_be_visible()
@@ -145,7 +146,7 @@ def test_a_post_without_csrf_is_refused_and_sign_out_ends_the_session(
 ) -> None:
     number = dashboard.promotion(requested_by="alice")
     bob: Page = pages()
-    sign_in(bob, dashboard, tokens["bob"])
+    sign_in(bob, dashboard.url, tokens["bob"])
     bob.evaluate(
         """number => {
             const form = document.createElement("form");
@@ -173,7 +174,7 @@ def test_rollback_asks_for_confirmation(
     dashboard.deployment("1.3.9")
     dashboard.deployment("1.4.2")
     bob: Page = pages()
-    sign_in(bob, dashboard, tokens["bob"])
+    sign_in(bob, dashboard.url, tokens["bob"])
     bob.get_by_label("Environment", exact=True).first.select_option("staging")
     bob.get_by_label("To version").select_option("1.3.9")
     bob.get_by_role("button", name="Roll back…").click()
@@ -198,13 +199,13 @@ def test_a_canary_in_progress_owners_pause_it_members_only_watch(
 ) -> None:
     dashboard.canary(step=1, weight=10)
     erin: Page = pages()
-    sign_in(erin, dashboard, tokens["erin"])
+    sign_in(erin, dashboard.url, tokens["erin"])
     expect(erin.locator("#canary-state")).to_contain_text("10 % of live traffic")
     expect(erin.get_by_role("button", name="Pause the canary")).to_have_count(0)
     expect(erin.get_by_role("button", name="Abort the canary")).to_have_count(0)
 
     bob: Page = pages()
-    sign_in(bob, dashboard, tokens["bob"])
+    sign_in(bob, dashboard.url, tokens["bob"])
     expect(bob.get_by_role("button", name="Resume the canary")).to_have_count(0)
     bob.evaluate("window.notReloaded = true")
     expect(bob.locator("#live")).to_have_text("live", timeout=WAIT_MS)
