@@ -93,6 +93,8 @@ def test_bob_approves_alices_request_and_open_pages_follow_live(
     approve.focus()
     bob.keyboard.press("Enter")  # keyboard usable
     expect(bob.locator(f"#promotion-{number}")).to_have_count(0, timeout=WAIT_MS)
+    # No worker runs here: the approval's operation waits in the queue, and says so.
+    expect(bob.locator("#work li").first).to_contain_text("approve → production: queued")
     shot(bob, screenshots, "5-bob-approved")
     assert dashboard.status_of(number) == "approved"
 

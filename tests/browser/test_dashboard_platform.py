@@ -159,6 +159,9 @@ def test_bob_approves_in_the_browser_and_watches_the_canary_reach_the_primary(
         )
         entry = bob.locator("#history tr", has_text="prod-primary").first
         expect(entry).to_contain_text("succeeded")
+        work = bob.locator("#work > ul > li").first  # the worker's operation and its lines
+        expect(work).to_contain_text("approve → production: succeeded", timeout=ROLLOUT_MS)
+        expect(work.locator("ol.progress li").first).to_be_visible()
         assert bob.evaluate("window.notReloaded") is True
         shot(bob, screenshots, "up-4-promoted")
     finally:

@@ -360,6 +360,21 @@ class Ledger:
         with self.session() as session:
             return session.get(tables.Operation, operation_id)
 
+    def operations(
+        self, *, tenants: Collection[str], service: str | None = None, limit: int = 5
+    ) -> list[tables.Operation]:
+        """Operations of ``tenants`` (and ``service``), newest first."""
+        query = (
+            select(tables.Operation)
+            .where(tables.Operation.tenant.in_(list(tenants)))
+            .order_by(tables.Operation.id.desc())
+            .limit(limit)
+        )
+        if service is not None:
+            query = query.where(tables.Operation.service == service)
+        with self.session() as session:
+            return list(session.scalars(query))
+
     def claim_operation(self, *, worker: str, ttl_s: float = 30.0) -> Claim | None:
         """Take the oldest operation that is queued, or running under a lapsed lease (its
         worker died or lost the ledger), for ``worker``; None when there is none.

@@ -358,6 +358,8 @@ def service_page(
             for p in srv.ledger.promotions(tenants=[tenant], status="pending", limit=100)
             if p.service == service
         ]  # fmt: skip
+        work = [reads.operation_view(o) for o in
+                srv.ledger.operations(tenants=[tenant], service=service, limit=3)]  # fmt: skip
         canary = srv.ledger.canary(tenant, service)
         traffic, traffic_note = _traffic(who, srv, f"{tenant}-{service}")
         succeeded = sorted({d["version"] for d in history["items"]
@@ -370,7 +372,7 @@ def service_page(
                                                              "result": result},
             canary=reads.canary_view(canary) if canary else None,
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
-            versions=succeeded, traffic=traffic, traffic_note=traffic_note,
+            versions=succeeded, traffic=traffic, traffic_note=traffic_note, work=work,
         )  # fmt: skip
 
     return _guarded(request, render)
@@ -456,6 +458,7 @@ def _fingerprint(srv: Server, tenants: list[str]) -> str:
         [(p.id, p.status, p.approved_by) for p in srv.ledger.promotions(tenants=tenants,
                                                                          limit=50)],
         [(d.id, d.result) for d in srv.ledger.deployments_page(tenants=tenants, limit=20)],
+        [(o.id, o.status, len(o.progress)) for o in srv.ledger.operations(tenants=tenants)],
         [(c.status, c.step, c.weight, c.passes, c.failures, str(c.updated))
          for t in tenants for s in srv.repo.services if s.tenant == t
          for c in [srv.ledger.canary(t, s.name)] if c is not None],
