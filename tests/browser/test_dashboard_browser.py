@@ -221,3 +221,32 @@ def test_a_canary_in_progress_owners_pause_it_members_only_watch(
     expect(bob.get_by_role("button", name="Resume the canary")).to_be_visible()
     assert dashboard.canary_status() == "paused"
     shot(bob, screenshots, "13-canary-paused")
+
+
+# Every control a person can reach, and what names it for a screen reader.
+_UNLABELLED = """() => Array.from(document.querySelectorAll(
+    "input:not([type=hidden]), select, textarea, button, a[href]"))
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                && !el.textContent.trim())
+  .map(el => el.outerHTML.slice(0, 120))"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_every_control_has_a_label_and_the_pages_fit_the_screen(
+    dashboard: Dashboard, tokens: dict[str, str], pages: Any, width: int
+) -> None:
+    dashboard.promotion(requested_by="alice")
+    dashboard.canary(step=1, weight=10)
+    bob: Page = pages(width, 800 if width > 600 else 844)
+    sign_in(bob, dashboard.url, tokens["bob"])
+    for path in (
+        "/",
+        "/services/payments/api",
+        "/services/payments/api/rollback?environment=staging",
+    ):
+        bob.goto(f"{dashboard.url}{path}")
+        expect(bob.locator("#main")).to_be_visible()
+        assert bob.evaluate(_UNLABELLED) == [], path
+        # Wide tables scroll inside their card; the page itself never scrolls sideways.
+        overflow = bob.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow} px wider than a {width} px screen"
