@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from tenantry.ledger import Ledger, now, tables
+from tenantry.ledger import INTERVALS_READ, Ledger, now, tables
 from tests.waiting import wait_for
 
 
@@ -193,3 +193,34 @@ def test_current_releases_are_the_newest_succeeded_per_cluster(ledger: Ledger) -
     assert [d.tenant for d in ledger.current_releases(tenants=["u"])] == ["u"]
     assert ledger.current_releases(tenants=["t"], service="other") == []
     assert ledger.current_releases(tenants=[]) == []
+
+
+def rollout(version: str) -> tables.Canary:
+    return tables.Canary(
+        tenant="t", service="s", version=version, step=0, weight=10, passes=0, failures=0,
+        status="running", reason="", updated=now(),
+    )  # fmt: skip
+
+
+def test_canary_intervals_are_the_newest_of_one_rollout_oldest_first(ledger: Ledger) -> None:
+    first, second = ledger.add(rollout("1.0.0")), ledger.add(rollout("1.1.0"))
+    ledger.add_canary_interval(first.id, step=0, weight=10, verdict="pass", reason="ok",
+                               canary_requests=40.0, canary_success_rate=100.0,
+                               canary_p99_s=0.012, primary_requests=160.0,
+                               primary_success_rate=99.5, primary_p99_s=0.01)  # fmt: skip
+    for n in range(INTERVALS_READ + 5):
+        ledger.add_canary_interval(second.id, step=n, weight=10, verdict="no-data",
+                                   reason=f"interval {n}")  # fmt: skip
+    (only,) = ledger.canary_intervals(first.id)
+    assert (only.verdict, only.canary_requests, only.canary_success_rate) == ("pass", 40.0, 100.0)
+    assert (only.canary_p99_s, only.primary_success_rate, only.primary_p99_s) == (
+        0.012, 99.5, 0.01,
+    )  # fmt: skip
+    kept = ledger.canary_intervals(second.id)
+    assert [i.step for i in kept] == list(range(5, INTERVALS_READ + 5))  # bounded, oldest first
+    assert [i.step for i in ledger.canary_intervals(second.id, limit=3)] == [
+        INTERVALS_READ + 2, INTERVALS_READ + 3, INTERVALS_READ + 4,
+    ]  # fmt: skip
+    # No data stays None, never 0: a quiet interval is not a perfect one.
+    assert kept[0].canary_success_rate is None and kept[0].canary_requests is None
+    assert ledger.canary_intervals(first.id + second.id + 1) == []

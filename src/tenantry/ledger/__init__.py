@@ -9,6 +9,14 @@ Leases give one deployer at a time the right to deploy a release; each new holde
 gets a larger fencing token, so a holder whose lease lapsed can tell it lost.
 """
 
-from tenantry.ledger.database import Claim, Ledger, Released, default_url, now, unavailable
+from tenantry.ledger.database import (
+    INTERVALS_READ,
+    Claim,
+    Ledger,
+    Released,
+    default_url,
+    now,
+    unavailable,
+)
 
-__all__ = ["Claim", "Ledger", "Released", "default_url", "now", "unavailable"]
+__all__ = ["INTERVALS_READ", "Claim", "Ledger", "Released", "default_url", "now", "unavailable"]

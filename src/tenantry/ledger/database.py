@@ -22,6 +22,9 @@ from tenantry import errors, paths
 from tenantry.ledger import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The most canary intervals one read returns (ten minutes at the default 10 s interval):
+# the dashboard and the CLI show the recent ones, and a long rollout stays a small read.
+INTERVALS_READ = 60
 
 
 def now() -> datetime:
@@ -495,6 +498,36 @@ class Ledger:
             session.execute(
                 update(tables.Canary).where(tables.Canary.id == canary_id).values(**values)
             )
+
+    def add_canary_interval(
+        self, canary_id: int, *, step: int, weight: int, verdict: str, reason: str,
+        canary_requests: float | None = None, canary_success_rate: float | None = None,
+        canary_p99_s: float | None = None, primary_requests: float | None = None,
+        primary_success_rate: float | None = None, primary_p99_s: float | None = None,
+    ) -> tables.CanaryInterval:  # fmt: skip
+        """Record one analysed interval of rollout ``canary_id`` (figures None: no data)."""
+        row: tables.CanaryInterval = self.add(tables.CanaryInterval(
+            canary_id=canary_id, at=now(), step=step, weight=weight, verdict=verdict,
+            reason=reason, canary_requests=canary_requests,
+            canary_success_rate=canary_success_rate, canary_p99_s=canary_p99_s,
+            primary_requests=primary_requests, primary_success_rate=primary_success_rate,
+            primary_p99_s=primary_p99_s,
+        ))  # fmt: skip
+        return row
+
+    def canary_intervals(
+        self, canary_id: int, *, limit: int = INTERVALS_READ
+    ) -> list[tables.CanaryInterval]:
+        """The newest ``limit`` intervals of rollout ``canary_id``, oldest first (at most
+        `INTERVALS_READ`: a rollout stuck for hours still reads a bounded page)."""
+        limit = max(0, min(limit, INTERVALS_READ))
+        interval = tables.CanaryInterval
+        with self.session() as session:
+            newest = session.scalars(
+                select(interval).where(interval.canary_id == canary_id)
+                .order_by(interval.id.desc()).limit(limit)
+            )  # fmt: skip
+            return list(reversed(list(newest)))
 
     def failovers(self, *, limit: int = 20) -> list[tables.Failover]:
         """The newest failovers and failbacks first."""

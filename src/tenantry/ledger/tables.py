@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -110,6 +110,27 @@ class Canary(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CanaryInterval(Base):
+    """One analysed interval of a canary rollout: the step and weight it was measured
+    at, the verdict, and the figures it was decided on. A figure is None when Prometheus
+    had none (or did not answer), never 0, so "no data" and "zero" stay apart."""
+
+    __tablename__ = "canary_intervals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    canary_id: Mapped[int] = mapped_column(Integer, ForeignKey("canaries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    step: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(16))  # analysis.Verdict's kind
+    reason: Mapped[str] = mapped_column(Text, default="")
+    canary_requests: Mapped[float | None] = mapped_column(Float, nullable=True)
+    canary_success_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    canary_p99_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    primary_requests: Mapped[float | None] = mapped_column(Float, nullable=True)
+    primary_success_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    primary_p99_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Failover(Base):
