@@ -16,7 +16,7 @@ import yaml
 
 from tenantry import processes
 from tenantry.deploy import promotion
-from tenantry.ledger import Ledger
+from tenantry.ledger import Ledger, tables
 from tenantry.local import traffic as local_traffic
 from tenantry.traffic.load import Load
 from tests.integration.test_delivery import Platform
@@ -75,6 +75,14 @@ def promote(p: Platform, ledger: Ledger, version: str) -> promotion.Result:
     return approve_and_deploy(repo, ledger, promotion_id=row.id, by="bob")
 
 
+def intervals(ledger: Ledger, version: str) -> list[tables.CanaryInterval]:
+    """The analysed intervals of echo/web's rollout of ``version``, oldest first."""
+    with ledger.session() as session:
+        rollout = session.query(tables.Canary).filter_by(
+            tenant="echo", service="web", version=version).one()  # fmt: skip
+    return ledger.canary_intervals(rollout.id)
+
+
 def demo_app(route_name: str, cluster: str) -> int:
     process = processes.running(f"demo-{route_name}-{cluster}")
     assert process is not None
@@ -109,3 +117,18 @@ def test_good_canary_reaches_the_primary_bad_one_is_rolled_back(
     assert load.failed == 0
     answer = httpx2.get(str(live["front"]), timeout=5).text
     assert "1.0.0" in answer  # users are served the old version
+
+    # Each analysed interval was kept with the figures Prometheus gave: one pass per step
+    # for the good version, at the step's weight, all of its requests answered.
+    passes = [i for i in intervals(ledger, "1.0.0") if i.verdict == "pass"]
+    assert [(i.step, i.weight) for i in passes] == [(0, 20), (1, 50)]
+    for interval in passes:
+        assert interval.canary_success_rate == interval.primary_success_rate == 100.0
+        assert interval.canary_requests is not None and interval.canary_requests >= 10
+        assert interval.canary_p99_s is not None and interval.canary_p99_s > 0
+        assert interval.primary_p99_s is not None and interval.primary_p99_s > 0
+    # The bad one's last interval is the failing verdict it was rolled back on.
+    failed = intervals(ledger, "1.1.0")[-1]
+    assert (failed.verdict, failed.step, failed.weight) == ("fail", 0, 20)
+    assert failed.canary_success_rate is not None and failed.canary_success_rate < 99
+    assert failed.reason in bad.reason

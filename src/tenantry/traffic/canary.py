@@ -4,7 +4,8 @@ Each interval it asks Prometheus for the canary's and the primary's figures
 (`observe`), classifies them (`analysis.classify`), and acts on the verdict
 (`analysis.advance`): a new weight on the router, a rollback, or a promotion. Its
 state is a row in the ledger, written after every interval, so a controller that is
-stopped and started again resumes at the same step with the same counts.
+stopped and started again resumes at the same step with the same counts; each analysed
+interval's verdict and figures are kept beside it (a paused interval is not analysed).
 ``tenantry canary pause|resume|abort`` change that row; the controller reads it
 back every interval.
 
@@ -184,8 +185,10 @@ class Controller:
                     break
             if rollout.status == "paused" or unsure:
                 continue  # paused by a person, or the router holds who knows what weight
-            following, action = analysis.advance(rollout, self._verdict(), self.target.policy)
+            verdict, observation = self._verdict()
+            following, action = analysis.advance(rollout, verdict, self.target.policy)
             self.guard()
+            self._record(row_id, rollout, verdict, observation)
             if action.kind == "rollback":
                 self._roll_back(following.reason)  # keeps at the router until it answers
             elif action.kind in ("set-weight", "promote"):
@@ -201,13 +204,31 @@ class Controller:
             self._save(row_id, rollout)
         return rollout
 
-    def _verdict(self) -> analysis.Verdict:
-        """This interval's verdict; Prometheus failing is an interval with no data."""
+    def _verdict(self) -> tuple[analysis.Verdict, analysis.Observation | None]:
+        """This interval's verdict and the figures it was decided on; Prometheus failing
+        is an interval with no data and no figures."""
         try:
             observation = self._observe(self.target)
         except Exception as e:  # any failure to read the figures: never a pass
-            return analysis.Verdict("no-data", f"Prometheus unreachable: {_short(e)}")
-        return analysis.classify(observation, self.target.objectives, self.target.policy)
+            return analysis.Verdict("no-data", f"Prometheus unreachable: {_short(e)}"), None
+        verdict = analysis.classify(observation, self.target.objectives, self.target.policy)
+        return verdict, observation
+
+    def _record(self, row_id: int, rollout: analysis.Rollout, verdict: analysis.Verdict,
+                observation: analysis.Observation | None) -> None:  # fmt: skip
+        """Keep this interval's verdict and figures, at the step and weight they were
+        measured at (before the rollout moves on)."""
+        figures = {} if observation is None else {
+            "canary_requests": observation.canary_requests,
+            "canary_success_rate": observation.canary_success_rate,
+            "canary_p99_s": observation.canary_p99_s,
+            "primary_requests": observation.primary_requests,
+            "primary_success_rate": observation.primary_success_rate,
+            "primary_p99_s": observation.primary_p99_s,
+        }  # fmt: skip
+        self.ledger.add_canary_interval(row_id, step=rollout.step, weight=rollout.weight,
+                                        verdict=verdict.kind, reason=verdict.reason,
+                                        **figures)  # fmt: skip
 
     def _reach_router(self, row_id: int, rollout: analysis.Rollout, weight: int) -> bool:
         """Set the canary's ``weight``; when the router fails, record that the rollout
