@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,11 +23,46 @@ def _path(ref: str) -> str:
 
 @app.command("status")
 def status_cmd(ctx: typer.Context, ref: RefArgument) -> None:
-    """Show the newest canary rollout of a service: step, weight, passes, failures, why.
+    """Show the newest canary rollout of a service: step, weight, passes, failures, why,
+    and its last analysed intervals (verdict, canary vs primary success rate and p99).
 
     Example: tenantry canary status payments/api
     """
-    output.emit(client.Client.from_environment().call("GET", _path(ref)), ctx.obj.output)
+    rollout = client.Client.from_environment().call("GET", _path(ref))
+    if ctx.obj.output != "table":
+        output.emit(rollout, ctx.obj.output)
+        return
+    intervals = rollout.pop("intervals", [])
+    output.emit(rollout, "table")
+    output.emit([_interval_row(i) for i in intervals], "table", title="intervals")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def _requests(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _interval_row(interval: dict[str, Any]) -> dict[str, Any]:
+    """One interval for people: units written out, "-" where Prometheus had no figure."""
+    return {
+        "at": interval["at"],
+        "step": interval["step"],
+        "weight": f"{interval['weight']} %",
+        "verdict": interval["verdict"],
+        "successRate": f"{_percent(interval['canarySuccessRate'])} vs "
+        f"{_percent(interval['primarySuccessRate'])}",
+        "p99": f"{_ms(interval['canaryP99Seconds'])} vs {_ms(interval['primaryP99Seconds'])}",
+        "requests": f"{_requests(interval['canaryRequests'])} vs "
+        f"{_requests(interval['primaryRequests'])}",
+        "reason": interval["reason"],
+    }
 
 
 @app.command("pause")

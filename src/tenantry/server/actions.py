@@ -233,4 +233,4 @@ def control_canary(
         updated = canary.set_status(srv.ledger, tenant, service, _CANARY_STATUS[action], reason)
     except errors.UsageError as e:  # the rollout's state forbids this transition
         raise ApiError(409, e.message, fix=e.fix) from e
-    return reads.canary_view(updated)
+    return reads.canary_view(updated, srv.ledger.canary_intervals(updated.id))

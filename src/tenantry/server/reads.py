@@ -9,8 +9,9 @@ holes: a member of one tenant sees nothing of another.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -276,8 +277,33 @@ def operation_events(
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-def canary_view(row: tables.Canary) -> dict[str, Any]:
-    """A canary rollout as the API shows it."""
+def _figure(value: float | None) -> float | None:
+    # JSON has no infinity (a p99 past the histogram's last bucket): shown as unknown.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def interval_view(row: tables.CanaryInterval) -> dict[str, Any]:
+    """One analysed canary interval as the API shows it (a figure is null: no data)."""
+    return {
+        "at": _at(row.at),
+        "step": row.step,
+        "weight": row.weight,
+        "verdict": row.verdict,
+        "reason": row.reason,
+        "canaryRequests": _figure(row.canary_requests),
+        "canarySuccessRate": _figure(row.canary_success_rate),
+        "canaryP99Seconds": _figure(row.canary_p99_s),
+        "primaryRequests": _figure(row.primary_requests),
+        "primarySuccessRate": _figure(row.primary_success_rate),
+        "primaryP99Seconds": _figure(row.primary_p99_s),
+    }
+
+
+def canary_view(
+    row: tables.Canary, intervals: Sequence[tables.CanaryInterval] = ()
+) -> dict[str, Any]:
+    """A canary rollout as the API shows it, with its last analysed ``intervals``
+    (oldest first)."""
     return {
         "service": f"{row.tenant}/{row.service}",
         "version": row.version,
@@ -288,6 +314,7 @@ def canary_view(row: tables.Canary) -> dict[str, Any]:
         "failures": row.failures,
         "reason": row.reason,
         "updated": _at(row.updated),
+        "intervals": [interval_view(i) for i in intervals],
     }
 
 
@@ -300,7 +327,7 @@ def canary(
     row = srv.ledger.canary(tenant, service)
     if row is None:
         raise ApiError(404, f"{tenant}/{service} has no canary rollout")
-    return canary_view(row)
+    return canary_view(row, srv.ledger.canary_intervals(row.id))
 
 
 @router.get("/traffic", summary="Live traffic of your services: weights, health, failovers")
