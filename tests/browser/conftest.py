@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -79,10 +80,17 @@ class Dashboard:
         assert row is not None
         return row.status
 
-    def canary(self, *, step: int, weight: int, status: str = "running") -> None:
-        """payments/api's canary rollout at ``step``, as a worker records it."""
+    def canary(self, *, step: int, weight: int, status: str = "running",
+               interval: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """payments/api's canary rollout at ``step``, as a worker records it: first the
+        analysed ``interval`` (`Ledger.add_canary_interval`'s arguments) at the step and
+        weight it was measured at, then the rollout's new state."""
         with Ledger.open(self.database) as ledger:
             row = ledger.canary("payments", "api")
+            if interval is not None:
+                assert row is not None, "a rollout exists before its first interval"
+                ledger.add_canary_interval(row.id, step=row.step, weight=row.weight,
+                                           **interval)  # fmt: skip
             if row is None:
                 ledger.add(tables.Canary(
                     tenant="payments", service="api", version="1.4.0", step=step,

@@ -6,6 +6,7 @@ which polls the page until the condition holds and fails the test otherwise."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tenantry.server.dashboard import chart
 from tests.browser.conftest import Dashboard
 
 WAIT_MS = 15_000
@@ -196,26 +198,71 @@ def test_rollback_asks_for_confirmation(
     assert "1.3.9" in queued.params  # the plan the workers will carry out
 
 
+# Intervals as the canary controller records them (`Ledger.add_canary_interval`).
+QUIET = {"verdict": "no-data", "reason": "3 canary requests in the interval, fewer than 20",
+         "canary_requests": 3.0, "primary_requests": 30.0,
+         "primary_success_rate": 100.0}  # fmt: skip
+GOOD = {"verdict": "pass", "reason": "success rate 100.00%, p99 42 ms over 40 requests",
+        "canary_requests": 40.0, "canary_success_rate": 100.0, "canary_p99_s": 0.042,
+        "primary_requests": 160.0, "primary_success_rate": 99.9,
+        "primary_p99_s": 0.040}  # fmt: skip
+FAILING = {**GOOD, "verdict": "fail", "canary_success_rate": 80.0,
+           "reason": "success rate 80.00% below the SLO 99.0%"}  # fmt: skip
+
+
 def test_a_canary_in_progress_owners_pause_it_members_only_watch(
     dashboard: Dashboard, tokens: dict[str, str], pages: Any, screenshots: Path
 ) -> None:
     dashboard.canary(step=1, weight=10)
-    erin: Page = pages()
+    dashboard.canary(step=1, weight=10, interval=QUIET)  # too few requests: no data
+    erin: Page = pages(390, 844)  # a phone
     sign_in(erin, dashboard.url, tokens["erin"])
     expect(erin.locator("#canary-state")).to_contain_text("10 % of live traffic")
     expect(erin.get_by_role("button", name="Pause the canary")).to_have_count(0)
     expect(erin.get_by_role("button", name="Abort the canary")).to_have_count(0)
+    expect(erin.locator("#intervals tbody tr")).to_have_count(1)
+    expect(erin.locator("#intervals tbody tr")).to_contain_text("no-data")
+    expect(erin.locator("#intervals tbody tr")).to_contain_text(f"{chart.NONE} / 100 %")
+    expect(erin.get_by_role("img", name=re.compile(r"^Success rate.*canary: no figures; "
+                                                   r"primary: newest 100 %")))\
+        .to_be_visible()  # fmt: skip
 
     bob: Page = pages()
     sign_in(bob, dashboard.url, tokens["bob"])
     expect(bob.get_by_role("button", name="Resume the canary")).to_have_count(0)
     bob.evaluate("window.notReloaded = true")
+    erin.evaluate("window.notReloaded = true")
     expect(bob.locator("#live")).to_have_text("live", timeout=WAIT_MS)
-    dashboard.canary(step=2, weight=25)  # the worker moves on: the open pages follow
+    expect(erin.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    # The worker analyses an interval and moves on: the open pages follow.
+    dashboard.canary(step=2, weight=25, interval=GOOD)
     expect(bob.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
     expect(erin.locator("#canary-state")).to_contain_text("25 % of live traffic", timeout=WAIT_MS)
-    assert bob.evaluate("window.notReloaded") is True
+    newest = bob.locator("#intervals tbody tr").first
+    expect(newest).to_contain_text("pass")
+    expect(newest).to_contain_text("100 % / 99.90 %")
+    expect(newest).to_contain_text("42 ms / 40 ms")
+    expect(bob.get_by_role("img", name=re.compile(r"^Success rate, canary vs primary, 2 "
+                                                  r"intervals.*canary: newest 100 %")))\
+        .to_be_visible()  # fmt: skip
+    rate = bob.locator("#chart-success svg")
+    expect(bob.locator("#chart-success polyline")).to_have_count(2)  # canary, primary
+    expect(bob.get_by_role("img", name=re.compile(r"^p99 latency.*canary: newest 42 ms")))\
+        .to_be_visible()  # fmt: skip
     shot(bob, screenshots, "12-canary-running")
+    # A failing interval, as the worker writes it: the verdict and the drop show live.
+    dashboard.canary(step=2, weight=25, interval=FAILING)
+    expect(newest).to_contain_text("fail", timeout=WAIT_MS)
+    expect(newest).to_contain_text("80 % / 99.90 %")
+    expect(rate).to_have_attribute("aria-label", re.compile(r"canary: newest 80 %, lowest 80 %"))
+    expect(erin.locator("#intervals tbody tr")).to_have_count(3, timeout=WAIT_MS)
+    assert bob.evaluate("window.notReloaded") is True
+    assert erin.evaluate("window.notReloaded") is True
+    # On the phone the page fits its width: the table scrolls inside its own box.
+    assert erin.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert erin.locator("#chart-p99 svg").bounding_box()["width"] <= 390  # type: ignore[index]
+    shot(erin, screenshots, "12-canary-intervals-phone")
+    shot(bob, screenshots, "12-canary-failing-interval")
     bob.get_by_role("button", name="Pause the canary").click()
     expect(bob.get_by_role("heading", name="Canary 1.4.0: paused")).to_be_visible()
     expect(bob.get_by_role("button", name="Resume the canary")).to_be_visible()

@@ -74,6 +74,8 @@ def test_one_interval_or_one_value_still_has_a_height_and_a_place() -> None:
     canary, _ = drawn.series
     assert canary.dots == ((180.0, 8.0),)  # in the middle, on the 100 % edge
     assert [t.label for t in drawn.y_ticks] == ["100 %", "99 %"]
+    assert [(t.at, t.label) for t in drawn.x_ticks] == [(180.0, "12:00:00")]  # one moment
+    assert drawn.description.startswith("Success rate, canary vs primary, 1 interval from")
     flat = chart.p99([interval(0, 100.0, 100.0, p99=(0.0, 0.0))])
     assert [t.label for t in flat.y_ticks] == ["1.0 ms", "0 ms"]
 
@@ -85,3 +87,18 @@ def test_naive_times_are_utc_and_infinite_figures_are_no_data() -> None:
     canary, primary = drawn.series
     assert canary.dots == () and primary.last == 0.01
     assert "from 12:00:00 to 12:00:00 UTC" in drawn.description
+
+
+def test_the_table_is_the_newest_intervals_first_with_no_data_as_a_dash() -> None:
+    every = [interval(n, 100.0, 100.0, p99=(0.012, 0.0101)) for n in range(15)]
+    every[-1] = {**interval(14, None, 99.5), "canaryRequests": None, "verdict": "no-data"}
+    rows = chart.table(every)
+    assert len(rows) == 12 and [r["time"] for r in rows[:2]] == ["12:00:14", "12:00:13"]
+    none = chart.NONE
+    assert rows[0] == {
+        "at": "2026-11-29T12:00:14+00:00", "time": "12:00:14", "step": "0", "weight": "20 %",
+        "verdict": "no-data", "reason": "", "successRate": f"{none} / 99.50 %",
+        "p99": f"{none} / {none}", "requests": f"{none} / 160",
+    }  # fmt: skip
+    assert (rows[1]["successRate"], rows[1]["p99"]) == ("100 % / 100 %", "12 ms / 10 ms")
+    assert chart.table(every, limit=0) == []

@@ -4,7 +4,8 @@ From a rollout's analysed intervals (the API's `reads.interval_view` dicts, olde
 first) this computes what the service page's template draws as inline ``<svg>``: one
 chart of the canary's and the primary's success rate, one of their p99 latency. Each
 series is a list of polyline ``points`` strings, split where an interval has no figure
-(a gap, never a drop to zero), plus a dot per figure so a lone point still shows.
+(a gap, never a drop to zero), plus a dot per figure so a lone point still shows;
+and (`table`) the newest intervals as the text of the panel's table.
 
 No script and no ``style=`` attribute reach the page (the dashboard's CSP forbids
 inline style): the template colours series by class (``dashboard.css``), and the
@@ -27,6 +28,9 @@ LEFT = 48
 RIGHT = 8
 TOP = 8
 BOTTOM = 20
+# What the table shows for a figure Prometheus did not have: an en dash, as elsewhere on
+# the dashboard's pages.
+NONE = "\u2013"
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def _chart(
                for role, field in zip(("canary", "primary"), fields, strict=True)}  # fmt: skip
     every = [v for values in columns.values() for v in values if v is not None]
     if not every:
-        told = f"{len(intervals)} intervals, none with figures" if intervals else "no intervals"
+        told = f"{_intervals(len(intervals))}, none with figures" if intervals else "no intervals"
         return Chart(key, title, f"{title}: {told}.", (), (), (), empty=True)
     low, high = bounds(min(every), max(every))
     inner = HEIGHT - BOTTOM - TOP
@@ -146,14 +150,20 @@ def _chart(
             continue
         last = say(s.last) if s.last is not None else "no data"
         words.append(f"{s.role}: newest {last}, lowest {say(s.low)}, highest {say(s.high)}")
-    description = (f"{title}, {len(intervals)} intervals from {clock[0]} to {clock[1]} UTC; "
-                   + "; ".join(words) + ".")  # fmt: skip
+    description = (f"{title}, {_intervals(len(intervals))} from {clock[0]} to {clock[1]} "
+                   "UTC; " + "; ".join(words) + ".")  # fmt: skip
+    # One moment (a single interval) gets one time label, under its dots.
+    x_ticks = ((Tick(LEFT, clock[0]), Tick(WIDTH - RIGHT, clock[1])) if times[0] != times[-1]
+               else (Tick(round(xs[0], 1), clock[0]),))  # fmt: skip
     return Chart(
         key, title, description, series,
         y_ticks=(Tick(round(y(high), 1), say(high)), Tick(round(y(low), 1), say(low))),
-        x_ticks=(Tick(LEFT, clock[0]), Tick(WIDTH - RIGHT, clock[1])),
-        empty=False,
+        x_ticks=x_ticks, empty=False,
     )  # fmt: skip
+
+
+def _intervals(count: int) -> str:
+    return "1 interval" if count == 1 else f"{count} intervals"
 
 
 def _rate_bounds(low: float, high: float) -> tuple[float, float]:
@@ -191,3 +201,29 @@ def p99(intervals: Sequence[Mapping[str, Any]]) -> Chart:
     return _chart("p99", "p99 latency, canary vs primary", intervals,
                   ("canaryP99Seconds", "primaryP99Seconds"), _latency_bounds,
                   _milliseconds)  # fmt: skip
+
+
+def _pair(canary: Any, primary: Any, say: Callable[[float], str]) -> str:
+    sides = [_figure(canary), _figure(primary)]
+    return " / ".join(NONE if v is None else say(v) for v in sides)
+
+
+def _count(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def table(intervals: Sequence[Mapping[str, Any]], *, limit: int = 12) -> list[dict[str, str]]:
+    """The newest ``limit`` intervals for the panel's table, newest first, as text:
+    canary / primary side by side, `NONE` where there was no figure."""
+    rows = []
+    for i in list(intervals)[-limit:][::-1] if limit > 0 else []:
+        at = _time(i["at"])
+        rows.append({
+            "at": at.isoformat(timespec="seconds"), "time": at.strftime("%H:%M:%S"),
+            "step": str(i["step"]), "weight": f"{i['weight']} %", "verdict": str(i["verdict"]),
+            "reason": str(i["reason"]),
+            "successRate": _pair(i["canarySuccessRate"], i["primarySuccessRate"], _percent),
+            "p99": _pair(i["canaryP99Seconds"], i["primaryP99Seconds"], _milliseconds),
+            "requests": _pair(i["canaryRequests"], i["primaryRequests"], _count),
+        })  # fmt: skip
+    return rows

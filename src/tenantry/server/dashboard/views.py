@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from tenantry import errors
 from tenantry.server import actions, identity, reads, rights
 from tenantry.server.context import ApiError, Caller, Server, service_ref, status_of
+from tenantry.server.dashboard import chart
 from tenantry.server.dashboard.sessions import COOKIE, Session, Sessions, check_csrf
 
 log = logging.getLogger("tenantry.server.dashboard")
@@ -360,7 +361,10 @@ def service_page(
         ]  # fmt: skip
         work = [reads.operation_view(o) for o in
                 srv.ledger.operations(tenants=[tenant], service=service, limit=3)]  # fmt: skip
-        canary = srv.ledger.canary(tenant, service)
+        rollout = srv.ledger.canary(tenant, service)
+        canary = (reads.canary_view(rollout, srv.ledger.canary_intervals(rollout.id))
+                  if rollout else None)  # fmt: skip
+        figures = canary["intervals"] if canary else []
         traffic, traffic_note = _traffic(who, srv, f"{tenant}-{service}")
         succeeded = sorted({d["version"] for d in history["items"]
                             if d["result"] == "succeeded"}, reverse=True)  # fmt: skip
@@ -370,7 +374,8 @@ def service_page(
             published=detail["published"], history=history["items"], pending=pending,
             environments=list(found.environments), filters={"environment": environment,
                                                              "result": result},
-            canary=reads.canary_view(canary) if canary else None,
+            canary=canary, intervals=chart.table(figures),
+            charts=(chart.success_rate(figures), chart.p99(figures)),
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
             versions=succeeded, traffic=traffic, traffic_note=traffic_note, work=work,
         )  # fmt: skip
