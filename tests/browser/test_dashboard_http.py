@@ -3,9 +3,14 @@ and a token that never leaves the server."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import httpx2
+import yaml
 
 from tenantry.ledger import Ledger
 from tests.browser.conftest import Dashboard
@@ -163,3 +168,44 @@ def test_a_crafted_sign_in_link_cannot_put_words_or_a_redirect_on_the_page(
                                             "next": "https://evil.example/"},
                            headers={"Cookie": f"tenantry_signin={nonce}"})  # fmt: skip
     assert (answer.status_code, answer.headers["location"]) == (303, "/")
+
+
+def test_the_api_and_the_cli_show_a_canarys_intervals(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    dashboard.canary(step=0, weight=20)
+    dashboard.canary(step=0, weight=20, interval={
+        "verdict": "no-data", "reason": "Prometheus unreachable: ConnectError: refused",
+    })  # fmt: skip
+    dashboard.canary(step=1, weight=50, interval={
+        "verdict": "pass", "reason": "success rate 100.00%, p99 12 ms over 41 requests",
+        "canary_requests": 41.0, "canary_success_rate": 100.0, "canary_p99_s": 0.012,
+        "primary_requests": 160.0, "primary_success_rate": 99.5, "primary_p99_s": 0.011,
+    })  # fmt: skip
+    answer = httpx2.get(f"{dashboard.url}/api/v1/canaries/payments/api", timeout=30,
+                        headers={"Authorization": f"Bearer {tokens['erin']}"})  # fmt: skip
+    assert answer.status_code == 200
+    quiet, passed = answer.json()["intervals"][-2:]  # oldest first
+    assert (quiet["verdict"], quiet["step"], quiet["weight"]) == ("no-data", 0, 20)
+    assert quiet["canarySuccessRate"] is None and quiet["canaryRequests"] is None  # not 0
+    assert {k: v for k, v in passed.items() if k not in ("at", "reason")} == {
+        "step": 0, "weight": 20, "verdict": "pass", "canaryRequests": 41.0,
+        "canarySuccessRate": 100.0, "canaryP99Seconds": 0.012, "primaryRequests": 160.0,
+        "primarySuccessRate": 99.5, "primaryP99Seconds": 0.011,
+    }  # fmt: skip
+
+    env = {**os.environ, "TENANTRY_SERVER": dashboard.url, "TENANTRY_TOKEN": tokens["erin"]}
+    table = cli("canary", "status", "payments/api", env=env)
+    assert "intervals" in table and "100.00 % vs 99.50 %" in table and "12 ms vs 11 ms" in table
+    assert "41 vs 160" in table and "- vs -" in table  # no data: a dash, never 0
+    as_json = json.loads(cli("canary", "status", "payments/api", "-o", "json", env=env))
+    assert as_json["intervals"][-1]["canaryP99Seconds"] == 0.012
+    assert yaml.safe_load(cli("canary", "status", "payments/api", "-o", "yaml",
+                              env=env))["intervals"][-2]["verdict"] == "no-data"  # fmt: skip
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-m", "tenantry", *args], capture_output=True,
+                          text=True, env=env, check=False, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
