@@ -130,6 +130,13 @@ def test_prometheus_down_pauses_the_canary_as_no_data_and_it_resumes(
     assert final.status == "promoted" and final.passes == 2, final.reason
     assert row is not None and (row.version, row.status) == ("2.1.0", "promoted")
     assert canary_weight(platform) == 0 and load.failed == 0
+    # The intervals while it was down are kept as no data, without a single figure.
+    kept = platform["ledger"].canary_intervals(row.id)
+    down = [i for i in kept if i.reason.startswith("Prometheus unreachable")]
+    assert down and {i.verdict for i in down} == {"no-data"}
+    assert all(i.canary_requests is None and i.canary_success_rate is None
+               and i.primary_p99_s is None for i in down)  # fmt: skip
+    assert [i.verdict for i in kept].count("pass") == 2
 
 
 def test_the_router_unreachable_keeps_the_rollout_where_it_was_until_it_returns(

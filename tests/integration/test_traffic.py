@@ -163,6 +163,10 @@ def test_no_traffic_pauses_as_no_data_and_is_never_promoted(platform) -> None:
     assert rollout.step == 0 and rollout.passes == 0
     assert rollout.reason.startswith("paused, no data")
     assert acted(outcomes) == []
+    row = platform["ledger"].canary("payments", "api")
+    kept = platform["ledger"].canary_intervals(row.id)
+    assert [(i.verdict, i.step, i.weight) for i in kept] == [("no-data", 0, 20)] * 3
+    assert all(i.canary_success_rate is None for i in kept)  # no requests: no rate, not 0
     canary.set_status(platform["ledger"], "payments", "api", "aborted", "test over")
 
 
