@@ -34,7 +34,8 @@ def status_cmd(ctx: typer.Context, ref: RefArgument) -> None:
         return
     intervals = rollout.pop("intervals", [])
     output.emit(rollout, "table")
-    output.emit([_interval_row(i) for i in intervals], "table", title="intervals")
+    output.emit([_interval_row(i) for i in intervals], "table",
+                title="last intervals, oldest first (canary vs primary)")  # fmt: skip
 
 
 def _percent(value: float | None) -> str:
