@@ -96,7 +96,7 @@ def test_the_table_is_the_newest_intervals_first_with_no_data_as_a_dash() -> Non
     assert len(rows) == 12 and [r["time"] for r in rows[:2]] == ["12:00:14", "12:00:13"]
     none = chart.NONE
     assert rows[0] == {
-        "at": "2026-11-29T12:00:14+00:00", "time": "12:00:14", "step": "0", "weight": "20 %",
+        "at": "2026-11-29T12:00:14+00:00", "time": "12:00:14", "step": "1", "weight": "20 %",
         "verdict": "no-data", "reason": "", "successRate": f"{none} / 99.50 %",
         "p99": f"{none} / {none}", "requests": f"{none} / 160",
     }  # fmt: skip

@@ -214,13 +214,14 @@ def _count(value: float) -> str:
 
 def table(intervals: Sequence[Mapping[str, Any]], *, limit: int = 12) -> list[dict[str, str]]:
     """The newest ``limit`` intervals for the panel's table, newest first, as text:
-    canary / primary side by side, `NONE` where there was no figure."""
+    canary / primary side by side, `NONE` where there was no figure; steps counted from 1,
+    as people (and the workers' progress lines) count them."""
     rows = []
     for i in list(intervals)[-limit:][::-1] if limit > 0 else []:
         at = _time(i["at"])
         rows.append({
             "at": at.isoformat(timespec="seconds"), "time": at.strftime("%H:%M:%S"),
-            "step": str(i["step"]), "weight": f"{i['weight']} %", "verdict": str(i["verdict"]),
+            "step": str(i["step"] + 1), "weight": f"{i['weight']} %", "verdict": str(i["verdict"]),
             "reason": str(i["reason"]),
             "successRate": _pair(i["canarySuccessRate"], i["primarySuccessRate"], _percent),
             "p99": _pair(i["canaryP99Seconds"], i["primaryP99Seconds"], _milliseconds),

@@ -31,6 +31,7 @@ from tenantry.server import actions, identity, reads, rights
 from tenantry.server.context import ApiError, Caller, Server, service_ref, status_of
 from tenantry.server.dashboard import chart
 from tenantry.server.dashboard.sessions import COOKIE, Session, Sessions, check_csrf
+from tenantry.traffic import policy
 
 log = logging.getLogger("tenantry.server.dashboard")
 
@@ -365,6 +366,8 @@ def service_page(
         canary = (reads.canary_view(rollout, srv.ledger.canary_intervals(rollout.id))
                   if rollout else None)  # fmt: skip
         figures = canary["intervals"] if canary else []
+        steps = (len(policy.policy(who.repo.platform, who.repo.service(ref)).steps)
+                 if who.repo.platform.traffic else None)  # fmt: skip
         traffic, traffic_note = _traffic(who, srv, f"{tenant}-{service}")
         succeeded = sorted({d["version"] for d in history["items"]
                             if d["result"] == "succeeded"}, reverse=True)  # fmt: skip
@@ -374,7 +377,7 @@ def service_page(
             published=detail["published"], history=history["items"], pending=pending,
             environments=list(found.environments), filters={"environment": environment,
                                                              "result": result},
-            canary=canary, intervals=chart.table(figures),
+            canary=canary, steps=steps, intervals=chart.table(figures),
             charts=(chart.success_rate(figures), chart.p99(figures)),
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
             versions=succeeded, traffic=traffic, traffic_note=traffic_note, work=work,
