@@ -49,12 +49,17 @@ class Platform:
         env = {**self.env, **({"TENANTRY_TOKEN": token} if token else {})}
         done = subprocess.run([sys.executable, "-m", "tenantry", *args], env=env,
                               capture_output=True, text=True, timeout=900)  # fmt: skip
+        shown = "(a token)\n" if args[0] == "local-token" else done.stdout
         with (self.logs / "cli.log").open("a") as log:
-            log.write(f"$ tenantry {' '.join(args)}\n{done.stdout}{done.stderr}\n")
+            log.write(f"$ tenantry {' '.join(args)}\n{shown}{done.stderr}\n")
         if done.returncode != 0:
             pytest.fail(f"tenantry {' '.join(args)} failed ({done.returncode}):\n"
                         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")  # fmt: skip
         return done.stdout
+
+    @property
+    def state(self) -> Path:
+        return Path(self.env["TENANTRY_STATE_DIR"])
 
     def token(self, person: str) -> str:
         return self.cli("local-token", person).strip()
@@ -151,6 +156,12 @@ def test_bob_approves_in_the_browser_and_watches_the_canary_reach_the_primary(
         expect(bob.locator("#canary-state")).to_contain_text("50 % of live traffic",
                                                              timeout=ROLLOUT_MS)  # fmt: skip
         shot(bob, screenshots, "up-3-canary-at-50")
+        # The README's picture: the page down to the end of the canary panel.
+        panel = bob.locator("#canary").bounding_box()
+        assert panel is not None
+        bob.screenshot(path=str(screenshots / "up-3-canary-at-50-top.png"), full_page=True,
+                       clip={"x": 0, "y": 0, "width": 1280,
+                             "height": panel["y"] + panel["height"] + 16})  # fmt: skip
         expect(bob.get_by_role("heading", name="Canary 1.4.0: promoted")).to_be_visible(
             timeout=ROLLOUT_MS
         )
@@ -167,6 +178,10 @@ def test_bob_approves_in_the_browser_and_watches_the_canary_reach_the_primary(
     finally:
         load.terminate()
         load.wait(timeout=60)
+    logs = "".join(p.read_text(errors="replace") for p in platform.state.rglob("*.log"))
+    leaked = [who for who in ("alice", "bob", "carol")
+              if platform.token(f"{who}@acme.example") in logs]  # fmt: skip
+    assert leaked == [], f"the tokens of {leaked} are in the platform's logs"
 
 
 def _items(listing: Any) -> list[dict[str, Any]]:
