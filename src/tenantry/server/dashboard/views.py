@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -321,16 +321,51 @@ def _traffic(who: Caller, srv: Server, route: str) -> tuple[dict[str, Any], str]
     return {key: [r for r in rows if r["route"] == route] for key, rows in found.items()}, ""
 
 
+# History rows per page: a service's whole history (thousands of deploys) would make a
+# slow, huge page; older rows are a link away ("Older →", the API's ``before`` cursor).
+HISTORY_PAGE = 100
+
+
+def _cursor(text: str) -> int | None:
+    """The ``before`` of a history page link: an id, or none (the newest page)."""
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise ApiError(422, f"malformed request: before {text[:20]!r} is not a deployment id",
+                       fix="use the history's Older and Newest links")  # fmt: skip
+    return int(text)
+
+
+def _history_page(
+    who: Caller, srv: Server, request: Request, tenant: str, service: str,
+    filters: dict[str, str], before: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One page of the service's history, newest first, and the links to page on: one
+    row more than shown is read, so "Older" appears only when older rows exist."""
+    found = reads.history(who, srv, request, tenant=tenant, service=service,
+                          environment=filters["environment"] or None,
+                          result=filters["result"] or None, limit=HISTORY_PAGE + 1,
+                          before=before)["items"]  # fmt: skip
+    shown = found[:HISTORY_PAGE]
+    kept = {k: v for k, v in filters.items() if v}  # the filters stay on every page
+    here = f"/services/{quote(tenant)}/{quote(service)}"
+    older = (f"{here}?{urlencode({**kept, 'before': shown[-1]['id']})}"
+             if len(found) > HISTORY_PAGE else "")  # fmt: skip
+    newest = (f"{here}?{urlencode(kept)}" if kept else here) if before is not None else ""
+    return {"items": shown, "older": older, "newest": newest}
+
+
 @router.get("/services/{tenant}/{service}")
 def service_page(
-    request: Request, tenant: str, service: str, environment: str = "", result: str = ""
-) -> Response:
+    request: Request, tenant: str, service: str, environment: str = "", result: str = "",
+    before: str = "",
+) -> Response:  # fmt: skip
     def render(session: Session, who: Caller) -> Response:
         srv = _server(request)
         found, ref = service_ref(who, tenant, service)
         detail = reads.service_detail(tenant, service, who, srv, request)
-        history = reads.history(who, srv, request, tenant=tenant, service=service,
-                                environment=environment or None, result=result or None)  # fmt: skip
+        filters = {"environment": environment, "result": result}
+        history = _history_page(who, srv, request, tenant, service, filters, _cursor(before))
         pending = [
             {**reads.promotion_view(p),
              "mayApprove": who.may("approve", found, requested_by=p.requested_by).allowed,
@@ -347,8 +382,8 @@ def service_page(
             "service.html", session=session, who=who.person.username, ref=ref,
             tenant=tenant, service=service, matrix=_matrix(who, tenant, detail["running"]),
             published=detail["published"], history=history["items"], pending=pending,
-            environments=list(found.environments), filters={"environment": environment,
-                                                             "result": result},
+            environments=list(found.environments), filters=filters,
+            older=history["older"], newest=history["newest"],
             canary=reads.canary_view(canary) if canary else None,
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
             versions=succeeded, traffic=traffic, traffic_note=traffic_note,
