@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx2
 import yaml
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from _common import EXAMPLE, machine, start, stop
 from tenantry import processes
@@ -165,6 +165,7 @@ TIMINGS = """() => {
 }"""
 
 
+LIVE = "() => document.getElementById('live').textContent === 'live'"
 PAINTED = """() => performance.getEntriesByType("paint")
   .some(e => e.name === "first-contentful-paint")"""
 
@@ -195,6 +196,34 @@ WATCH = """() => {
 }"""
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(browser: Browser, url: str, token: str, pid: int, pages: int,
+             seconds: float) -> float:  # fmt: skip
+    """The server's CPU use, in % of one core, while ``pages`` live service pages are open
+    (each its own context: its own session and connection, as separate people) and
+    nothing changes: the cost of their streams' polling."""
+    contexts = [browser.new_context() for _ in range(pages)]
+    try:
+        for context in contexts:
+            page = context.new_page()
+            sign_in(page, url, token)
+            page.goto(f"{url}/services/payments/api")
+            page.wait_for_function(LIVE, timeout=WAIT_MS)
+        begun, used = time.monotonic(), cpu_s(pid)
+        time.sleep(seconds)  # the measuring window itself, not a wait for anything
+        percent = 100 * (cpu_s(pid) - used) / (time.monotonic() - begun)
+    finally:
+        for context in contexts:
+            context.close()
+    say(f"server CPU with {pages} live page(s) open, idle for {seconds:g} s: {percent:.1f} %")
+    return percent
+
+
 def timed(call: Callable[[], object], count: int) -> list[float]:
     ms = []
     for _ in range(count):
@@ -211,6 +240,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--baseline-rows", type=int, default=10)
     parser.add_argument("--publications", type=int, default=50)
+    parser.add_argument("--pages", type=int, default=10, help="live pages open at once")
+    parser.add_argument("--idle-s", type=float, default=10.0)
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="tenantry-bench-"))
     os.environ["TENANTRY_STATE_DIR"] = str(state)
@@ -246,7 +277,7 @@ def main() -> None:
                              str(repo_root), "--port", str(port)], port=port,
                   env={"TENANTRY_DATABASE_URL": database}, logs=workdir, procs=procs)  # fmt: skip
             url = f"http://127.0.0.1:{port}"
-            figures = measure(args, url, tokens, ledger, cluster, repo_root)
+            figures = measure(args, url, tokens, ledger, cluster, repo_root, procs[0].pid)
         for process in procs:
             stop(process)
         log = (workdir / "server.log").read_text()
@@ -263,7 +294,7 @@ def main() -> None:
 
 def measure(
     args: argparse.Namespace, url: str, tokens: dict[str, str], ledger: Ledger,
-    cluster: localcluster.LocalCluster, repo_root: Path,
+    cluster: localcluster.LocalCluster, repo_root: Path, server_pid: int,
 ) -> dict[str, Any]:  # fmt: skip
     big, small = f"{url}/services/payments/api", f"{url}/services/payments/ledger"
     with sync_playwright() as p:
@@ -287,8 +318,7 @@ def measure(
                 "bytes")  # fmt: skip
 
             page.goto(big)
-            page.wait_for_function("() => document.getElementById('live').textContent === 'live'",
-                                   timeout=WAIT_MS)  # fmt: skip
+            page.wait_for_function(LIVE, timeout=WAIT_MS)
             page.evaluate(WATCH)
             updates = []
             for i in range(args.updates):
@@ -305,6 +335,9 @@ def measure(
                 updates.append(seen - written * 1000)
                 say(f"update {i + 1}/{args.updates}: visible after {updates[-1]:.0f} ms")
             assert page.evaluate("window.performance.getEntriesByType('navigation').length") == 1
+            page.context.close()
+            idle = {n: idle_cpu(browser, url, tokens["bob"], server_pid, n, args.idle_s)
+                    for n in (1, args.pages)}  # fmt: skip
         finally:
             browser.close()
 
@@ -368,6 +401,8 @@ def measure(
         "loads": args.loads,
         "updates": args.updates,
         "fingerprint_calls": 200,
+        "idle_cpu_1_page_percent": round(idle[1], 1),
+        f"idle_cpu_{args.pages}_pages_percent": round(idle[args.pages], 1),
     }
 
 
