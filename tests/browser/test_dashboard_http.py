@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 
 import httpx2
 
@@ -198,6 +199,34 @@ def test_history_pages_back_with_older_links_keeping_the_filters(
         for bad in ("abc", "0", "-1", "9" * 30):
             refused = http.get("/services/payments/api", params={"before": bad})
             assert refused.status_code == 422 and "is not a deployment id" in refused.text
+
+
+def _next_event(lines: Iterator[str]) -> str:
+    """The name of the next event on a server-sent stream (comment lines skipped)."""
+    for line in lines:
+        if line.startswith("event: "):
+            return line.removeprefix("event: ")
+    raise AssertionError("the stream ended")
+
+
+def test_open_pages_of_one_tenant_share_the_live_stream_and_each_learns_of_a_change(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    # bob (an owner) and erin (a member) watch payments: one shared ledger read serves
+    # both streams, and both are told of a deploy; signing out ends bob's stream.
+    with dashboard.http() as bob, dashboard.http() as erin:
+        sign_in(bob, tokens["bob"])
+        sign_in(erin, tokens["erin"])
+        csrf = _nonce(bob.get("/").text)
+        with bob.stream("GET", "/events") as one, erin.stream("GET", "/events") as two:
+            streams = [one.iter_lines(), two.iter_lines()]
+            assert [_next_event(lines) for lines in streams] == ["hello", "hello"]
+            dashboard.deployment("3.0.0")
+            assert [_next_event(lines) for lines in streams] == ["change", "change"]
+            assert bob.post("/signout", data={"csrf": csrf}).status_code == 303
+            assert _next_event(streams[0]) == "signedout"
+            dashboard.deployment("3.0.1")  # erin's stream goes on without bob's
+            assert _next_event(streams[1]) == "change"
 
 
 def test_a_crafted_sign_in_link_cannot_put_words_or_a_redirect_on_the_page(

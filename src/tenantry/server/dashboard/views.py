@@ -9,6 +9,7 @@ as a page with the API's status, naming the right and its holders, and nothing c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -55,6 +56,7 @@ router = APIRouter(include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app`` (the API's application)."""
     app.state.sessions = Sessions()
+    app.state.digests = Digests()
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="dashboard-static")
 
@@ -479,6 +481,62 @@ def _fingerprint(srv: Server, tenants: list[str]) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
+class _Watch:
+    """One set of tenants' digest, read by one task for every open page that shows it."""
+
+    def __init__(self) -> None:
+        self.digest: str | None = None  # None until the first read answered
+        self.version = 0  # grows with every change after the first read
+        self.changed = asyncio.Event()  # set (and replaced) at each change
+        self.streams = 0
+        self.task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
+
+
+class Digests:
+    """The live streams' ledger reads, shared: one task per set of tenants reads
+    `_fingerprint` every poll while any page of that set is open, and wakes the streams
+    when it moves. Ten open pages of one team cost what one does (4 reads a second), and
+    a stream learns of a change at the read that saw it, not at a poll of its own."""
+
+    def __init__(self) -> None:
+        self._watches: dict[tuple[str, ...], _Watch] = {}
+
+    def join(self, srv: Server, tenants: list[str]) -> _Watch:
+        """The watch of ``tenants``, started if no open page watches them yet; call
+        `leave` when the stream ends. (Event-loop code: no lock needed.)"""
+        key = tuple(sorted(tenants))
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = self._watches[key] = _Watch()
+            watch.task = asyncio.create_task(self._poll(srv, key, watch))
+        watch.streams += 1
+        return watch
+
+    def leave(self, watch: _Watch) -> None:
+        watch.streams -= 1  # its task ends at its next poll when no stream is left
+
+    async def _poll(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
+        while watch.streams > 0:
+            digest: str | None
+            try:
+                digest = await run_in_threadpool(_fingerprint, srv, list(key))
+            except SQLAlchemyError:
+                digest = watch.digest  # the pages keep what they show; the next read tries again
+            if watch.digest is not None and digest != watch.digest:
+                watch.version += 1
+                watch.changed.set()
+                watch.changed = asyncio.Event()
+            watch.digest = digest
+            await asyncio.sleep(_LIVE_POLL_S)
+        if self._watches.get(key) is watch:
+            del self._watches[key]
+
+
+def _digests(request: Request) -> Digests:
+    found: Digests = request.app.state.digests
+    return found
+
+
 @router.get("/events")
 def live(request: Request) -> Response:
     sessions = _sessions(request)
@@ -492,29 +550,35 @@ def live(request: Request) -> Response:
         return Response("signed out", status_code=401)
     srv = _server(request)
     tenants = [t.name for t in who.readable()]
+    digests = _digests(request)
 
     async def stream() -> AsyncIterator[str]:
-        # Async, so an open page holds no worker thread while it waits: only each
-        # short ledger read runs in the thread pool (shared with the API's handlers).
-        seen = await run_in_threadpool(_fingerprint, srv, tenants)
-        yield "event: hello\ndata: {}\n\n"
-        quiet = 0.0
-        while sessions.get(session_id) is not None:
-            await asyncio.sleep(_LIVE_POLL_S)
-            quiet += _LIVE_POLL_S
-            if quiet >= _KEEPALIVE_S:
-                # A comment line: a closed page is noticed at the next write, so its
-                # stream stops instead of polling until the session ends.
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            try:
-                current = await run_in_threadpool(_fingerprint, srv, tenants)
-            except SQLAlchemyError:
-                continue  # the page keeps what it shows; the next poll tries again
-            if current != seen:
-                seen = current
-                yield "event: change\ndata: {}\n\n"
-        yield "event: signedout\ndata: {}\n\n"
+        # Async, so an open page holds no worker thread while it waits: the shared
+        # watch's ledger reads run in the thread pool (shared with the API's handlers).
+        watch = digests.join(srv, tenants)
+        try:
+            seen = watch.version
+            yield "event: hello\ndata: {}\n\n"
+            loop = asyncio.get_running_loop()
+            written = loop.time()
+            while sessions.get(session_id) is not None:
+                if watch.version == seen:
+                    # Woken at once by a change; at least every poll, to notice a
+                    # session that ended.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(watch.changed.wait(), _LIVE_POLL_S)
+                if watch.version != seen:
+                    seen = watch.version
+                    written = loop.time()
+                    yield "event: change\ndata: {}\n\n"
+                elif loop.time() - written >= _KEEPALIVE_S:
+                    # A comment line: a closed page is noticed at the next write, so its
+                    # stream stops instead of waiting until the session ends.
+                    written = loop.time()
+                    yield ": keep-alive\n\n"
+            yield "event: signedout\ndata: {}\n\n"
+        finally:
+            digests.leave(watch)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip
