@@ -22,8 +22,11 @@ sign-in form.
   deployment row is written to the ledger; the page records ``Date.now()`` when a
   MutationObserver first sees the row's version in ``#history``, compared with
   ``time.time()`` taken just before the write (the same machine clock). N times.
-* The live stream's ``_fingerprint`` (the digest every open page's stream computes
-  4x/s), called in this process on the same ledger: median and p95 of 200 calls.
+* Live streams at rest: the server process's CPU time (``/proc/PID/stat``) over a 10 s
+  window with 1, then 10, live service pages open (each its own context and session)
+  and nothing changing — what keeping pages live costs.
+* The live stream's ``_fingerprint`` (the digest the live streams read 4x/s), called in
+  this process on the same ledger: median and p95 of 200 calls.
 
 Prints the machine and versions and progress to stderr; the last line of stdout is one
 JSON object with ``dashboard_load_ms`` (median time to interactive, i.e.
