@@ -209,7 +209,7 @@ def _next_event(lines: Iterator[str]) -> str:
     raise AssertionError("the stream ended")
 
 
-def test_open_pages_of_one_tenant_share_the_live_stream_and_each_learns_of_a_change(
+def test_two_peoples_live_streams_of_one_tenant_both_learn_of_a_change(
     dashboard: Dashboard, tokens: dict[str, str]
 ) -> None:
     # bob (an owner) and erin (a member) watch payments: one shared ledger read serves

@@ -489,6 +489,7 @@ class _Watch:
         self.version = 0  # grows with every change after the first read
         self.changed = asyncio.Event()  # set (and replaced) at each change
         self.streams = 0
+        self.ended = False  # its task stopped: its streams end, the pages reconnect
         self.task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
 
@@ -516,20 +517,28 @@ class Digests:
         watch.streams -= 1  # its task ends at its next poll when no stream is left
 
     async def _poll(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
-        while watch.streams > 0:
-            digest: str | None
-            try:
-                digest = await run_in_threadpool(_fingerprint, srv, list(key))
-            except SQLAlchemyError:
-                digest = watch.digest  # the pages keep what they show; the next read tries again
-            if watch.digest is not None and digest != watch.digest:
-                watch.version += 1
-                watch.changed.set()
-                watch.changed = asyncio.Event()
-            watch.digest = digest
-            await asyncio.sleep(_LIVE_POLL_S)
-        if self._watches.get(key) is watch:
-            del self._watches[key]
+        try:
+            while watch.streams > 0:
+                digest: str | None
+                try:
+                    digest = await run_in_threadpool(_fingerprint, srv, list(key))
+                except SQLAlchemyError:
+                    digest = watch.digest  # the pages keep what they show; next read retries
+                if watch.digest is not None and digest != watch.digest:
+                    watch.version += 1
+                    watch.changed.set()
+                    watch.changed = asyncio.Event()
+                watch.digest = digest
+                await asyncio.sleep(_LIVE_POLL_S)
+        except Exception:
+            # A bug, not the database: said in the log, and the watch's pages reconnect
+            # to a new one rather than stay silently stale.
+            log.exception("the live digest of tenants %s failed", ", ".join(key))
+        finally:
+            watch.ended = True
+            watch.changed.set()
+            if self._watches.get(key) is watch:
+                del self._watches[key]
 
 
 def _digests(request: Request) -> Digests:
@@ -561,7 +570,10 @@ def live(request: Request) -> Response:
             yield "event: hello\ndata: {}\n\n"
             loop = asyncio.get_running_loop()
             written = loop.time()
-            while sessions.get(session_id) is not None:
+            while not watch.ended:
+                if sessions.get(session_id) is None:
+                    yield "event: signedout\ndata: {}\n\n"
+                    return
                 if watch.version == seen:
                     # Woken at once by a change; at least every poll, to notice a
                     # session that ended.
@@ -576,7 +588,8 @@ def live(request: Request) -> Response:
                     # stream stops instead of waiting until the session ends.
                     written = loop.time()
                     yield ": keep-alive\n\n"
-            yield "event: signedout\ndata: {}\n\n"
+            # The watch stopped (see Digests._poll): ending the response makes the
+            # page's EventSource reconnect, to a new watch.
         finally:
             digests.leave(watch)
 
