@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
+from tenantry import processes
 from tenantry.tools import catalog
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform-repo"
+# How long a started process may take to answer on its port.
+READY_S = 60
 
 
 def machine() -> dict[str, str]:
@@ -37,3 +42,29 @@ def one_service_repo(workdir: Path) -> Path:
     shutil.rmtree(repo / "services" / "checkout")
     shutil.rmtree(repo / "services" / "payments" / "ledger")
     return repo
+
+
+def start(name: str, argv: list[str], *, port: int, env: dict[str, str], logs: Path,
+          procs: list[subprocess.Popen[bytes]]) -> None:  # fmt: skip
+    """A process of its own session (kept in ``procs``), ready when it answers on ``port``."""
+    with (logs / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **env}, start_new_session=True)  # fmt: skip
+    procs.append(process)
+    deadline = time.monotonic() + READY_S
+    while not processes.answers(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = (logs / f"{name}.log").read_text()[-3000:]
+            raise RuntimeError(f"{name} did not answer within {READY_S} s:\n{tail}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to this pid (a worker finishes what it holds), then wait; kill if stuck."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -49,7 +49,7 @@ import httpx2
 import yaml
 from sqlalchemy import create_engine
 
-from _common import machine
+from _common import machine, start, stop
 from tenantry import aws, processes
 from tenantry.artifacts import publishing
 from tenantry.aws import wiring
@@ -63,7 +63,6 @@ from tenantry.tenancy import reconcile
 REGISTRY = "registry.bench.example"
 STAGING, PRODUCTION = "bench-srv-staging", "bench-srv-prod"
 PEOPLE = ("alice", "bob", "dana")  # echo's owners, and a platform admin
-READY_S = 60
 
 
 def git(root: Path, *args: str) -> None:
@@ -131,32 +130,6 @@ def seed(ledger: Ledger, tenants: list[str], services: int, deployments: int) ->
     with ledger.session() as session:
         session.add_all(rows)
     return len(rows)
-
-
-def start(name: str, argv: list[str], *, port: int, env: dict[str, str], logs: Path,
-          procs: list[subprocess.Popen[bytes]]) -> None:  # fmt: skip
-    """A process of its own session (kept in ``procs``), ready when it answers on ``port``."""
-    with (logs / f"{name}.log").open("ab") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **env}, start_new_session=True)  # fmt: skip
-    procs.append(process)
-    deadline = time.monotonic() + READY_S
-    while not processes.answers(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = (logs / f"{name}.log").read_text()[-3000:]
-            raise RuntimeError(f"{name} did not answer within {READY_S} s:\n{tail}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to this pid (a worker finishes what it holds), then wait; kill if stuck."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def percentiles(ms: list[float]) -> tuple[float, float]:

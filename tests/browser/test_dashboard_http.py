@@ -3,16 +3,19 @@ and a token that never leaves the server."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import httpx2
 import yaml
 
-from tenantry.ledger import Ledger
+from tenantry.ledger import Ledger, now, tables
+from tenantry.server.dashboard.views import HISTORY_PAGE
 from tests.browser.conftest import Dashboard
 
 COOKIE = "tenantry_session"
@@ -152,6 +155,83 @@ def test_history_filters_by_result(dashboard: Dashboard, tokens: dict[str, str])
     assert "2.0.2" in history and "2.0.1" not in history
     assert "2.0.1" in everything[everything.index('id="history"') :]
     assert ok < bad
+
+
+def _history(page: str) -> tuple[list[tuple[int, str, str]], str, str]:
+    """The history table's rows (id, version, environment) and its Older/Newest links."""
+    table = page[page.index('id="history"') :]
+    table = table[: table.index("</section>")]
+    rows = [(int(i), v, e) for i, v, e in
+            re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td>([^<]*)</td>", table)]  # fmt: skip
+    links = {name: html.unescape(href) for name, href in
+             re.findall(r'id="history-(older|newest)" href="([^"]+)"', table)}  # fmt: skip
+    return rows, links.get("older", ""), links.get("newest", "")
+
+
+def test_history_pages_back_with_older_links_keeping_the_filters(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    # More than two pages of deploys, every other one to production.
+    count = 2 * HISTORY_PAGE + 10
+    with Ledger.open(dashboard.database) as ledger, ledger.session() as session:
+        session.add_all([tables.Deployment(
+            tenant="payments", service="api", version=f"8.{i}.0", digest="b" * 64,
+            environment="production" if i % 2 else "staging",
+            cluster="prod-primary" if i % 2 else "staging", actor="worker w1",
+            result="succeeded", reason="", started=now(), finished=now(),
+        ) for i in range(count)])  # fmt: skip
+    with dashboard.http() as http:
+        sign_in(http, tokens["erin"])
+        first, older, newest = _history(http.get("/services/payments/api").text)
+        assert len(first) == HISTORY_PAGE and first[0][1] == f"8.{count - 1}.0"
+        assert [r[0] for r in first] == sorted((r[0] for r in first), reverse=True)
+        assert older == f"/services/payments/api?before={first[-1][0]}" and newest == ""
+        second, _, newest = _history(http.get(older).text)
+        assert second[0][0] < first[-1][0] and len(second) == HISTORY_PAGE  # no gap, no repeat
+        assert newest == "/services/payments/api"
+
+        # A filter stays on every page: production only, page after page.
+        query = {"environment": "production"}
+        first, older, _ = _history(http.get("/services/payments/api", params=query).text)
+        assert len(first) == HISTORY_PAGE and {r[2] for r in first} == {"production"}
+        assert first[0][1] == f"8.{count - 1}.0"
+        assert older == f"/services/payments/api?environment=production&before={first[-1][0]}"
+        rest, last, newest = _history(http.get(older).text)
+        assert {r[2] for r in rest} == {"production"} and rest[0][0] < first[-1][0]
+        assert "8.1.0" in {r[1] for r in rest}  # the oldest production deploy is reached
+        assert last == "" and newest == "/services/payments/api?environment=production"
+
+        for bad in ("abc", "0", "-1", "9" * 30):
+            refused = http.get("/services/payments/api", params={"before": bad})
+            assert refused.status_code == 422 and "is not a deployment id" in refused.text
+
+
+def _next_event(lines: Iterator[str]) -> str:
+    """The name of the next event on a server-sent stream (comment lines skipped)."""
+    for line in lines:
+        if line.startswith("event: "):
+            return line.removeprefix("event: ")
+    raise AssertionError("the stream ended")
+
+
+def test_two_peoples_live_streams_of_one_tenant_both_learn_of_a_change(
+    dashboard: Dashboard, tokens: dict[str, str]
+) -> None:
+    # bob (an owner) and erin (a member) watch payments: one shared ledger read serves
+    # both streams, and both are told of a deploy; signing out ends bob's stream.
+    with dashboard.http() as bob, dashboard.http() as erin:
+        sign_in(bob, tokens["bob"])
+        sign_in(erin, tokens["erin"])
+        csrf = _nonce(bob.get("/").text)
+        with bob.stream("GET", "/events") as one, erin.stream("GET", "/events") as two:
+            streams = [one.iter_lines(), two.iter_lines()]
+            assert [_next_event(lines) for lines in streams] == ["hello", "hello"]
+            dashboard.deployment("3.0.0")
+            assert [_next_event(lines) for lines in streams] == ["change", "change"]
+            assert bob.post("/signout", data={"csrf": csrf}).status_code == 303
+            assert _next_event(streams[0]) == "signedout"
+            dashboard.deployment("3.0.1")  # erin's stream goes on without bob's
+            assert _next_event(streams[1]) == "change"
 
 
 def test_a_crafted_sign_in_link_cannot_put_words_or_a_redirect_on_the_page(

@@ -24,6 +24,7 @@ from tenantry.ledger import tables
 from tenantry.monitoring import firing
 from tenantry.server import rights
 from tenantry.server.context import ApiError, Caller, RowId, Server, caller, server, service_ref
+from tenantry.spec.repository import Repository
 from tenantry.traffic import wiring
 
 router = APIRouter(prefix="/api/v1")
@@ -359,16 +360,14 @@ def traffic(who: CallerDep, srv: ServerDep) -> dict[str, Any]:
     return {"routes": routes, "failovers": failovers}
 
 
-@router.get("/alerts", summary="Firing alerts of your tenants, from Alertmanager")
-def alerts(who: CallerDep) -> dict[str, Any]:
-    """Each readable tenant's firing alerts; ``alertmanager`` is false when the platform
-    names none (the list is then empty, not "all clear")."""
-    readable = [t.name for t in who.readable()]
-    url = wiring.provider(who.repo).alertmanager(who.repo)
+def firing_alerts(repo: Repository, tenants: list[str]) -> dict[str, Any]:
+    """``tenants``' firing alerts; ``alertmanager`` is false when the platform names
+    none (the list is then empty, not "all clear")."""
+    url = wiring.provider(repo).alertmanager(repo)
     if url is None:
         return {"alertmanager": False, "tenants": {}}
     try:
-        found = firing.firing(url, readable)
+        found = firing.firing(url, tenants)
     except firing.AlertmanagerUnavailableError as e:
         raise ApiError(503, e.message, fix=e.fix) from e
     return {
@@ -381,6 +380,11 @@ def alerts(who: CallerDep) -> dict[str, Any]:
             for name, group in found.items()
         },
     }  # fmt: skip
+
+
+@router.get("/alerts", summary="Firing alerts of your tenants, from Alertmanager")
+def alerts(who: CallerDep) -> dict[str, Any]:
+    return firing_alerts(who.repo, [t.name for t in who.readable()])
 
 
 @router.get("/audit", summary="Every call to the server (platform admins)")

@@ -9,6 +9,7 @@ as a page with the API's status, naming the right and its holders, and nothing c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -31,6 +32,7 @@ from tenantry.server import actions, identity, reads, rights
 from tenantry.server.context import ApiError, Caller, Server, service_ref, status_of
 from tenantry.server.dashboard import chart
 from tenantry.server.dashboard.sessions import COOKIE, Session, Sessions, check_csrf
+from tenantry.spec.repository import Repository
 from tenantry.traffic import policy
 
 log = logging.getLogger("tenantry.server.dashboard")
@@ -60,6 +62,7 @@ router = APIRouter(include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app`` (the API's application)."""
     app.state.sessions = Sessions()
+    app.state.digests = Digests()
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="dashboard-static")
 
@@ -265,10 +268,10 @@ def _health(row: dict[str, Any]) -> str:
     return "degraded" if desired else "no replicas"
 
 
-def _alerts(who: Caller) -> tuple[dict[str, Any], str]:
-    """The caller's tenants' firing alerts as the API reads them, or why none are shown."""
+def _alerts(repo: Repository, tenants: list[str]) -> tuple[dict[str, Any], str]:
+    """``tenants``' firing alerts as the API reads them, or why none are shown."""
     try:
-        found = reads.alerts(who)
+        found = reads.firing_alerts(repo, tenants)
     except (errors.TenantryError, OSError) as e:
         # Alertmanager not answering hides the alerts only, and says so: an empty list
         # must never read as "all clear".
@@ -282,7 +285,7 @@ def _alerts(who: Caller) -> tuple[dict[str, Any], str]:
 def overview(request: Request) -> Response:
     def render(session: Session, who: Caller) -> Response:
         srv = _server(request)
-        alerts, alerts_note = _alerts(who)
+        alerts, alerts_note = _alerts(who.repo, [t.name for t in who.readable()])
         tenants = []
         for tenant in who.readable():
             detail = reads.tenant_detail(tenant.name, who, srv, request)
@@ -342,16 +345,51 @@ def _traffic(who: Caller, srv: Server, route: str) -> tuple[dict[str, Any], str]
     return {key: [r for r in rows if r["route"] == route] for key, rows in found.items()}, ""
 
 
+# History rows per page: a service's whole history (thousands of deploys) would make a
+# slow, huge page; older rows are a link away ("Older →", the API's ``before`` cursor).
+HISTORY_PAGE = 100
+
+
+def _cursor(text: str) -> int | None:
+    """The ``before`` of a history page link: an id, or none (the newest page)."""
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise ApiError(422, f"malformed request: before {text[:20]!r} is not a deployment id",
+                       fix="use the history's Older and Newest links")  # fmt: skip
+    return int(text)
+
+
+def _history_page(
+    who: Caller, srv: Server, request: Request, tenant: str, service: str,
+    filters: dict[str, str], before: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One page of the service's history, newest first, and the links to page on: one
+    row more than shown is read, so "Older" appears only when older rows exist."""
+    found = reads.history(who, srv, request, tenant=tenant, service=service,
+                          environment=filters["environment"] or None,
+                          result=filters["result"] or None, limit=HISTORY_PAGE + 1,
+                          before=before)["items"]  # fmt: skip
+    shown = found[:HISTORY_PAGE]
+    kept = {k: v for k, v in filters.items() if v}  # the filters stay on every page
+    here = f"/services/{quote(tenant)}/{quote(service)}"
+    older = (f"{here}?{urlencode({**kept, 'before': shown[-1]['id']})}"
+             if len(found) > HISTORY_PAGE else "")  # fmt: skip
+    newest = (f"{here}?{urlencode(kept)}" if kept else here) if before is not None else ""
+    return {"items": shown, "older": older, "newest": newest}
+
+
 @router.get("/services/{tenant}/{service}")
 def service_page(
-    request: Request, tenant: str, service: str, environment: str = "", result: str = ""
-) -> Response:
+    request: Request, tenant: str, service: str, environment: str = "", result: str = "",
+    before: str = "",
+) -> Response:  # fmt: skip
     def render(session: Session, who: Caller) -> Response:
         srv = _server(request)
         found, ref = service_ref(who, tenant, service)
         detail = reads.service_detail(tenant, service, who, srv, request)
-        history = reads.history(who, srv, request, tenant=tenant, service=service,
-                                environment=environment or None, result=result or None)  # fmt: skip
+        filters = {"environment": environment, "result": result}
+        history = _history_page(who, srv, request, tenant, service, filters, _cursor(before))
         pending = [
             {**reads.promotion_view(p),
              "mayApprove": who.may("approve", found, requested_by=p.requested_by).allowed,
@@ -375,8 +413,8 @@ def service_page(
             "service.html", session=session, who=who.person.username, ref=ref,
             tenant=tenant, service=service, matrix=_matrix(who, tenant, detail["running"]),
             published=detail["published"], history=history["items"], pending=pending,
-            environments=list(found.environments), filters={"environment": environment,
-                                                             "result": result},
+            environments=list(found.environments), filters=filters,
+            older=history["older"], newest=history["newest"],
             canary=canary, steps=steps, intervals=chart.table(figures),
             charts=(chart.success_rate(figures), chart.p99(figures)),
             may={r: who.may(r, found).allowed for r in ("rollback", "pause", "resume", "abort")},
@@ -474,6 +512,93 @@ def _fingerprint(srv: Server, tenants: list[str]) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
+class _Watch:
+    """One set of tenants' digest, read by one task for every open page that shows it."""
+
+    def __init__(self) -> None:
+        self.digest: str | None = None  # None until the first read answered
+        self.version = 0  # grows with every change after the first read
+        self.changed = asyncio.Event()  # set (and replaced) at each change
+        self.streams = 0
+        self.ended = False  # its task stopped: its streams end, the pages reconnect
+        self.task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
+        self.alerts: tuple[dict[str, Any], str] | None = None  # None until first read
+        self.alerts_task: asyncio.Task[None] | None = None
+
+    def bump(self) -> None:
+        """Wake every stream of this watch: what its pages show has changed."""
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class Digests:
+    """The live streams' ledger reads, shared: one task per set of tenants reads
+    `_fingerprint` every poll while any page of that set is open, and wakes the streams
+    when it moves. Ten open pages of one team cost what one does (4 reads a second), and
+    a stream learns of a change at the read that saw it, not at a poll of its own."""
+
+    def __init__(self) -> None:
+        self._watches: dict[tuple[str, ...], _Watch] = {}
+
+    def join(self, srv: Server, tenants: list[str]) -> _Watch:
+        """The watch of ``tenants``, started if no open page watches them yet; call
+        `leave` when the stream ends. (Event-loop code: no lock needed.)"""
+        key = tuple(sorted(tenants))
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = self._watches[key] = _Watch()
+            watch.task = asyncio.create_task(self._poll(srv, key, watch))
+            # Its own task: a slow Alertmanager must not hold back the ledger's changes.
+            watch.alerts_task = asyncio.create_task(self._poll_alerts(srv, key, watch))
+        watch.streams += 1
+        return watch
+
+    def leave(self, watch: _Watch) -> None:
+        watch.streams -= 1  # its task ends at its next poll when no stream is left
+
+    async def _poll(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
+        try:
+            while watch.streams > 0:
+                digest: str | None
+                try:
+                    digest = await run_in_threadpool(_fingerprint, srv, list(key))
+                except SQLAlchemyError:
+                    digest = watch.digest  # the pages keep what they show; next read retries
+                if watch.digest is not None and digest != watch.digest:
+                    watch.bump()
+                watch.digest = digest
+                await asyncio.sleep(_LIVE_POLL_S)
+        except Exception:
+            # A bug, not the database: said in the log, and the watch's pages reconnect
+            # to a new one rather than stay silently stale.
+            log.exception("the live digest of tenants %s failed", ", ".join(key))
+        finally:
+            watch.ended = True
+            watch.changed.set()
+            if self._watches.get(key) is watch:
+                del self._watches[key]
+
+    async def _poll_alerts(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
+        """The firing alerts of ``key``'s tenants every `_ALERTS_POLL_S` (Alertmanager's
+        failures are part of what the page shows, so they need no handling here)."""
+        try:
+            while watch.streams > 0 and not watch.ended:
+                found = await run_in_threadpool(_alerts, srv.repo, list(key))
+                if watch.alerts is not None and found != watch.alerts:
+                    watch.bump()
+                watch.alerts = found
+                await asyncio.sleep(_ALERTS_POLL_S)
+        except Exception:
+            # A bug: said in the log; the pages keep following the ledger.
+            log.exception("the live alerts of tenants %s failed", ", ".join(key))
+
+
+def _digests(request: Request) -> Digests:
+    found: Digests = request.app.state.digests
+    return found
+
+
 @router.get("/events")
 def live(request: Request) -> Response:
     sessions = _sessions(request)
@@ -487,37 +612,39 @@ def live(request: Request) -> Response:
         return Response("signed out", status_code=401)
     srv = _server(request)
     tenants = [t.name for t in who.readable()]
+    digests = _digests(request)
 
     async def stream() -> AsyncIterator[str]:
-        # Async, so an open page holds no worker thread while it waits: only each
-        # short ledger read runs in the thread pool (shared with the API's handlers).
-        seen = await run_in_threadpool(_fingerprint, srv, tenants)
-        alerts_seen = await run_in_threadpool(_alerts, who)
-        yield "event: hello\ndata: {}\n\n"
-        quiet = since_alerts = 0.0
-        while sessions.get(session_id) is not None:
-            await asyncio.sleep(_LIVE_POLL_S)
-            quiet += _LIVE_POLL_S
-            since_alerts += _LIVE_POLL_S
-            if since_alerts >= _ALERTS_POLL_S:
-                since_alerts = 0.0
-                alerts_now = await run_in_threadpool(_alerts, who)
-                if alerts_now != alerts_seen:
-                    alerts_seen = alerts_now
+        # Async, so an open page holds no worker thread while it waits: the shared
+        # watch's ledger reads run in the thread pool (shared with the API's handlers).
+        watch = digests.join(srv, tenants)
+        try:
+            seen = watch.version
+            yield "event: hello\ndata: {}\n\n"
+            loop = asyncio.get_running_loop()
+            written = loop.time()
+            while not watch.ended:
+                if sessions.get(session_id) is None:
+                    yield "event: signedout\ndata: {}\n\n"
+                    return
+                if watch.version == seen:
+                    # Woken at once by a change; at least every poll, to notice a
+                    # session that ended.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(watch.changed.wait(), _LIVE_POLL_S)
+                if watch.version != seen:
+                    seen = watch.version
+                    written = loop.time()
                     yield "event: change\ndata: {}\n\n"
-            if quiet >= _KEEPALIVE_S:
-                # A comment line: a closed page is noticed at the next write, so its
-                # stream stops instead of polling until the session ends.
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            try:
-                current = await run_in_threadpool(_fingerprint, srv, tenants)
-            except SQLAlchemyError:
-                continue  # the page keeps what it shows; the next poll tries again
-            if current != seen:
-                seen = current
-                yield "event: change\ndata: {}\n\n"
-        yield "event: signedout\ndata: {}\n\n"
+                elif loop.time() - written >= _KEEPALIVE_S:
+                    # A comment line: a closed page is noticed at the next write, so its
+                    # stream stops instead of waiting until the session ends.
+                    written = loop.time()
+                    yield ": keep-alive\n\n"
+            # The watch stopped (see Digests._poll): ending the response makes the
+            # page's EventSource reconnect, to a new watch.
+        finally:
+            digests.leave(watch)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip
