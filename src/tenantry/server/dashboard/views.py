@@ -512,18 +512,20 @@ def _fingerprint(srv: Server, tenants: list[str]) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
+# What a watch has before its first read answered.
+_UNREAD = object()
+
+
 class _Watch:
     """One set of tenants' digest, read by one task for every open page that shows it."""
 
     def __init__(self) -> None:
-        self.digest: str | None = None  # None until the first read answered
         self.version = 0  # grows with every change after the first read
         self.changed = asyncio.Event()  # set (and replaced) at each change
         self.streams = 0
-        self.ended = False  # its task stopped: its streams end, the pages reconnect
-        self.task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
-        self.alerts: tuple[dict[str, Any], str] | None = None  # None until first read
-        self.alerts_task: asyncio.Task[None] | None = None
+        self.ended = False  # its ledger task stopped: its streams end, the pages reconnect
+        # Kept: the event loop holds tasks only weakly.
+        self.tasks: list[asyncio.Task[None]] = []
 
     def bump(self) -> None:
         """Wake every stream of this watch: what its pages show has changed."""
@@ -548,27 +550,40 @@ class Digests:
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = _Watch()
-            watch.task = asyncio.create_task(self._poll(srv, key, watch))
-            # Its own task: a slow Alertmanager must not hold back the ledger's changes.
-            watch.alerts_task = asyncio.create_task(self._poll_alerts(srv, key, watch))
+            # Two tasks: a slow Alertmanager must not hold back the ledger's changes.
+            watch.tasks = [asyncio.create_task(self._poll(srv, key, watch)),
+                           asyncio.create_task(self._poll_alerts(srv, key, watch))]  # fmt: skip
         watch.streams += 1
         return watch
 
     def leave(self, watch: _Watch) -> None:
         watch.streams -= 1  # its task ends at its next poll when no stream is left
 
+    @staticmethod
+    async def _follow(
+        watch: _Watch, read: Callable[[], object], every_s: float,
+        keep_on: type[Exception] | None = None,
+    ) -> None:  # fmt: skip
+        """``read()`` every ``every_s`` while pages are open; a different answer than the
+        last wakes the streams. A ``keep_on`` failure keeps the last answer (the pages
+        keep what they show; the next read retries)."""
+        last: object = _UNREAD
+        while watch.streams > 0 and not watch.ended:
+            try:
+                now = await run_in_threadpool(read)
+            except Exception as e:
+                if keep_on is None or not isinstance(e, keep_on):
+                    raise
+                now = last
+            if last is not _UNREAD and now != last:
+                watch.bump()
+            last = now
+            await asyncio.sleep(every_s)
+
     async def _poll(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
         try:
-            while watch.streams > 0:
-                digest: str | None
-                try:
-                    digest = await run_in_threadpool(_fingerprint, srv, list(key))
-                except SQLAlchemyError:
-                    digest = watch.digest  # the pages keep what they show; next read retries
-                if watch.digest is not None and digest != watch.digest:
-                    watch.bump()
-                watch.digest = digest
-                await asyncio.sleep(_LIVE_POLL_S)
+            await self._follow(watch, lambda: _fingerprint(srv, list(key)), _LIVE_POLL_S,
+                               keep_on=SQLAlchemyError)  # fmt: skip
         except Exception:
             # A bug, not the database: said in the log, and the watch's pages reconnect
             # to a new one rather than stay silently stale.
@@ -580,17 +595,11 @@ class Digests:
                 del self._watches[key]
 
     async def _poll_alerts(self, srv: Server, key: tuple[str, ...], watch: _Watch) -> None:
-        """The firing alerts of ``key``'s tenants every `_ALERTS_POLL_S` (Alertmanager's
-        failures are part of what the page shows, so they need no handling here)."""
+        # Alertmanager's failures are part of what the page shows (`_alerts`): only a
+        # bug ends this, said in the log; the pages keep following the ledger.
         try:
-            while watch.streams > 0 and not watch.ended:
-                found = await run_in_threadpool(_alerts, srv.repo, list(key))
-                if watch.alerts is not None and found != watch.alerts:
-                    watch.bump()
-                watch.alerts = found
-                await asyncio.sleep(_ALERTS_POLL_S)
+            await self._follow(watch, lambda: _alerts(srv.repo, list(key)), _ALERTS_POLL_S)
         except Exception:
-            # A bug: said in the log; the pages keep following the ledger.
             log.exception("the live alerts of tenants %s failed", ", ".join(key))
 
 
