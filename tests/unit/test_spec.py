@@ -360,3 +360,41 @@ def test_a_bad_service_directory_problem_suggests_a_valid_name(repo: Path) -> No
         "40 characters (lowercase letters, digits and '-', starting with a letter): the "
         "directory names the service (rename the directory, e.g. to web-2)"
     ]
+
+
+def _with_artifacts(root: Path, artifacts: dict) -> None:
+    platform = yaml.safe_load((root / "platform.yaml").read_text())
+    platform["artifacts"] = artifacts
+    (root / "platform.yaml").write_text(yaml.safe_dump(platform))
+
+
+def test_artifacts_are_s3_unless_they_say_oci(repo: Path) -> None:
+    loaded = repository.load(repo)
+    assert loaded.platform.bucket is not None and loaded.platform.bucket.kind == "s3"
+    _with_artifacts(repo, {"kind": "oci", "registry": "registry.acme.example:5000",
+                           "credentials": {"file": "/etc/tenantry/registry"}})  # fmt: skip
+    loaded = repository.load(repo)
+    assert isinstance(loaded.platform.artifacts, models.OciArtifacts)
+    assert (loaded.platform.artifacts.prefix, loaded.platform.artifacts.resync_interval_s) == (
+        "charts", 60.0)  # fmt: skip
+    assert loaded.platform.bucket is None
+    with pytest.raises(errors.UsageError, match="keeps charts in an OCI registry"):
+        loaded.artifacts()
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "named"),
+    [
+        ({"kind": "oci"}, "registry"),
+        ({"kind": "oci", "registry": "r.example", "bucket": "b"}, "bucket"),
+        ({"kind": "oci", "registry": "https://r.example"}, "registry"),
+        ({"kind": "oci", "registry": "r.example", "prefix": "../x"}, "prefix"),
+        ({"kind": "oci", "registry": "r.example", "credentials": {}}, "exactly one of"),
+        ({"kind": "oci", "registry": "r.example", "resyncIntervalS": 1}, "resyncIntervalS"),
+        ({"kind": "gcs", "bucket": "b"}, "kind"),
+        ({"bucket": "b", "registry": "r.example"}, "registry"),
+    ],
+)
+def test_bad_artifacts_sections_name_the_field(repo: Path, artifacts: dict, named: str) -> None:
+    _with_artifacts(repo, artifacts)
+    assert any(named in p for p in problems_of(repo)), problems_of(repo)

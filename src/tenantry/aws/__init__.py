@@ -110,16 +110,17 @@ def endpoint_for(artifacts: models.Artifacts) -> str | None:
 
 def clients(platform: models.Platform) -> Clients:
     """Clients for the platform's artifact store and queue."""
-    if platform.artifacts is None or platform.queue is None:
+    bucket = platform.bucket
+    if bucket is None or platform.queue is None:
         raise errors.UsageError(
-            "platform.yaml has no artifacts/queue section",
+            "platform.yaml has no S3 artifacts/queue section",
             fix="add artifacts: {bucket: ...} and queue: {name: ...} (see examples/platform-repo)",
         )
-    endpoint = endpoint_for(platform.artifacts)
-    kwargs: dict[str, Any] = {"region_name": platform.artifacts.region, "config": _config()}
+    endpoint = endpoint_for(bucket)
+    kwargs: dict[str, Any] = {"region_name": bucket.region, "config": _config()}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
-    if platform.artifacts.endpoint == LOCAL:
+    if bucket.endpoint == LOCAL:
         # The local server accepts any credentials; these never leave the machine.
         kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
     return Clients(

@@ -45,20 +45,19 @@ def _queue(c: Clients, name: str, attributes: dict[str, str]) -> tuple[str, str]
 
 def setup(c: Clients, platform: models.Platform) -> Wiring:
     """Create or converge the artifact bucket, the queues and the notification."""
-    if platform.artifacts is None or platform.queue is None:
+    artifacts = platform.bucket
+    if artifacts is None or platform.queue is None:
         raise errors.UsageError(
-            "platform.yaml needs both an artifacts and a queue section for the bucket's events",
-            fix="add artifacts: {bucket: NAME} and queue: {name: NAME}",
-        )
-    bucket, queue = platform.artifacts.bucket, platform.queue
+            "platform.yaml needs both an S3 artifacts and a queue section for the bucket's "
+            "events", fix="add artifacts: {bucket: NAME} and queue: {name: NAME}",
+        )  # fmt: skip
+    bucket, queue = artifacts.bucket, platform.queue
     with translate(f"create bucket {bucket}"):
         existing = {b["Name"] for b in c.s3.list_buckets().get("Buckets", [])}
         if bucket not in existing:
             create: dict[str, object] = {"Bucket": bucket}
-            if platform.artifacts.region != "us-east-1":
-                create["CreateBucketConfiguration"] = {
-                    "LocationConstraint": platform.artifacts.region
-                }
+            if artifacts.region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": artifacts.region}
             c.s3.create_bucket(**create)
         c.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     dlq_url, dlq_arn = _queue(c, queue.dead_letter_name, {"MessageRetentionPeriod": "1209600"})

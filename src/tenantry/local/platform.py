@@ -175,7 +175,7 @@ def start_services(repo_root: Path) -> Services | None:
     (``artifacts.endpoint: local``); returns None for any other.
     """
     loaded = repository.load(repo_root)
-    artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
+    artifacts, queue = loaded.platform.bucket, loaded.platform.queue
     if artifacts is None or queue is None or artifacts.endpoint != "local":
         return None
     aws_server = awsserver.start()

@@ -20,7 +20,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -204,13 +206,61 @@ class PlatformNamespaces(Model):
     monitoring: DnsLabel = "tenantry-monitoring"
 
 
-class Artifacts(Model):
-    """The S3 bucket that is the platform's Helm repository."""
+# How often the deployer workers compare the newest published version of every service
+# with what staging runs (and on start): a lost event costs at most this long.
+_RESYNC = Field(default=60.0, ge=5, le=86_400)
 
+
+class Artifacts(Model):
+    """The S3 bucket that is the platform's Helm repository (the default kind)."""
+
+    kind: Literal["s3"] = "s3"
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     # ``local`` means the local S3/SQS server `tenantry up` runs; unset means AWS itself.
     endpoint: str | None = None
     region: str = "us-east-1"
+    resync_interval_s: float = _RESYNC
+
+
+class RegistryCredentials(Model):
+    """Where the registry's user and password are: a file (``user:password`` on one
+    line, readable by its owner only) or a key of a Secret in the platform's monitoring
+    namespace holding the same line; never the repository itself."""
+
+    file: str | None = None
+    secret: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RegistryCredentials:
+        if (self.file is None) == (self.secret is None):
+            raise ValueError("give exactly one of file: PATH or secret: {name, key}")
+        return self
+
+
+class OciArtifacts(Model):
+    """Charts in an OCI registry (on premises: Harbor, GitLab's, the CNCF Distribution
+    registry): ``oci://<registry>/<prefix>/<tenant>/<service>:<version>``."""
+
+    kind: Literal["oci"]
+    # ``local`` means the registry `tenantry up` runs (TLS from the platform's local CA,
+    # htpasswd); else host[:port] of a registry served over TLS.
+    registry: str = Field(pattern=r"^(local|[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
+    prefix: str = Field(default="charts", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    credentials: RegistryCredentials | None = None
+    # The CA bundle that signed the registry's certificate (unset: the system's).
+    ca_file: str | None = None
+    resync_interval_s: float = _RESYNC
+
+
+def _artifacts_kind(value: object) -> str:
+    kind = value.get("kind", "s3") if isinstance(value, dict) else getattr(value, "kind", "s3")
+    return kind if kind in ("s3", "oci") else "s3"  # an unknown kind fails as S3's literal
+
+
+AnyArtifacts = Annotated[
+    Annotated[Artifacts, Tag("s3")] | Annotated[OciArtifacts, Tag("oci")],
+    Discriminator(_artifacts_kind),
+]
 
 
 class Queue(Model):
@@ -357,12 +407,17 @@ class Platform(Model):
     defaults: Defaults
     registries: tuple[str, ...] = Field(min_length=1)
     platform_namespaces: PlatformNamespaces = PlatformNamespaces()
-    artifacts: Artifacts | None = None
+    artifacts: AnyArtifacts | None = None
     queue: Queue | None = None
     # The platform team's own contacts: platform alerts, and tenants' refused scrapes.
     alerts: Alerts = Alerts()
     traffic: Traffic | None = None
     server: Server | None = None
+
+    @property
+    def bucket(self) -> Artifacts | None:
+        """``artifacts`` when the charts are in an S3 bucket; None for a registry or none."""
+        return self.artifacts if isinstance(self.artifacts, Artifacts) else None
 
     def environment(self, name: str) -> Environment:
         """The environment called ``name``; a `SpecError` naming the ones there are if none.

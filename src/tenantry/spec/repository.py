@@ -61,13 +61,19 @@ class Repository:
         raise errors.UsageError(f"no service {ref!r} (known: {known})")
 
     def artifacts(self) -> models.Artifacts:
-        """platform.yaml's ``artifacts``; `UsageError` naming the missing section if unset."""
+        """platform.yaml's S3 ``artifacts``; `UsageError` naming the missing section if
+        unset, or the registry if the charts are in one."""
         if self.platform.artifacts is None:
             raise errors.UsageError(
                 f"{self.root / PLATFORM_FILE} has no artifacts section",
                 fix="add artifacts: {bucket: NAME} (see examples/platform-repo/platform.yaml)",
             )
-        return self.platform.artifacts
+        if self.platform.bucket is None:
+            raise errors.UsageError(
+                f"{self.root / PLATFORM_FILE} keeps charts in an OCI registry, not S3",
+                fix="use the registry's path (artifacts.kind: oci), or set artifacts.bucket",
+            )
+        return self.platform.bucket
 
     def queue(self) -> models.Queue:
         """platform.yaml's ``queue``; `UsageError` naming the missing section if unset."""
