@@ -121,3 +121,17 @@ def test_prometheus_is_built_with_only_kubernetes_discovery_and_tags_decide_the_
     spec = tool.binaries[0]
     printed = "prometheus, version v0.316.0 (branch: tenantry-pinned, revision: unknown)\n"
     assert catalog.parse_reported_version(spec, printed) == "0.316.0"
+
+
+def test_registry_is_the_pinned_distribution_build_and_reports_its_pin() -> None:
+    tool = catalog.REGISTRY
+    assert tool.module == "github.com/distribution/distribution/v3"
+    assert tool.version == "v3.1.2"
+    assert catalog.tool_for_binary("registry") is tool
+    # Unstamped, the binary reports "v3.1.2+unknown"; the linker flags make it the pin.
+    assert f"distribution/v3/version.version={tool.version}" in tool.rendered_ldflags()
+    spec = tool.binaries[0]
+    printed = "/cache/registry github.com/distribution/distribution/v3 v3.1.2\n"
+    assert catalog.parse_reported_version(spec, printed) == "v3.1.2"
+    unstamped = "registry github.com/distribution/distribution/v3 v3.1.2+unknown\n"
+    assert catalog.parse_reported_version(spec, unstamped) == "v3.1.2+unknown"

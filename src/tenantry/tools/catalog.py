@@ -332,11 +332,36 @@ PROMETHEUS_OPERATOR = GoTool(
     ),
 )
 
+_DISTRIBUTION_MODULE = "github.com/distribution/distribution/v3"
+
+# The CNCF Distribution registry: the OCI registry the local platform runs for
+# `artifacts.kind: oci` with `registry: local` (TLS from the platform's local CA,
+# htpasswd, notifications to the Tenantry server). Unstamped it reports
+# "v3.1.2+unknown"; the linker flags make it report exactly the pinned version.
+REGISTRY = GoTool(
+    name="registry",
+    module=_DISTRIBUTION_MODULE,
+    purpose="the local OCI registry that holds charts when artifacts.kind is oci",
+    binaries=(
+        Binary(
+            name="registry",
+            package=f"{_DISTRIBUTION_MODULE}/cmd/registry",
+            version_args=("--version",),
+            # "<argv0> github.com/distribution/distribution/v3 v3.1.2"
+            version_pattern=r"github\.com/distribution/distribution/v3 (v\d+\.\d+\.\d+\S*)",
+        ),
+    ),
+    ldflags=(
+        f"-X {_DISTRIBUTION_MODULE}/version.version={{version}}",
+        f"-X {_DISTRIBUTION_MODULE}/version.revision=tenantry-pinned",
+    ),
+)
+
 # Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
 # before the collector it generates.
 GO_TOOLS: tuple[GoTool, ...] = (
-    HELM, KWOK, ETCD, PROMETHEUS_OPERATOR, OCB, OTELCOL, PROMETHEUS, KUBERNETES, CONTAINERD,
-    KUBELET,
+    HELM, KWOK, ETCD, REGISTRY, PROMETHEUS_OPERATOR, OCB, OTELCOL, PROMETHEUS, KUBERNETES,
+    CONTAINERD, KUBELET,
 )  # fmt: skip
 
 # The tools only real nodes need; a kwok-only cluster runs without them.
