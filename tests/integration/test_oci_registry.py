@@ -1,0 +1,280 @@
+"""Charts in a real OCI registry: the pinned Distribution registry over TLS (the platform's
+local CA) with htpasswd, pushed to by `tenantry.artifacts.oci` and read back by a real
+``helm pull``; its push notifications reach a loopback HTTP receiver standing for the
+Tenantry server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tenantry.artifacts import oci, package
+from tenantry.artifacts import oci_manifest as om
+from tenantry.artifacts.store import ImmutableVersionError
+from tenantry.local import registry
+from tenantry.tools import install
+from tests.waiting import wait_for
+
+SECRET = "test-webhook-secret-not-a-real-one"
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP server standing for the Tenantry server's registry endpoint."""
+
+    url: str
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for envelope in self.envelopes for e in envelope.get("events", [])]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Authorization") != f"Bearer {SECRET}":
+                found.refused.append(self.headers.get("Authorization", "(none)"))
+                self.send_response(401)
+            else:
+                found.envelopes.append(json.loads(body))
+                self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    found.url = f"http://127.0.0.1:{server.server_address[1]}/api/v1/events/registry"
+    yield found
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def local_registry(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[registry.Registry]:
+    state = tmp_path_factory.mktemp("registry-state")
+    previous = os.environ.get("TENANTRY_STATE_DIR")
+    os.environ["TENANTRY_STATE_DIR"] = str(state)
+    try:
+        yield registry.start(notify_url=receiver.url, notify_secret=SECRET)
+    finally:
+        registry.stop(forget=True)
+        if previous is None:
+            os.environ.pop("TENANTRY_STATE_DIR", None)
+        else:
+            os.environ["TENANTRY_STATE_DIR"] = previous
+
+
+def _client(reg: registry.Registry, **kwargs: Any) -> oci.Registry:
+    return oci.Registry(
+        reg.address,
+        "charts",
+        credentials=kwargs.pop("credentials", oci.credentials_from_file(reg.credentials_file)),
+        ca_file=kwargs.pop("ca_file", reg.ca_file),
+        **kwargs,
+    )
+
+
+def _package(tmp: Path, version: str, marker: str, *, service: str = "api") -> package.Package:
+    """A packaged chart of payments/<service> whose content depends on ``marker``."""
+    chart_dir = tmp / f"{service}-{version}-{marker}" / service
+    (chart_dir / "templates").mkdir(parents=True)
+    (chart_dir / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+        f"data:\n  marker: {marker}\n"
+    )
+    digest = package.content_digest(chart_dir)
+    chart = {
+        "apiVersion": "v2", "name": service, "version": version, "appVersion": "2.1",
+        "description": "payments/api for the registry test",
+        "annotations": {"tenantry.dev/tenant": "payments", "tenantry.dev/content-digest": digest},
+    }  # fmt: skip
+    (chart_dir / "Chart.yaml").write_text(yaml.safe_dump(chart, sort_keys=False))
+    helm = str(install.binary("helm"))
+    out = tmp / f"out-{version}-{marker}"
+    subprocess.run([helm, "package", str(chart_dir), "-d", str(out)], check=True,
+                   capture_output=True)  # fmt: skip
+    archive = out / f"{service}-{version}.tgz"
+    return package.Package(
+        tenant="payments", service=service, version=version, app_version="2.1", path=archive,
+        digest=package.sha256_file(archive), content_digest=digest,
+        provenance=package.Provenance("3f2a9c1d", "José Müller <jose@acme.example>",
+                                      "2026-11-29T17:00:00+00:00"),
+    )  # fmt: skip
+
+
+def _helm(
+    args: list[str], home: Path, *, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
+    }
+    return subprocess.run([str(install.binary("helm")), *args], env=env, input=stdin,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+def test_a_pushed_chart_is_what_a_real_helm_pulls(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    pkg = _package(tmp_path, "1.4.0", "first")
+    with _client(local_registry) as client:
+        pushed = client.push(pkg, source="https://git.acme.example/platform")
+        assert pushed.outcome == "published"
+        assert pushed.reference == f"oci://{local_registry.address}/charts/payments/api:1.4.0"
+        assert pushed.chart_digest == pkg.digest
+
+        user, password = local_registry.credentials_file.read_text().strip().split(":", 1)
+        login = _helm(["registry", "login", local_registry.address, "--username", user,
+                       "--password-stdin", "--ca-file", str(local_registry.ca_file)],
+                      tmp_path, stdin=password)  # fmt: skip
+        assert login.returncode == 0, login.stderr
+        (tmp_path / "pulled").mkdir()
+        pulled = _helm(["pull", f"oci://{local_registry.address}/charts/payments/api",
+                        "--version", "1.4.0", "--ca-file", str(local_registry.ca_file),
+                        "-d", str(tmp_path / "pulled")], tmp_path)  # fmt: skip
+        assert pulled.returncode == 0, pulled.stderr
+        assert pushed.digest in pulled.stdout + pulled.stderr  # helm prints the manifest digest
+        assert (tmp_path / "pulled" / "api-1.4.0.tgz").read_bytes() == pkg.path.read_bytes()
+
+        fetched = client.fetch("payments", "api", "1.4.0", digest=pushed.digest)
+        assert fetched.data == pkg.path.read_bytes() and fetched.digest == pushed.digest
+        assert fetched.provenance == om.Provenance(
+            tenant="payments", service="api", version="1.4.0", git_commit="3f2a9c1d",
+            author="José Müller <jose@acme.example>", published_at="2026-11-29T17:00:00+00:00",
+            content_digest=pkg.content_digest, archive_sha256=pkg.digest,
+        )  # fmt: skip
+        assert client.versions("payments", "api") == ["1.4.0"]
+        assert client.newest("payments", "api") == "1.4.0"
+        assert client.versions("payments", "nothing-here") == []
+
+
+def test_same_version_same_content_is_a_no_op_and_other_content_is_refused(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    with _client(local_registry) as client:
+        first = client.push(_package(tmp_path, "2.0.0", "same"))
+        again = client.push(_package(tmp_path / "again", "2.0.0", "same"))
+        assert again.outcome == "unchanged" and again.digest == first.digest
+        with pytest.raises(ImmutableVersionError, match=r"payments/api 2\.0\.0 is already"):
+            client.push(_package(tmp_path, "2.0.0", "other"))
+        # The tag still names the first content.
+        assert client.fetch("payments", "api", "2.0.0").digest == first.digest
+
+
+def test_charts_and_the_tenant_index_list_every_version_with_provenance(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    with _client(local_registry) as client:
+        client.push(_package(tmp_path, "0.1.0", "w", service="worker"))
+        client.push(_package(tmp_path, "0.2.0", "w2", service="worker"))
+        charts = client.charts("payments")
+        found = {(c.provenance.service, c.provenance.version) for c in charts}
+        assert {("worker", "0.1.0"), ("worker", "0.2.0")} <= found
+        assert all(c.digest.startswith("sha256:") and c.metadata["name"] for c in charts)
+        assert ("payments", "worker") in client.repositories("payments")
+        built = client.index("payments", generated="2026-11-29T18:00:00+00:00")
+        worker = built["entries"]["worker"]
+        assert [e["version"] for e in worker] == ["0.2.0", "0.1.0"]
+        assert worker[0]["urls"] == ["worker-0.2.0.tgz"]
+        assert worker[0]["annotations"]["tenantry.dev/git-commit"] == "3f2a9c1d"
+        assert client.index("nobody", generated="g")["entries"] == {}
+
+
+def test_a_wrong_password_is_a_clear_error(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    wrong = oci.Credentials("tenantry", "not-the-password")
+    with (
+        _client(local_registry, credentials=wrong) as client,
+        pytest.raises(oci.RegistryError) as refused,
+    ):
+        client.push(_package(tmp_path, "3.0.0", "x"))
+    message = str(refused.value)
+    assert local_registry.address in message and "401" in message and "tenantry" in message
+    assert "not-the-password" not in message
+    assert "artifacts.credentials" in (refused.value.fix or "")
+
+
+def test_an_untrusted_certificate_names_the_ca_fix(local_registry: registry.Registry) -> None:
+    with (
+        _client(local_registry, ca_file=None) as client,  # the system's CAs only
+        pytest.raises(oci.RegistryError, match="not trusted") as refused,
+    ):
+        client.versions("payments", "api")
+    assert "caFile" in (refused.value.fix or "")
+
+
+def test_a_credentials_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    loose = tmp_path / "creds"
+    loose.write_text("tenantry:secret\n")
+    loose.chmod(0o644)
+    with pytest.raises(oci.RegistryError, match=f"{loose} can be read by others") as refused:
+        oci.credentials_from_file(loose)
+    assert refused.value.fix == f"chmod 600 {loose}"
+
+
+def test_a_stopped_registry_is_named_and_nothing_is_half_published(
+    local_registry: registry.Registry, tmp_path: Path, receiver: Receiver
+) -> None:
+    pkg = _package(tmp_path, "4.0.0", "down")
+    with _client(local_registry) as client:
+        assert registry.stop()
+        try:
+            with pytest.raises(oci.RegistryError) as down:
+                client.push(pkg)
+            assert f"registry {local_registry.address} is unreachable" in str(down.value)
+            assert down.value.retryable
+        finally:
+            again = registry.start(notify_url=receiver.url, notify_secret=SECRET)
+        assert again.address == local_registry.address  # the saved port: same address
+        assert "4.0.0" not in client.versions("payments", "api")
+        assert client.push(pkg).outcome == "published"
+
+
+def test_a_manifest_push_notifies_the_endpoint_with_the_secret(
+    local_registry: registry.Registry, tmp_path: Path, receiver: Receiver
+) -> None:
+    with _client(local_registry) as client:
+        pushed = client.push(_package(tmp_path, "5.0.0", "event"))
+
+    def arrived() -> dict[str, Any] | None:
+        for event in receiver.events():
+            if event.get("target", {}).get("tag") == "5.0.0":
+                return event
+        return None
+
+    event = wait_for(arrived, "the registry's notification of the 5.0.0 push", timeout_s=30)
+    assert event["action"] == "push"
+    target = event["target"]
+    assert target["repository"] == "charts/payments/api"
+    assert target["digest"] == pushed.digest
+    assert target["mediaType"] == om.MANIFEST_MEDIA_TYPE
+    assert receiver.refused == []
+    # Only manifest pushes are sent: no blob uploads, no pulls.
+    assert {e["target"]["mediaType"] for e in receiver.events()} == {om.MANIFEST_MEDIA_TYPE}
+    assert {e["action"] for e in receiver.events()} == {"push"}
+    # The secret never reaches the registry's log (it logs endpoint headers at info).
+    assert SECRET not in (registry.root() / "process.log").read_text()
