@@ -22,6 +22,7 @@ from tenantry.artifacts import oci, package
 from tenantry.artifacts import oci_manifest as om
 from tenantry.artifacts.store import ImmutableVersionError
 from tenantry.local import registry
+from tenantry.spec import models
 from tenantry.tools import install
 from tests.waiting import wait_for
 
@@ -35,6 +36,10 @@ class Receiver:
     url: str
     envelopes: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # While set, answer 503 (as a Tenantry server that is down would): the registry keeps
+    # the events queued and retries.
+    unavailable: threading.Event = field(default_factory=threading.Event)
+    attempts: int = 0
 
     def events(self) -> list[dict[str, Any]]:
         return [e for envelope in self.envelopes for e in envelope.get("events", [])]
@@ -47,7 +52,10 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.headers.get("Authorization") != f"Bearer {SECRET}":
+            found.attempts += 1
+            if found.unavailable.is_set():
+                self.send_response(503)
+            elif self.headers.get("Authorization") != f"Bearer {SECRET}":
                 found.refused.append(self.headers.get("Authorization", "(none)"))
                 self.send_response(401)
             else:
@@ -278,3 +286,52 @@ def test_a_manifest_push_notifies_the_endpoint_with_the_secret(
     assert {e["action"] for e in receiver.events()} == {"push"}
     # The secret never reaches the registry's log (it logs endpoint headers at info).
     assert SECRET not in (registry.root() / "process.log").read_text()
+
+
+def test_connect_resolves_the_local_registry_and_a_credentials_file_in_the_repository(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    with _client(local_registry) as client:
+        client.push(_package(tmp_path, "7.0.0", "connect"))
+    registry.register()
+    spec = models.OciArtifacts(kind="oci", registry="local", prefix="charts")
+    with oci.connect(spec, root=tmp_path) as client:  # the local registry's own files
+        assert client.address == local_registry.address
+        assert "7.0.0" in client.versions("payments", "api")
+    (tmp_path / "creds").write_text(local_registry.credentials_file.read_text())
+    (tmp_path / "creds").chmod(0o600)
+    (tmp_path / "ca.pem").write_bytes(local_registry.ca_file.read_bytes())
+    given = models.OciArtifacts.model_validate({
+        "kind": "oci", "registry": local_registry.address, "prefix": "charts",
+        "credentials": {"file": "creds"}, "caFile": "ca.pem",
+    })  # fmt: skip
+    with oci.connect(given, root=tmp_path) as client:
+        assert client.ca_file == tmp_path / "ca.pem"
+        assert "7.0.0" in client.versions("payments", "api")
+
+
+def test_a_registry_restart_loses_the_events_it_had_not_delivered(
+    local_registry: registry.Registry, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Documented upstream: the notification queue is in memory. The deployer's resync
+    (every resyncIntervalS) is what deploys such a version."""
+    receiver.unavailable.set()
+    try:
+        with _client(local_registry) as client:
+            client.push(_package(tmp_path, "6.0.0", "lost"))
+        tried = receiver.attempts
+        wait_for(lambda: receiver.attempts > tried, "the registry trying to deliver 6.0.0")
+        assert registry.stop()
+    finally:
+        receiver.unavailable.clear()
+    registry.start(notify_url=receiver.url, notify_secret=SECRET)
+    with _client(local_registry) as client:
+        client.push(_package(tmp_path, "6.1.0", "after"))
+        assert {"6.0.0", "6.1.0"} <= set(client.versions("payments", "api"))  # both stored
+
+    def tags() -> set[str]:
+        return {e["target"].get("tag") for e in receiver.events()}
+
+    wait_for(lambda: "6.1.0" in tags(), "the notification of 6.1.0, pushed after the restart")
+    # The restarted registry's queue began empty: 6.0.0's event is gone for good.
+    assert "6.0.0" not in tags()
