@@ -5,19 +5,30 @@ Tenantry server."""
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import os
+import secrets
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
 
+from tenantry import processes
 from tenantry.artifacts import oci, package
 from tenantry.artifacts import oci_manifest as om
 from tenantry.artifacts.store import ImmutableVersionError
@@ -335,3 +346,120 @@ def test_a_registry_restart_loses_the_events_it_had_not_delivered(
     wait_for(lambda: "6.1.0" in tags(), "the notification of 6.1.0, pushed after the restart")
     # The restarted registry's queue began empty: 6.0.0's event is gone for good.
     assert "6.0.0" not in tags()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def token_registry(local_registry: registry.Registry, tmp_path: Path) -> Iterator[str]:
+    """A second registry process answering with a Bearer challenge (token auth), trusting
+    tokens signed by a key this fixture holds; its address."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token issuer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "issuer.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    user, password = local_registry.credentials_file.read_text().strip().split(":", 1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            query = parse_qs(urlparse(self.path).query)
+            access = []
+            for scope in query.get("scope", []):
+                kind, repo, actions = scope.split(":")
+                access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+            stamp = int(time.time())
+            header = {"alg": "ES256", "typ": "JWT", "x5c": [x5c]}
+            claims = {
+                "iss": "test-issuer", "sub": user, "aud": query["service"][0],
+                "exp": stamp + 300, "nbf": stamp - 10, "iat": stamp,
+                "jti": secrets.token_hex(8), "access": access,
+            }  # fmt: skip
+            signing_input = f"{_b64url(json.dumps(header).encode())}." + _b64url(
+                json.dumps(claims).encode()
+            )
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            token = f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+            body = json.dumps({"token": token}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = processes.free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+        "http": {
+            "addr": f"127.0.0.1:{port}",
+            "tls": {
+                "certificate": str(registry.root() / "tls" / "server.crt"),
+                "key": str(registry.root() / "tls" / "server.key"),
+            },
+        },
+        "auth": {
+            "token": {
+                "realm": f"http://127.0.0.1:{server.server_address[1]}/token",
+                "service": "test-registry",
+                "issuer": "test-issuer",
+                "rootcertbundle": str(tmp_path / "issuer.crt"),
+            }
+        },
+    }
+    (tmp_path / "token-registry.yml").write_text(yaml.safe_dump(config))
+    name = "registry-token-test"
+    try:
+        processes.start(
+            name,
+            [str(install.binary("registry")), "serve", str(tmp_path / "token-registry.yml")],
+            port=port,
+        )
+        yield f"127.0.0.1:{port}"
+    finally:
+        processes.stop(name)
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_registry_with_token_auth_is_pushed_to_with_a_token_from_its_realm(
+    local_registry: registry.Registry, token_registry: str, tmp_path: Path
+) -> None:
+    """Harbor and GitLab answer 401 with a Bearer challenge naming their token service."""
+    creds = oci.credentials_from_file(local_registry.credentials_file)
+    pkg = _package(tmp_path, "1.0.0", "token")
+    with oci.Registry(
+        token_registry, "charts", credentials=creds, ca_file=local_registry.ca_file
+    ) as client:
+        pushed = client.push(pkg)
+        assert client.fetch("payments", "api", "1.0.0").data == pkg.path.read_bytes()
+        assert client.push(pkg).digest == pushed.digest
+    wrong = oci.Credentials(creds.user, "wrong")
+    with (
+        oci.Registry(
+            token_registry, "charts", credentials=wrong, ca_file=local_registry.ca_file
+        ) as client,
+        pytest.raises(oci.RegistryError, match=r"refused the credentials .* \(401\)"),
+    ):
+        client.versions("payments", "api")
