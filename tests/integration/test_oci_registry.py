@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tenantry import processes
+from tenantry import errors, processes
 from tenantry.artifacts import oci, package
 from tenantry.artifacts import oci_manifest as om
-from tenantry.artifacts.store import ImmutableVersionError
+from tenantry.artifacts.store import DigestMismatchError, ImmutableVersionError
 from tenantry.local import registry
 from tenantry.spec import models
 from tenantry.tools import install
@@ -463,3 +463,17 @@ def test_a_registry_with_token_auth_is_pushed_to_with_a_token_from_its_realm(
         pytest.raises(oci.RegistryError, match=r"refused the credentials .* \(401\)"),
     ):
         client.versions("payments", "api")
+
+
+def test_fetch_by_the_ledgers_digest_refuses_another_versions_manifest(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    with _client(local_registry) as client:
+        one = client.push(_package(tmp_path, "8.0.0", "a"))
+        client.push(_package(tmp_path, "8.1.0", "b"))
+        assert client.fetch("payments", "api", "8.0.0", digest=one.digest).digest == one.digest
+        with pytest.raises(DigestMismatchError, match=r"is version 8\.0\.0, not 8\.1\.0"):
+            client.fetch("payments", "api", "8.1.0", digest=one.digest)
+        absent = "sha256:" + "0" * 64
+        with pytest.raises(errors.TenantryError, match=f"api:{absent} does not exist"):
+            client.fetch("payments", "api", "8.0.0", digest=absent)
