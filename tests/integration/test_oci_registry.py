@@ -6,6 +6,7 @@ Tenantry server."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -477,3 +478,15 @@ def test_fetch_by_the_ledgers_digest_refuses_another_versions_manifest(
         absent = "sha256:" + "0" * 64
         with pytest.raises(errors.TenantryError, match=f"api:{absent} does not exist"):
             client.fetch("payments", "api", "8.0.0", digest=absent)
+
+
+def test_an_archive_changed_since_packaging_is_refused_before_any_upload(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    pkg = _package(tmp_path, "9.0.0", "changed")
+    other = _package(tmp_path, "9.0.1", "changed")
+    swapped = dataclasses.replace(pkg, path=other.path)  # 9.0.1's archive under 9.0.0's name
+    with _client(local_registry) as client:
+        with pytest.raises(DigestMismatchError, match=r"Chart\.yaml says version 9\.0\.1"):
+            client.push(swapped)
+        assert not {"9.0.0", "9.0.1"} & set(client.versions("payments", "api"))

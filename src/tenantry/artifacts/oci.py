@@ -566,10 +566,19 @@ class Registry:
         reference = f"oci://{self.address}/{repo}:{tag}"
         archive = pkg.path.read_bytes()
         chart = om.chart_yaml(archive)
+        # Checked before the first request: what is pushed must be what was packaged.
+        if str(chart.get("version")) != pkg.version or om.sha256(archive)[7:] != pkg.digest:
+            raise DigestMismatchError(
+                f"{pkg.path} is not the package of {pkg.tenant}/{pkg.service} {pkg.version} "
+                f"(Chart.yaml says version {chart.get('version')}; sha256 "
+                f"{om.sha256(archive)[7:]}, packaged as {pkg.digest})",
+                fix="package the chart again (`tenantry publish` does) and push what it made",
+            )
         existing = self._manifest(repo, tag)
         if existing is not None:
             data, digest = existing
-            notes = om.parse_manifest(data, what=reference).annotations
+            found = om.parse_manifest(data, what=reference)
+            notes = found.annotations
             if notes.get(om.CONTENT_DIGEST) != pkg.content_digest:
                 raise ImmutableVersionError(
                     f"{pkg.tenant}/{pkg.service} {pkg.version} is already published in "
@@ -578,8 +587,7 @@ class Registry:
                     fix="versions are immutable: bump `version` in the service's descriptor "
                     "or Chart.yaml",
                 )
-            layer = om.parse_manifest(data, what=reference).layer
-            chart_digest = str(layer.get("digest", "")).removeprefix("sha256:")
+            chart_digest = str(found.layer.get("digest", "")).removeprefix("sha256:")
             return Pushed(reference, digest, chart_digest, "unchanged")
         provenance = om.Provenance(
             tenant=pkg.tenant, service=pkg.service, version=pkg.version,
