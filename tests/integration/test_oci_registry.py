@@ -490,3 +490,39 @@ def test_an_archive_changed_since_packaging_is_refused_before_any_upload(
         with pytest.raises(DigestMismatchError, match=r"Chart\.yaml says version 9\.0\.1"):
             client.push(swapped)
         assert not {"9.0.0", "9.0.1"} & set(client.versions("payments", "api"))
+
+
+def test_our_config_blob_is_byte_for_byte_helms_and_a_helm_pushed_chart_reads_back(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    pkg = _package(tmp_path, "10.0.0", "helm")
+    user, password = local_registry.credentials_file.read_text().strip().split(":", 1)
+    login = _helm(["registry", "login", local_registry.address, "--username", user,
+                   "--password-stdin", "--ca-file", str(local_registry.ca_file)],
+                  tmp_path, stdin=password)  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    pushed = _helm(["push", str(pkg.path), f"oci://{local_registry.address}/helmcheck/payments",
+                    "--ca-file", str(local_registry.ca_file)], tmp_path)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    with (
+        _client(local_registry) as ours,
+        oci.Registry(local_registry.address, "helmcheck",
+                     credentials=oci.credentials_from_file(local_registry.credentials_file),
+                     ca_file=local_registry.ca_file) as helms,
+    ):  # fmt: skip
+        mine = ours.push(pkg)
+        theirs = helms.chart("payments", "api", "10.0.0")
+        assert theirs is not None
+        got_mine = ours._manifest("charts/payments/api", mine.digest)
+        got_theirs = helms._manifest("helmcheck/payments/api", theirs.digest)
+        assert got_mine is not None and got_theirs is not None
+        manifest_mine = om.parse_manifest(got_mine[0], what="ours")
+        manifest_theirs = om.parse_manifest(got_theirs[0], what="helm's")
+        assert manifest_mine.config == manifest_theirs.config  # same digest: same bytes
+        assert manifest_mine.layer == manifest_theirs.layer
+        # Every annotation helm writes, we write too (we add provenance on top).
+        assert set(manifest_theirs.annotations) <= set(manifest_mine.annotations)
+        # A chart helm pushed reads back, its provenance from the chart's own annotations.
+        fetched = helms.fetch("payments", "api", "10.0.0")
+        assert fetched.data == pkg.path.read_bytes()
+        assert fetched.provenance.content_digest == pkg.content_digest
