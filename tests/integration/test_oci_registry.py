@@ -526,3 +526,20 @@ def test_our_config_blob_is_byte_for_byte_helms_and_a_helm_pushed_chart_reads_ba
         fetched = helms.fetch("payments", "api", "10.0.0")
         assert fetched.data == pkg.path.read_bytes()
         assert fetched.provenance.content_digest == pkg.content_digest
+
+
+def test_forgetting_the_registry_keeps_the_ca_so_what_trusts_it_still_does(
+    local_registry: registry.Registry, tmp_path: Path, receiver: Receiver
+) -> None:
+    ca = local_registry.ca_file.read_bytes()
+    old_login = local_registry.credentials_file.read_text()
+    assert registry.stop(forget=True)
+    assert sorted(p.name for p in registry.root().iterdir()) == ["ca"]
+    again = registry.start(notify_url=receiver.url, notify_secret=SECRET)
+    assert again.ca_file.read_bytes() == ca  # same CA, a fresh certificate signed by it
+    assert again.credentials_file.read_text() != old_login  # a new password
+    for private in ("ca/ca.key", "tls/server.key", "auth/htpasswd", "auth/password",
+                    "credentials", "config.yml"):  # fmt: skip
+        assert (registry.root() / private).stat().st_mode & 0o777 == 0o600, private
+    with _client(again) as client:  # trusted through the kept CA
+        assert client.versions("payments", "api") == []  # the storage was forgotten

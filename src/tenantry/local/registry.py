@@ -332,12 +332,20 @@ def start(*, notify_url: str | None = None, notify_secret: str | None = None) ->
     return Registry(process.pid, process.port, ca_file(), credentials_file())
 
 
-def stop(*, forget: bool = False) -> bool:
+def stop(*, forget: bool = False, forget_ca: bool = False) -> bool:
     """Stop the registry by its pid; False if none was running. ``forget`` also removes
-    its storage, credentials, port and CA (what `tenantry down` resets)."""
+    its storage, credentials, certificate and port (what `tenantry down` resets) but keeps
+    the CA, which whatever was told to trust it goes on trusting; ``forget_ca`` removes
+    that too."""
     stopped = processes.stop(NAME)
-    if forget:
-        shutil.rmtree(root(), ignore_errors=True)
+    if forget and root().exists():
+        for entry in root().iterdir():
+            if entry.name == "ca" and not forget_ca:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
     return stopped
 
 
