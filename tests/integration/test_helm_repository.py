@@ -295,3 +295,27 @@ def test_every_call_is_audited_and_no_token_is_in_any_log_line(
     texts = [log, *(f"{r.actor} {r.action} {r.target} {r.detail}" for r in rows)]
     leaked = [who for who, token in tokens.items() for text in texts if token in text]
     assert leaked == []
+
+
+def test_a_store_that_does_not_answer_is_503_naming_it(
+    cluster: localcluster.LocalCluster, aws_server: str, tokens: dict[str, str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A platform whose bucket was never created: S3 answers NoSuchBucket for everything.
+    root = platform_repo(tmp_path / "platform", cluster.name)
+    bucket = repository.load(root).artifacts().bucket
+    database = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    Ledger.open(database).close()
+    url, pid = tenantry_server(root, database, tmp_path)
+    try:
+        with httpx2.Client(base_url=url, timeout=30, trust_env=False,
+                           headers={"Authorization": f"Bearer {tokens['alice']}"}) as http:  # fmt: skip
+            for path in ("/helm/payments/index.yaml", "/helm/payments/api-1.0.0.tgz"):
+                answer = http.get(path)
+                assert answer.status_code == 503, answer.text
+                refusal = answer.json()
+                assert f"s3://{bucket}/payments/index.yaml" in refusal["error"]
+                assert "NoSuchBucket" in refusal["error"]
+                assert "S3 endpoint in platform.yaml" in refusal["fix"]
+    finally:
+        stop(pid)

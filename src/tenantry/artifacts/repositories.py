@@ -60,7 +60,7 @@ class S3Repositories:
         try:
             return store.read_index(self._clients, self._bucket, tenant)
         except aws.AwsError as e:
-            raise _unavailable(f"{tenant}/index.yaml", e) from e
+            raise _unavailable(f"s3://{self._bucket}/{tenant}/index.yaml", e) from e
 
     def archive(self, tenant: str, file: str) -> bytes:
         # The caller passes names of the served index only; checked again here because a
@@ -76,7 +76,7 @@ class S3Repositories:
                     f"{key} is listed in the index but not in the bucket",
                     fix="publish the service again with `tenantry publish`",
                 ) from e
-            raise _unavailable(key, e) from e
+            raise _unavailable(f"s3://{self._bucket}/{key}", e) from e
 
 
 def _unavailable(what: str, e: errors.TenantryError) -> StoreUnavailableError:

@@ -177,8 +177,8 @@ def archive(request: Request, tenant: str, file: str) -> Response:
             400, f"{file!r} is not a chart archive's name",
             fix="ask for index.yaml, or an archive it lists (<chart>-<version>.tgz)",
         )  # fmt: skip
-    charts = _repositories(request).get(srv.repo)
     try:
+        charts = _repositories(request).get(srv.repo)
         entry = index.entry_for_file(charts.index_for(found.name), file)
         if entry is None:
             raise ApiError(
