@@ -30,9 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tenantry import errors, processes
-from tenantry.artifacts import oci, package
+from tenantry.artifacts import index as helm_index
+from tenantry.artifacts import oci, package, repositories
 from tenantry.artifacts import oci_manifest as om
 from tenantry.artifacts.store import DigestMismatchError, ImmutableVersionError
+from tenantry.events import registry as events_registry
 from tenantry.local import registry
 from tenantry.spec import models
 from tenantry.tools import install
@@ -296,6 +298,12 @@ def test_a_manifest_push_notifies_the_endpoint_with_the_secret(
     # Only manifest pushes are sent: no blob uploads, no pulls.
     assert {e["target"]["mediaType"] for e in receiver.events()} == {om.MANIFEST_MEDIA_TYPE}
     assert {e["action"] for e in receiver.events()} == {"push"}
+    # The server's parser (tenantry.events.registry) reads the real envelope as a chart push.
+    parsed = [
+        e for envelope in receiver.envelopes for e in events_registry.parse(json.dumps(envelope), "charts")
+        if isinstance(e, events_registry.ChartPushed) and e.version == "5.0.0"
+    ]  # fmt: skip
+    assert [(e.tenant, e.service, e.digest) for e in parsed] == [("payments", "api", pushed.digest)]
     # The secret never reaches the registry's log (it logs endpoint headers at info).
     assert SECRET not in (registry.root() / "process.log").read_text()
 
@@ -526,6 +534,29 @@ def test_our_config_blob_is_byte_for_byte_helms_and_a_helm_pushed_chart_reads_ba
         fetched = helms.fetch("payments", "api", "10.0.0")
         assert fetched.data == pkg.path.read_bytes()
         assert fetched.provenance.content_digest == pkg.content_digest
+
+
+def test_the_server_serves_a_tenants_repository_from_the_registry(
+    local_registry: registry.Registry, tmp_path: Path
+) -> None:
+    pkg = _package(tmp_path, "11.0.0-rc.1", "repo", service="api-2")
+    with _client(local_registry) as client:
+        client.push(pkg)
+        repos = oci.OciRepositories(client, services=lambda tenant: ["api-2", "absent"],
+                                    now=lambda: "2026-11-29T18:00:00+00:00")  # fmt: skip
+        served = helm_index.served(repos.index_for("payments"))
+        entry = served["entries"]["api-2"][0]
+        assert (entry["version"], entry["urls"]) == ("11.0.0-rc.1", ["api-2-11.0.0-rc.1.tgz"])
+        assert entry["digest"] == pkg.digest
+        assert repos.archive("payments", "api-2-11.0.0-rc.1.tgz") == pkg.path.read_bytes()
+        with pytest.raises(repositories.ChartNotFoundError):
+            repos.archive("payments", "api-2-9.9.9.tgz")
+        with pytest.raises(repositories.ChartNotFoundError):
+            repos.archive("payments", "../../etc-1.0.0.tgz")
+        assert repos.index_for("nobody")["entries"] == {}
+    down = oci.Registry("127.0.0.1:1", "charts", credentials=None, ca_file=local_registry.ca_file)
+    with down, pytest.raises(repositories.StoreUnavailableError, match=r"127\.0\.0\.1:1 "):
+        oci.OciRepositories(down).index_for("payments")
 
 
 def test_forgetting_the_registry_keeps_the_ca_so_what_trusts_it_still_does(

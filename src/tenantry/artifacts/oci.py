@@ -31,6 +31,7 @@ calls from above (this module never imports it).
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import re
 import ssl
@@ -45,8 +46,10 @@ from urllib.parse import urljoin
 import httpx2
 
 from tenantry import errors
+from tenantry.artifacts import index
 from tenantry.artifacts import oci_manifest as om
 from tenantry.artifacts.package import Package
+from tenantry.artifacts.repositories import ChartNotFoundError, StoreUnavailableError
 from tenantry.artifacts.store import DigestMismatchError, ImmutableVersionError
 from tenantry.kube.client import Kube
 from tenantry.monitoring import secret_store
@@ -54,8 +57,8 @@ from tenantry.observability.secrets import UnreadableValueError
 from tenantry.spec import models
 
 __all__ = [
-    "Chart", "Credentials", "Endpoint", "Fetched", "ImmutableVersionError", "Pushed",
-    "Registry", "RegistryError", "connect", "credentials_from_file",
+    "Chart", "Credentials", "Endpoint", "Fetched", "ImmutableVersionError", "OciRepositories",
+    "Pushed", "Registry", "RegistryError", "connect", "credentials_from_file",
     "credentials_from_secret", "register_registry",
 ]  # fmt: skip
 
@@ -462,7 +465,7 @@ class Registry:
         ref = digest or om.tag_for(version)
         got = self._manifest(repo, ref)
         if got is None:
-            raise errors.TenantryError(
+            raise ChartNotFoundError(
                 f"{self.address}/{repo}:{ref} does not exist",
                 fix=f"publish {tenant}/{service} {version} with `tenantry publish`",
             )
@@ -614,6 +617,63 @@ class Registry:
                 fix="the registry rewrote the manifest; use one that stores it as sent",
             )
         return Pushed(reference, digest, pkg.digest, "published")
+
+
+# ``<service>-<version>.tgz``: a service is a DNS label (no dots), so the version starts
+# at the first ``-`` followed by ``N.N.N``.
+_ARCHIVE = re.compile(
+    r"(?P<service>[a-z0-9-]+?)-(?P<version>\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)\.tgz"
+)
+
+
+class OciRepositories:
+    """Every tenant's Helm repository from a registry, for the Tenantry server
+    (`tenantry.artifacts.repositories.ChartRepositories`): the index is built from the
+    tags and manifests of ``<prefix>/<tenant>/*``, archives are the chart layers, each
+    checked against its content address.
+
+    ``services(tenant)`` names the tenant's services (from the platform repository);
+    without it the registry's catalog is listed, which Harbor and GitLab give to
+    administrators only."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        services: Callable[[str], Iterable[str]] | None = None,
+        now: Callable[[], str] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._services = services
+        self._now = now or _utc_now
+
+    def index_for(self, tenant: str) -> dict[str, Any]:
+        """``tenant``'s index.yaml data (an empty index when nothing is published)."""
+        names = self._services(tenant) if self._services else None
+        try:
+            return self._registry.index(tenant, names, generated=self._now())
+        except RegistryError as e:
+            raise _unavailable(f"the charts of {tenant}", self._registry, e) from e
+
+    def archive(self, tenant: str, file: str) -> bytes:
+        """The chart archive ``file`` (``<service>-<version>.tgz``) of ``tenant``."""
+        match = _ARCHIVE.fullmatch(file) if index.is_archive_file(file) else None
+        if match is None:
+            raise ChartNotFoundError(f"{file!r} is not a chart archive's name")
+        try:
+            return self._registry.fetch(tenant, match["service"], match["version"]).data
+        except RegistryError as e:
+            raise _unavailable(f"{tenant}/{file}", self._registry, e) from e
+
+
+def _unavailable(what: str, registry: Registry, e: RegistryError) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the registry {registry.address} could not give {what}: {e.message}", fix=e.fix
+    )
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _error_detail(response: httpx2.Response) -> str:
