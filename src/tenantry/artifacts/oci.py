@@ -91,6 +91,8 @@ class Endpoint:
     address: str
     ca_file: Path | None = None
     credentials_file: Path | None = None
+    # The shared secret its notifications carry, when platform.yaml names none.
+    events_secret_file: Path | None = None
 
 
 EndpointResolver = Callable[[], Endpoint | None]
@@ -121,24 +123,69 @@ def _endpoint(spec: models.OciArtifacts) -> Endpoint:
     return found
 
 
-def credentials_from_file(path: Path) -> Credentials:
-    """The ``user:password`` line of ``path``; refused if anyone but its owner can read it."""
+def events_secret(
+    spec: models.OciArtifacts, *, root: Path, secrets: Callable[[], Kube] | None = None,
+    secrets_namespace: str = "tenantry-monitoring",
+) -> str | None:  # fmt: skip
+    """The shared secret the registry's notifications must carry (``artifacts.
+    eventsSecret``, else the named registry's own); None: notifications are refused."""
+    source = spec.events_secret
+    if source is not None and source.file is not None:
+        return _private_text(root / source.file, "events secret file").strip() or None
+    if source is not None and source.secret is not None:
+        if secrets is None:
+            raise RegistryError(
+                "artifacts.eventsSecret.secret needs a cluster connection",
+                fix="run this where the platform's clusters are reachable",
+            )
+        with secrets() as kube:
+            value = _secret_value(kube, secrets_namespace, source.secret, holds="the secret")
+            return value.strip() or None
+    if spec.registry == LOCAL:
+        found = _endpoint(spec).events_secret_file
+        if found is not None:
+            return _private_text(found, "events secret file").strip() or None
+    return None
+
+
+def _private_text(path: Path, what: str = "registry credentials file") -> str:
+    """The text of ``path``; refused if anyone but its owner can read it."""
     try:
         mode = path.stat().st_mode
         text = path.read_text()
     except OSError as e:
         raise RegistryError(
-            f"cannot read the registry credentials file {path}: {e.strerror}",
-            fix="write `user:password` on one line into it and chmod 600 it, or point "
-            "artifacts.credentials.file at the right file",
+            f"cannot read the {what} {path}: {e.strerror}",
+            fix="write the value into it and chmod 600 it, or point platform.yaml at the "
+            "right file",
         ) from e
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise RegistryError(
-            f"the registry credentials file {path} can be read by others "
-            f"(mode {stat.S_IMODE(mode):04o})",
+            f"the {what} {path} can be read by others (mode {stat.S_IMODE(mode):04o})",
             fix=f"chmod 600 {path}",
         )
-    return _parse_credentials(text, where=str(path))
+    return text
+
+
+def _secret_value(kube: Kube, namespace: str, ref: models.SecretRef, *, holds: str) -> str:
+    """Key ``ref.key`` of Secret ``ref.name`` in ``namespace``, which should hold ``holds``."""
+    where = f"Secret {namespace}/{ref.name} key {ref.key}"
+    try:
+        value = secret_store.cluster_reader(kube, namespace)(ref)
+    except UnreadableValueError as e:
+        raise RegistryError(f"{where} {e}") from e
+    if value is None:
+        raise RegistryError(
+            f"{where} does not exist",
+            fix=f"kubectl -n {namespace} create secret generic {ref.name} "
+            f"--from-file={ref.key}=<file with {holds}>",
+        )
+    return value
+
+
+def credentials_from_file(path: Path) -> Credentials:
+    """The ``user:password`` line of ``path``; refused if anyone but its owner can read it."""
+    return _parse_credentials(_private_text(path), where=str(path))
 
 
 def _parse_credentials(text: str, *, where: str) -> Credentials:
@@ -154,18 +201,8 @@ def _parse_credentials(text: str, *, where: str) -> Credentials:
 
 def credentials_from_secret(kube: Kube, namespace: str, ref: models.SecretRef) -> Credentials:
     """The ``user:password`` in key ``ref.key`` of Secret ``ref.name`` in ``namespace``."""
-    where = f"Secret {namespace}/{ref.name} key {ref.key}"
-    try:
-        value = secret_store.cluster_reader(kube, namespace)(ref)
-    except UnreadableValueError as e:
-        raise RegistryError(f"{where} {e}") from e
-    if value is None:
-        raise RegistryError(
-            f"{where} does not exist",
-            fix=f"kubectl -n {namespace} create secret generic {ref.name} "
-            f"--from-file={ref.key}=<file with user:password>",
-        )
-    return _parse_credentials(value, where=where)
+    value = _secret_value(kube, namespace, ref, holds="user:password")
+    return _parse_credentials(value, where=f"Secret {namespace}/{ref.name} key {ref.key}")
 
 
 def connect(

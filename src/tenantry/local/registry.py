@@ -228,6 +228,15 @@ def ensure_credentials() -> Path:
     return credentials_file()
 
 
+def events_secret_file() -> Path:
+    """The shared secret the registry's notifications carry to the local Tenantry
+    server (generated once, 0600); the server reads it through `endpoint`."""
+    path = root() / "auth" / "events-secret"
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(32).encode())
+    return path
+
+
 def _port() -> int:
     """The registry's port: chosen once and saved, so its address never changes."""
     saved = root() / "port.json"
@@ -355,7 +364,8 @@ def endpoint() -> oci.Endpoint | None:
     found = running()
     if found is None:
         return None
-    return oci.Endpoint(found.address, found.ca_file, found.credentials_file)
+    return oci.Endpoint(found.address, found.ca_file, found.credentials_file,
+                        events_secret_file())  # fmt: skip
 
 
 def register() -> None:
