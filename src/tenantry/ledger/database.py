@@ -620,6 +620,20 @@ class Ledger:
             )  # fmt: skip
             return status
 
+    def park_request(self, request_id: int, *, error: str) -> bool:
+        """Park a request nobody has claimed yet (a release whose SQS message went to the
+        dead-letter queue): it stays open, so the resync leaves the release alone, until
+        someone retries it."""
+        with self.session() as session:
+            done = session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.status == "queued",
+                       tables.DeployRequest.lease_token == 0)
+                .values(status="parked", last_error=error, finished=now())
+            )  # fmt: skip
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
     def requeue_request(self, request_id: int, *, token: int, delay_s: float) -> bool:
         """Hand a claimed request back without spending an attempt (its release was busy)."""
         with self.session() as session:
