@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,18 @@ def test_a_lapsed_request_claim_is_taken_over_and_the_old_holder_fenced_off(
     assert ledger.fail_request_attempt(number, token=old.token, error="late", max_attempts=1,
                                        delay_s=0) is None  # fmt: skip
     assert ledger.finish_request(number, token=new.token, status="skipped")
+
+
+def test_a_recent_running_deploy_of_a_version_is_in_flight(ledger: Ledger) -> None:
+    row = ledger.add(deployment("1.0.0"))
+    since = row.started - timedelta(seconds=60)
+    assert ledger.in_flight(tenant="t", service="s", version="1.0.0", environment="staging",
+                            since=since)  # fmt: skip
+    # Another version, a stale row (started before ``since``), or a finished one: not.
+    assert not ledger.in_flight(tenant="t", service="s", version="1.1.0",
+                                environment="staging", since=since)  # fmt: skip
+    assert not ledger.in_flight(tenant="t", service="s", version="1.0.0",
+                                environment="staging", since=now() + timedelta(seconds=60))  # fmt: skip
+    ledger.finish_deployment(row.id, result="interrupted")
+    assert not ledger.in_flight(tenant="t", service="s", version="1.0.0",
+                                environment="staging", since=since)  # fmt: skip

@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,10 @@ class Deployer:
         self.options = options
         self.metrics = metrics or Metrics()
         self.on_outcome = on_outcome
-        self.bucket = repo.artifacts().bucket
-        self.charts: source.ChartSource = charts or source.S3Charts(clients, self.bucket)
+        # The S3 bucket unless another store is given (an OCI registry has no bucket).
+        self.charts: source.ChartSource = charts or source.S3Charts(
+            clients, repo.artifacts().bucket
+        )
         self.stopping = threading.Event()
         self._resynced = False
 
@@ -485,6 +487,15 @@ class Deployer:
                                              version=listed.version):  # fmt: skip
             # Not published with `tenantry publish`: its own event, if any, was refused and
             # alerted; queueing it every interval would only repeat that.
+            return False
+        # A deploy of it under way — or left running by a worker that died, whose message
+        # SQS delivers again once its visibility lapses — is the event's: queueing it too
+        # would only turn that redelivery into a skip. A row older than a deploy and a
+        # lease can last is stale, and the resync takes the release on.
+        recent = now() - timedelta(seconds=self.options.deploy_timeout_s
+                                   + self.options.lease_ttl_s)  # fmt: skip
+        if self.ledger.in_flight(tenant=tenant, service=service, version=listed.version,
+                                 environment=STAGING, since=recent):  # fmt: skip
             return False
         return self.ledger.open_request(tenant, service, listed.version) is None
 

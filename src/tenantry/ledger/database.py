@@ -196,6 +196,21 @@ class Ledger:
             )
             return int(done.rowcount)  # type: ignore[attr-defined]
 
+    def in_flight(
+        self, *, tenant: str, service: str, version: str, environment: str, since: datetime
+    ) -> bool:
+        """Whether a deploy of this version started at ``since`` or later is still marked
+        running in ``environment`` (under way, or cut short by a worker that died)."""
+        deployment = tables.Deployment
+        with self.session() as session:
+            return session.scalars(
+                select(deployment.id).where(
+                    deployment.tenant == tenant, deployment.service == service,
+                    deployment.version == version, deployment.environment == environment,
+                    deployment.result == "running", deployment.started >= since,
+                ).limit(1)
+            ).first() is not None  # fmt: skip
+
     def released(
         self, *, tenant: str, service: str, environment: str, cluster: str | None = None
     ) -> Released | None:
