@@ -134,7 +134,7 @@ def _wait_for_staging(
                 output.err_console.print(f"{published.ref} {published.version} in staging: "
                                          f"{event.result} ({event.reason})")  # fmt: skip
                 del pending[event.key]
-            elif event.result in ("dead-letter", "rejected", "invalid"):
+            elif event.result in ("dead-letter", "parked", "rejected", "invalid"):
                 raise errors.TenantryError(
                     f"{published.ref} {published.version} did not reach staging: {event.reason}"
                 )

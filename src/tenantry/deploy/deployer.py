@@ -381,7 +381,20 @@ class Deployer:
         claim = self.ledger.claim_request(worker=options.worker, ttl_s=options.lease_ttl_s)
         if claim is None:
             return False
-        outcome = self.handle_request(claim)
+        try:
+            outcome = self.handle_request(claim)
+        except Exception as e:
+            if ledger_unavailable(e) or isinstance(e, AwsError):
+                raise  # not the request's fault: its lease lapses and it is claimed again
+            # A bug or an unexpected library error must neither kill this thread nor leave
+            # the request running forever: it counts as a failed attempt (then parked).
+            _log.exception("deploy request %s failed unexpectedly", claim.request.id)
+            reason = f"unexpected {type(e).__name__}: {e}"
+            self.ledger.fail_request_attempt(
+                claim.request.id, token=claim.token, error=reason,
+                max_attempts=options.attempts, delay_s=_BUSY_DELAY_S,
+            )  # fmt: skip
+            outcome = Outcome("failed", reason, delete=False)
         if self.on_outcome:
             self.on_outcome(outcome)
         return True
