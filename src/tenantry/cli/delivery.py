@@ -164,8 +164,13 @@ def deployer_cmd(
         ),
     ] = 30.0,
 ) -> None:
-    """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, and the
+    """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, the
+    staging deploy requests in the ledger (the resync, retries, redrives), and the
     production operations the server queues (approved promotions, rollbacks).
+
+    On start and every artifacts.resyncIntervalS one worker compares the newest published
+    version of every service with what staging runs and queues what is newer and not
+    parked: a lost event costs at most one interval.
 
     Runs until SIGTERM or Ctrl-C, finishing the work in hand. Several workers may
     share the queue and (with TENANTRY_DATABASE_URL) the ledger.
