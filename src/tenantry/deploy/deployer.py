@@ -87,6 +87,8 @@ REQUEST_POLL_S = 0.5
 # The ledger lease whose holder runs the resync; held for one interval, so of several
 # workers one scans per interval.
 RESYNC_LEASE = "resync/staging"
+# How often a worker asks whether the resync is due: what a resync may start late by.
+_RESYNC_ASK_S = 1.0
 
 _log = logging.getLogger(__name__)
 
@@ -211,6 +213,7 @@ class Deployer:
         )
         self.stopping = threading.Event()
         self._resynced = False
+        self._resync_asked = 0.0
 
     def run(self) -> None:
         """Take and handle messages, and (in a second thread) deploy requests and the
@@ -445,6 +448,9 @@ class Deployer:
         (free once an interval has passed since any worker's last resync)."""
         interval = self.options.resync_interval_s or self._resync_interval()
         first = not self._resynced
+        if not first and time.monotonic() < self._resync_asked + _RESYNC_ASK_S:
+            return []  # asked the ledger a moment ago: spare it a write per poll
+        self._resync_asked = time.monotonic()
         # Taken for a whole interval and never given back: the lease's expiry is when the
         # next resync is due, whichever worker then takes it.
         token = self.ledger.acquire(RESYNC_LEASE, holder=self.options.worker, ttl_s=interval)
