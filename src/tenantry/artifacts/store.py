@@ -1,8 +1,9 @@
 """The S3 bucket as Helm repositories: ``<tenant>/index.yaml`` + ``<tenant>/<svc>-<ver>.tgz``.
 
 One repository per tenant (service names may repeat across tenants, and a tenant's
-index is only contended by its own publishers): ``helm repo add payments
-https://<bucket>/payments``.
+index is only contended by its own publishers). The bucket is private: people read a
+repository through the Tenantry server (``helm repo add payments
+https://<server>/helm/payments --username … --password-stdin``, `tenantry.server.helmrepo`).
 
 * Versions are immutable: an archive is written with ``If-None-Match: *``; if the
   version exists, identical content (by content digest) is a no-op and different

@@ -11,7 +11,8 @@ Errors become JSON ``{"error": message, "fix": …, "right": …, "holders": …
     503  the ledger database, the management cluster or another cluster (or helm talking
          to it) does not answer; nothing written
 
-Every call under ``/api/v1`` is written to the audit log with the verified identity
+Every call under ``/api/v1`` and ``/helm`` (the tenants' Helm repositories,
+`tenantry.server.helmrepo`) is written to the audit log with the verified identity
 (or ``anonymous``), the action, the tenant it concerned and the status it got. Tokens
 never reach the log, the audit or a response.
 """
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException
 import tenantry
 from tenantry import errors
 from tenantry.ledger import Ledger, now, tables
-from tenantry.server import actions, dashboard, reads, retries
+from tenantry.server import actions, dashboard, helmrepo, reads, retries
 from tenantry.server.context import ApiError, Server
 
 # Shared with the dashboard, which shows the same refusals as pages.
@@ -124,6 +125,7 @@ def create_app(srv: Server) -> FastAPI:
     app.include_router(actions.router)
     app.include_router(retries.router)
     dashboard.install(app)  # the pages at /, built on the same reads and actions
+    helmrepo.install(app)  # each tenant's Helm repository at /helm/{tenant}
     app.add_exception_handler(errors.TenantryError, _tenantry_error)
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_exception_handler(HTTPException, _http_error)
@@ -138,8 +140,10 @@ def create_app(srv: Server) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        # The dashboard's actions (every POST) are audited like the API's calls.
-        if request.url.path.startswith("/api/v1/") or request.method == "POST":
+        # The dashboard's actions (every POST) and the Helm repositories' reads are
+        # audited like the API's calls.
+        audited = request.url.path.startswith(("/api/v1/", helmrepo.PREFIX + "/"))
+        if audited or request.method == "POST":
             await run_in_threadpool(_record, srv.ledger, request, response.status_code)
         return response
 

@@ -222,19 +222,22 @@ class Artifacts(Model):
     resync_interval_s: float = _RESYNC
 
 
-class RegistryCredentials(Model):
-    """Where the registry's user and password are: a file (``user:password`` on one
-    line, readable by its owner only) or a key of a Secret in the platform's monitoring
-    namespace holding the same line; never the repository itself."""
+class SecretSource(Model):
+    """Where a secret is: a file readable by its owner only, or a key of a Secret in the
+    platform's monitoring namespace; never the platform repository itself."""
 
     file: str | None = None
     secret: SecretRef | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> RegistryCredentials:
+    def _one(self) -> SecretSource:
         if (self.file is None) == (self.secret is None):
             raise ValueError("give exactly one of file: PATH or secret: {name, key}")
         return self
+
+
+# The registry's credentials: a ``user:password`` line in a file or a Secret's key.
+RegistryCredentials = SecretSource
 
 
 class OciArtifacts(Model):
@@ -246,9 +249,14 @@ class OciArtifacts(Model):
     # htpasswd); else host[:port] of a registry served over TLS.
     registry: str = Field(pattern=r"^(local|[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
     prefix: str = Field(default="charts", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-    credentials: RegistryCredentials | None = None
+    # The registry's ``user:password`` (one line).
+    credentials: SecretSource | None = None
     # The CA bundle that signed the registry's certificate (unset: the system's).
     ca_file: str | None = None
+    # The shared secret the registry's notifications carry (``Authorization: Bearer
+    # <secret>``) to the server's /api/v1/events/registry; unset: notifications are
+    # refused and only the resync finds new charts.
+    events_secret: SecretSource | None = None
     resync_interval_s: float = _RESYNC
 
 

@@ -1,0 +1,98 @@
+"""OCI registry notifications (the CNCF Distribution registry's webhook, as Harbor and
+GitLab's registry send it too) → typed events (pure).
+
+The registry posts an *envelope* — ``{"events": [...]}`` — for manifest and blob
+pushes and pulls. Only a manifest **push with a tag** under
+``<prefix>/<tenant>/<service>`` whose tag is a SemVer version is a chart release; a
+blob event, a pull, a push by digest alone (no tag) is nothing to do and skipped; a push
+outside the prefix or with a tag that is not a version is `Invalid` — recorded, never
+deployed. Whether the artifact really is a Helm chart is checked by the worker when it
+fetches it (the event carries only the manifest's media type).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from tenantry.events.s3 import Invalid
+
+_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_VERSION = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# OCI tags cannot hold "+": Helm writes SemVer build metadata as "_" in a tag.
+_MANIFEST_TYPES = frozenset({
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+})  # fmt: skip
+# An envelope carries a handful of events; thousands are a malformed or hostile body.
+MAX_EVENTS = 100
+
+
+@dataclass(frozen=True)
+class ChartPushed:
+    """A chart version was pushed to the registry."""
+
+    repository: str
+    tenant: str
+    service: str
+    version: str
+    digest: str
+    event_id: str
+    event_time: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An event that is not a release (a pull, a blob, a push by digest); ``what``."""
+
+    what: str
+
+
+Event = ChartPushed | Skipped | Invalid
+
+
+def parse_event(event: object, prefix: str) -> Event:
+    """One event of an envelope, for charts under ``prefix``."""
+    if not isinstance(event, dict):
+        return Invalid("an event that is not a JSON object")
+    action, target = event.get("action"), event.get("target")
+    if not isinstance(target, dict):
+        return Invalid("an event without a target")
+    media_type = str(target.get("mediaType", ""))
+    if action != "push" or media_type not in _MANIFEST_TYPES:
+        return Skipped(f"{action} of {media_type or 'unknown media type'}")
+    repository, tag = str(target.get("repository", "")), target.get("tag")
+    if not tag:
+        return Skipped(f"push of {repository} by digest only (no tag)")
+    digest = str(target.get("digest", ""))
+    where = f"{repository}:{tag}"
+    if not _DIGEST.fullmatch(digest):
+        return Invalid(f"{where}: digest {digest[:80]!r} is not sha256:<64 hex>", key=where)
+    match = re.fullmatch(rf"{re.escape(prefix)}/(?P<tenant>{_NAME})/(?P<service>{_NAME})",
+                         repository)  # fmt: skip
+    if match is None:
+        return Invalid(f"{where} is not under {prefix}/<tenant>/<service>", key=where)
+    version = str(tag).replace("_", "+")
+    if not _VERSION.fullmatch(version):
+        return Invalid(f"{where}: tag {str(tag)[:80]!r} is not a SemVer version", key=where)
+    return ChartPushed(
+        repository=repository, tenant=match["tenant"], service=match["service"],
+        version=version, digest=digest, event_id=str(event.get("id", "")),
+        event_time=str(event.get("timestamp", "")),
+    )  # fmt: skip
+
+
+def parse(body: bytes | str, prefix: str) -> list[Event]:
+    """Every event of one notification envelope."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        return [Invalid("not JSON")]
+    events = envelope.get("events") if isinstance(envelope, dict) else None
+    if not isinstance(events, list):
+        return [Invalid("not a notification envelope: no events list")]
+    if len(events) > MAX_EVENTS:
+        return [Invalid(f"{len(events)} events in one envelope (at most {MAX_EVENTS})")]
+    return [parse_event(event, prefix) for event in events]
