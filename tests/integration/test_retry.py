@@ -223,3 +223,11 @@ def test_the_cli_retries_through_the_server(
     listed = tenantry("erin", "-o", "json", "requests", f"{TENANT}/api")
     assert listed.returncode == 0, listed.stderr
     assert "retry" in listed.stdout
+    # A parked release is named beside the history, with the command that retries it.
+    parked = running.ledger.request_deploy(tenant=TENANT, service="api", version="0.9.0",
+                                           digest="", source="s3-event", requested_by="test")  # fmt: skip
+    assert running.ledger.park_request(parked.request.id, error="boom")
+    history = tenantry("erin", "history", f"{TENANT}/api")
+    assert history.returncode == 0, history.stderr
+    assert "parked: late/api 0.9.0 in staging" in history.stderr
+    assert "once fixed: tenantry retry late/api 0.9.0" in history.stderr

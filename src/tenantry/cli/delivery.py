@@ -245,7 +245,8 @@ def history_cmd(
     Example: tenantry history payments/api --env production --output json
     """
     tenant, service = _split(ref) if ref else (None, None)
-    page = client.Client.from_environment().call(
+    api = client.Client.from_environment()
+    page = api.call(
         "GET", "/history", tenant=tenant, service=service, environment=environment,
         result=result, limit=limit, before=before,
     )  # fmt: skip
@@ -255,6 +256,15 @@ def history_cmd(
                       "actor", "started", "reason")  # fmt: skip
         if page["next"]:
             output.err_console.print(f"older: --before {page['next']}")
+        # A parked release is retried by nobody until someone asks: say so beside its
+        # failed deploys, with the command that asks.
+        for parked in api.call("GET", "/requests", tenant=tenant, service=service,
+                               status="parked"):  # fmt: skip
+            output.err_console.print(
+                f"parked: {parked['service']} {parked['version']} in staging after "
+                f"{parked['attempts'] or 'its'} failed attempts ({parked['lastError']}); once "
+                f"fixed: tenantry retry {parked['service']} {parked['version']}", markup=False,
+            )  # fmt: skip
     output.emit(rows if ctx.obj.output == "table" else page, ctx.obj.output,
                 title=f"history of {ref or 'your services'}")  # fmt: skip
 
