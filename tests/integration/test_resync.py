@@ -128,3 +128,15 @@ def test_the_resync_leaves_a_parked_release_and_never_queues_an_older_one(
     assert released(cluster)["chart"] == "web-1.1.0"
     target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
     assert [r["chart"] for r in helm.list_releases(target)] == ["web-1.1.0"]
+
+
+def test_an_unreadable_index_is_recorded_and_the_resync_goes_on(
+    platform: Platform, ledger: Ledger
+) -> None:
+    clients = aws.clients(platform.load().platform)
+    clients.s3.put_object(Bucket=platform.bucket, Key="echo/index.yaml", Body=b"garbage: [")
+    d = worker(platform, ledger)
+    assert d.resync() == []
+    (error,) = [e for e in ledger.events() if e.result == "error"]
+    assert error.reason.startswith("resync: cannot read echo's published versions")
+    assert "restore index.yaml" in error.reason

@@ -247,11 +247,16 @@ class Deployer:
                 self._note(f"queue or store unavailable: {e}")
                 self.stopping.wait(2.0)
             except Exception as e:
-                if not ledger_unavailable(e):
-                    raise
-                # A request in hand keeps its lease until it lapses; then any worker (this
-                # one too) claims it again.
-                self._wait_for_ledger(e)
+                if ledger_unavailable(e):
+                    # A request in hand keeps its lease until it lapses; then any worker
+                    # (this one too) claims it again.
+                    self._wait_for_ledger(e)
+                    continue
+                # A bug must not silently end this thread while the SQS consumer goes on:
+                # say so where the platform team looks, and carry on.
+                _log.exception("deploy requests: unexpected error")
+                self._note(f"deploy requests or resync failed: {type(e).__name__}: {e}")
+                self.stopping.wait(2.0)
 
     def stop(self) -> None:
         """Ask `run` to return after the current message (SIGTERM does this)."""
@@ -471,7 +476,14 @@ class Deployer:
             names = [s.name for s in self.repo.services if s.tenant == tenant.name]
             if not names:
                 continue
-            newest = self.charts.newest(tenant.name)
+            try:
+                newest = self.charts.newest(tenant.name)
+            except AwsError:
+                raise  # the store is down: the caller waits and tries again
+            except errors.TenantryError as e:
+                # One tenant's unreadable index (corrupt, say) must not stop the others'.
+                self._note(f"resync: cannot read {tenant.name}'s published versions: {e}")
+                continue
             for name in names:
                 listed = newest.get(name)
                 if listed is None or not self._behind(tenant.name, name, listed):
