@@ -44,6 +44,11 @@ COMMANDS = [
     ["reject"],
     ["cancel"],
     ["rollback"],
+    ["retry"],
+    ["requests"],
+    ["deadletters"],
+    ["deadletters", "list"],
+    ["deadletters", "redrive"],
     ["server"],
     ["login"],
     ["logout"],
@@ -91,7 +96,8 @@ def test_every_command_has_help(command: list[str]) -> None:
         if len(c) == 2
         or (
             len(c) == 1
-            and c[0] not in ("tools", "cluster", "tenants", "new", "up", "down", "status")
+            and c[0]
+            not in ("tools", "cluster", "tenants", "new", "up", "down", "status", "deadletters")
         )
     ],
     ids=" ".join,

@@ -52,3 +52,34 @@ def test_deployer_serves_metrics_and_stops_on_sigterm(
     assert "finishing the work in hand, then exiting" in stderr
     clients = aws.clients(platform.load().platform)
     assert wiring.queue_url(clients, platform.queue)
+
+
+def test_the_deployer_process_resyncs_a_release_whose_event_was_lost(
+    platform: Platform, ledger, tmp_path: Path
+) -> None:
+    from tests.integration.test_resync import lose_events, resync_every
+
+    resync_every(platform, 5)
+    lose_events(platform)  # before the worker starts: its first resync finds nothing
+    port = processes.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
+         "--worker", "e2e", "--wait", "1", "--metrics-port", str(port)],
+        env={**os.environ, "TENANTRY_DATABASE_URL": str(ledger.engine.url)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: processes.answers(port), "the deployer's /metrics", timeout_s=30)
+        publish(platform, ledger)  # no event: only the next resync can bring it
+        wait_for(lambda: SUCCEEDED_ONCE.search(metrics(port)), "the resync's deploy",
+                 timeout_s=90, poll_s=0.2)  # fmt: skip
+        assert 'tenantry_deployer_events_total{kind="chart"}' not in metrics(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    (request,) = ledger.deploy_requests(tenants=["echo"])
+    assert (request.source, request.status, request.requested_by) == (
+        "resync", "succeeded", "resync:e2e",
+    )  # fmt: skip
+    assert "deployed: first release" in stderr

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
-from tenantry.ledger import INTERVALS_READ, Ledger, now, tables
+from tenantry.ledger import INTERVALS_READ, Ledger, Requested, now, tables
 from tests.waiting import wait_for
 
 
@@ -224,3 +225,92 @@ def test_canary_intervals_are_the_newest_of_one_rollout_oldest_first(ledger: Led
     # No data stays None, never 0: a quiet interval is not a perfect one.
     assert kept[0].canary_success_rate is None and kept[0].canary_requests is None
     assert ledger.canary_intervals(first.id + second.id + 1) == []
+
+
+def ask(ledger: Ledger, version: str = "1.0.0", *, source: str = "resync", by: str = "resync",
+        unpark: bool = False) -> Requested:  # fmt: skip
+    return ledger.request_deploy(tenant="t", service="s", version=version, digest="d",
+                                 source=source, requested_by=by, unpark=unpark)  # fmt: skip
+
+
+def test_concurrent_deploy_requests_for_one_release_fold_into_one(ledger: Ledger) -> None:
+    got = _race(6, lambda: ask(ledger))
+    outcomes = sorted(r.outcome for r in got)  # type: ignore[attr-defined]
+    assert outcomes == ["folded"] * 5 + ["queued"]
+    assert len({r.request.id for r in got}) == 1  # type: ignore[attr-defined]
+    other = ask(ledger, "1.1.0")  # another version is another release
+    assert other.outcome == "queued"
+    assert len(ledger.deploy_requests()) == 2
+
+
+def test_a_deploy_request_is_claimed_once_and_closing_it_lets_the_release_be_asked_again(
+    ledger: Ledger,
+) -> None:
+    first = ask(ledger).request
+    claimed = _race(4, lambda: ledger.claim_request(worker="w", ttl_s=30))
+    won = [c for c in claimed if c is not None]
+    assert len(won) == 1 and won[0].request.id == first.id  # type: ignore[attr-defined]
+    assert ask(ledger).outcome == "folded"  # running is open too
+    assert ledger.finish_request(first.id, token=won[0].token, status="succeeded")  # type: ignore[attr-defined]
+    assert ledger.open_request("t", "s", "1.0.0") is None
+    again = ask(ledger, source="retry", by="alice")
+    assert again.outcome == "queued" and again.request.id != first.id
+
+
+def test_failed_attempts_back_off_then_park_until_a_retry_unparks(ledger: Ledger) -> None:
+    number = ask(ledger).request.id
+    claim = ledger.claim_request(worker="w", ttl_s=30)
+    assert claim is not None
+    assert ledger.fail_request_attempt(number, token=claim.token, error="boom", max_attempts=2,
+                                       delay_s=3600) == "queued"  # fmt: skip
+    assert ledger.claim_request(worker="w", ttl_s=30) is None  # its backoff is not over
+    with ledger.session() as session:  # the backoff passes
+        session.get_one(tables.DeployRequest, number).next_attempt = now()
+    claim = ledger.claim_request(worker="w", ttl_s=30)
+    assert claim is not None and claim.token == 2
+    assert ledger.fail_request_attempt(number, token=claim.token, error="boom again",
+                                       max_attempts=2, delay_s=0) == "parked"  # fmt: skip
+    parked = ledger.deploy_request(number)
+    assert parked is not None
+    assert (parked.status, parked.attempts, parked.last_error) == ("parked", 2, "boom again")
+    assert ledger.claim_request(worker="w", ttl_s=30) is None  # parked is never claimed
+    assert ask(ledger).outcome == "folded"  # the resync does not queue a parked release
+    retried = ask(ledger, source="retry", by="alice", unpark=True)
+    assert (retried.outcome, retried.request.id, retried.request.status) == (
+        "unparked", number, "queued",
+    )  # fmt: skip
+    assert (retried.request.attempts, retried.request.requested_by) == (0, "alice")
+    claim = ledger.claim_request(worker="w", ttl_s=30)
+    assert claim is not None and claim.request.id == number
+
+
+def test_a_lapsed_request_claim_is_taken_over_and_the_old_holder_fenced_off(
+    ledger: Ledger,
+) -> None:
+    number = ask(ledger).request.id
+    old = ledger.claim_request(worker="w1", ttl_s=0.2)
+    assert old is not None and old.taken_from is None
+    assert ledger.claim_request(worker="w2", ttl_s=30) is None  # still held
+    new = wait_for(lambda: ledger.claim_request(worker="w2", ttl_s=30),
+                   "the lapsed request to be claimable", timeout_s=10, poll_s=0.05)  # fmt: skip
+    assert (new.request.id, new.token, new.taken_from) == (number, old.token + 1, "w1")
+    assert not ledger.renew_request(number, token=old.token, ttl_s=30)
+    assert not ledger.finish_request(number, token=old.token, status="failed", error="late")
+    assert ledger.fail_request_attempt(number, token=old.token, error="late", max_attempts=1,
+                                       delay_s=0) is None  # fmt: skip
+    assert ledger.finish_request(number, token=new.token, status="skipped")
+
+
+def test_a_recent_running_deploy_of_a_version_is_in_flight(ledger: Ledger) -> None:
+    row = ledger.add(deployment("1.0.0"))
+    since = row.started - timedelta(seconds=60)
+    assert ledger.in_flight(tenant="t", service="s", version="1.0.0", environment="staging",
+                            since=since)  # fmt: skip
+    # Another version, a stale row (started before ``since``), or a finished one: not.
+    assert not ledger.in_flight(tenant="t", service="s", version="1.1.0",
+                                environment="staging", since=since)  # fmt: skip
+    assert not ledger.in_flight(tenant="t", service="s", version="1.0.0",
+                                environment="staging", since=now() + timedelta(seconds=60))  # fmt: skip
+    ledger.finish_deployment(row.id, result="interrupted")
+    assert not ledger.in_flight(tenant="t", service="s", version="1.0.0",
+                                environment="staging", since=since)  # fmt: skip

@@ -119,6 +119,22 @@ def test_index_entries_are_added_replaced_and_kept() -> None:
     assert index.parse(b"") == index.empty()
 
 
+def test_the_newest_version_of_each_chart_is_by_semver_not_by_order() -> None:
+    idx = index.empty()
+    for name, version, digest in (("api", "1.10.0", "a"), ("api", "1.9.0", "b"),
+                                  ("api", "2.0.0-rc.1", "c"), ("web", "0.1.0", "d"),
+                                  ("web", "latest", "e")):  # fmt: skip
+        idx = index.with_entry(idx, {"name": name, "version": version, "digest": digest},
+                               generated="t")  # fmt: skip
+    # A pre-release is newer than the releases before it; a tag that is not SemVer
+    # (not written by `tenantry publish`) is passed over.
+    assert index.newest(idx) == {"api": ("2.0.0-rc.1", "c"), "web": ("0.1.0", "d")}
+    assert index.newest(index.empty()) == {}
+    assert index.newest({"entries": {"odd": "not a list", "x": [{"version": "1.0.0"}]}}) == {
+        "x": ("1.0.0", "")
+    }
+
+
 @pytest.mark.parametrize("text", ["garbage: [", "- a list", "entries: [1, 2]"])
 def test_a_corrupt_index_is_an_error_not_a_fresh_start(text: str) -> None:
     from tenantry import errors

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from tenantry import errors
+from tenantry.deploy.decide import semver_key
 
 Entry = dict[str, Any]
 
@@ -74,6 +75,25 @@ def with_entry(index: Mapping[str, Any], entry: Entry, *, generated: str) -> dic
 def contains(index: Mapping[str, Any], name: str, version: str) -> bool:
     """Whether ``index`` lists chart ``name`` at ``version``."""
     return any(v.get("version") == version for v in index.get("entries", {}).get(name, []))
+
+
+def newest(index: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each chart's newest version by SemVer precedence, with its digest; entries whose
+    version is not SemVer (not written by `tenantry publish`) are passed over."""
+    found: dict[str, tuple[str, str]] = {}
+    for name, versions in index.get("entries", {}).items():
+        best: tuple[str, str] | None = None
+        for entry in versions if isinstance(versions, list) else []:
+            version = str(entry.get("version", "")) if isinstance(entry, dict) else ""
+            try:
+                key = semver_key(version)
+            except ValueError:
+                continue
+            if best is None or key > semver_key(best[0]):
+                best = (version, str(entry.get("digest", "")))
+        if best is not None:
+            found[str(name)] = best
+    return found
 
 
 def dump(index: Mapping[str, Any]) -> bytes:

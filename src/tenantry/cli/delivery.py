@@ -1,6 +1,8 @@
 """`tenantry aws setup`, `publish`, `deployer`: continuous delivery to staging (platform
 commands); `history`, `promote`, `promotions`, `approve`, `reject`, `cancel`, `rollback`:
-production through the Tenantry server, as its client."""
+production through the Tenantry server, as its client; `retry`, `requests` and
+`deadletters` (list, redrive): staging deploys again once their cause is fixed, through
+the server too."""
 
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from tenantry.ledger import Ledger, now
 from tenantry.spec import repository
 
 aws_app = typer.Typer(help="The platform's S3 bucket and SQS queues.", no_args_is_help=True)
+deadletters_app = typer.Typer(
+    help="The staging queue's dead-letter queue (platform admins, through the server).",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +49,9 @@ def register(app: typer.Typer) -> None:
     app.command("reject")(reject_cmd)
     app.command("cancel")(cancel_cmd)
     app.command("rollback")(rollback_cmd)
+    app.command("retry")(retry_cmd)
+    app.command("requests")(requests_cmd)
+    app.add_typer(deadletters_app, name="deadletters")
 
 
 def _platform_aws(loaded: repository.Repository) -> aws.Clients:
@@ -125,7 +134,7 @@ def _wait_for_staging(
                 output.err_console.print(f"{published.ref} {published.version} in staging: "
                                          f"{event.result} ({event.reason})")  # fmt: skip
                 del pending[event.key]
-            elif event.result in ("dead-letter", "rejected", "invalid"):
+            elif event.result in ("dead-letter", "parked", "rejected", "invalid"):
                 raise errors.TenantryError(
                     f"{published.ref} {published.version} did not reach staging: {event.reason}"
                 )
@@ -155,8 +164,13 @@ def deployer_cmd(
         ),
     ] = 30.0,
 ) -> None:
-    """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, and the
+    """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, the
+    staging deploy requests in the ledger (the resync, retries, redrives), and the
     production operations the server queues (approved promotions, rollbacks).
+
+    On start and every artifacts.resyncIntervalS one worker compares the newest published
+    version of every service with what staging runs and queues what is newer and not
+    parked: a lost event costs at most one interval.
 
     Runs until SIGTERM or Ctrl-C, finishing the work in hand. Several workers may
     share the queue and (with TENANTRY_DATABASE_URL) the ledger.
@@ -231,7 +245,8 @@ def history_cmd(
     Example: tenantry history payments/api --env production --output json
     """
     tenant, service = _split(ref) if ref else (None, None)
-    page = client.Client.from_environment().call(
+    api = client.Client.from_environment()
+    page = api.call(
         "GET", "/history", tenant=tenant, service=service, environment=environment,
         result=result, limit=limit, before=before,
     )  # fmt: skip
@@ -241,6 +256,15 @@ def history_cmd(
                       "actor", "started", "reason")  # fmt: skip
         if page["next"]:
             output.err_console.print(f"older: --before {page['next']}")
+        # A parked release is retried by nobody until someone asks: say so beside its
+        # failed deploys, with the command that asks.
+        for parked in api.call("GET", "/requests", tenant=tenant, service=service,
+                               status="parked"):  # fmt: skip
+            output.err_console.print(
+                f"parked: {parked['service']} {parked['version']} in staging after "
+                f"{parked['attempts'] or 'its'} failed attempts ({parked['lastError']}); once "
+                f"fixed: tenantry retry {parked['service']} {parked['version']}", markup=False,
+            )  # fmt: skip
     output.emit(rows if ctx.obj.output == "table" else page, ctx.obj.output,
                 title=f"history of {ref or 'your services'}")  # fmt: skip
 
@@ -371,3 +395,84 @@ def rollback_cmd(
                              f"(operation {operation['id']})")  # fmt: skip
     view = server_cli.follow(api, int(operation["id"])) if wait else operation
     server_cli.show_operation(ctx, view)
+
+
+def retry_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="TEAM/SERVICE.")],
+    version: Annotated[str, typer.Argument(help="A published version.")],
+) -> None:
+    """Deploy a published version to staging again once the cause of its failure is fixed
+    (owners): the workers deploy it; a parked release is unparked.
+
+    A release that failed every attempt — its tenant not yet onboarded, a chart fixed in
+    the cluster meanwhile — is parked and never retried on its own. Never a downgrade:
+    a version older than what staging runs is skipped. `tenantry requests` follows it.
+
+    Example: tenantry retry payments/api 1.4.0
+    """
+    _split(ref)
+    answer = client.Client.from_environment().call(
+        "POST", "/retries", body={"service": ref, "version": version}
+    )
+    row = answer["request"]
+    output.err_console.print(f"{ref} {version}: deploy request {row['id']} {answer['outcome']}; "
+                             "the workers deploy it to staging")  # fmt: skip
+    output.emit(row, ctx.obj.output)
+
+
+def requests_cmd(
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None, typer.Argument(help="TEAM/SERVICE (default: all you may see).")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only these: queued, parked, failed, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many requests.")] = 20,
+) -> None:
+    """Staging deploy requests (from the resync, retries, redrives), newest first.
+
+    Example: tenantry requests payments/api --status parked
+    """
+    tenant, service = _split(ref) if ref else (None, None)
+    rows = client.Client.from_environment().call(
+        "GET", "/requests", tenant=tenant, service=service, status=status, limit=limit
+    )
+    output.emit(
+        _table(rows, "id", "service", "version", "source", "requestedBy", "status", "attempts",
+               "lastError") if ctx.obj.output == "table" else rows,
+        ctx.obj.output, title="deploy requests",
+    )  # fmt: skip
+
+
+@deadletters_app.command("list")
+def deadletters_list_cmd(ctx: typer.Context) -> None:
+    """The messages in the dead-letter queue and the releases they name (admins).
+
+    Example: tenantry deadletters list
+    """
+    rows = client.Client.from_environment().call("GET", "/deadletters")
+    output.emit(
+        [{"messageId": r["messageId"], "receives": r["receives"],
+          "releases": ", ".join(r["releases"]), "problem": r["problem"] or ""} for r in rows]
+        if ctx.obj.output == "table" else rows,
+        ctx.obj.output, title="dead letters",
+    )  # fmt: skip
+
+
+@deadletters_app.command("redrive")
+def deadletters_redrive_cmd(ctx: typer.Context) -> None:
+    """Turn every dead letter into a staging deploy request (admins), once the cause is
+    fixed; the workers deploy them. Messages that name no known chart are kept.
+
+    Example: tenantry deadletters redrive
+    """
+    answer = client.Client.from_environment().call("POST", "/deadletters/redrive")
+    rows = [{"messageId": r["messageId"], "release": q["release"], "request": q["request"],
+             "outcome": q["outcome"], "kept": ""}
+            for r in answer["redriven"] for q in r["requests"]]  # fmt: skip
+    rows += [{"messageId": k["messageId"], "release": "", "request": None, "outcome": "kept",
+              "kept": k["reason"]} for k in answer["kept"]]  # fmt: skip
+    output.emit(rows if ctx.obj.output == "table" else answer, ctx.obj.output,
+                title="redriven")  # fmt: skip

@@ -1,4 +1,6 @@
-"""`tenantry deployer`: S3 event → SQS → deploy to staging, as the tenant, effectively once.
+"""`tenantry deployer`: S3 event → SQS → deploy to staging, as the tenant, effectively once;
+and the ledger's deploy requests (the resync, `tenantry retry`, a dead-letter redrive, a
+registry notification) through the very same steps.
 
 For each message (long-polled):
 
@@ -26,7 +28,24 @@ ledger database with the message in hand kept hidden, handled again once the
 database answers (so it spends none of its deliveries). Both are logged, and
 recorded in the ledger once it can be written to.
 
-SIGTERM stops taking messages; the one in hand is finished first.
+**Deploy requests** are rows in the ledger (`tables.DeployRequest`): a second thread of
+each worker claims the oldest due one (queued, its backoff over; or running under a
+lapsed lease) and runs it through the same `_release` as a message's event — lease,
+fetch and digest checks, decide, helm as the tenant, record. A failed attempt is queued
+again with backoff; after ``max_attempts`` (platform.yaml's ``queue.maxReceiveCount``)
+the request is **parked** and stays so until someone retries it (`tenantry retry`).
+
+**The resync** catches what no event announced (a message lost, a registry restarted):
+when a worker starts and every ``resyncIntervalS``, one worker — the one that takes the
+ledger lease ``resync/staging``, held for an interval — compares the newest published
+version of every service (the store's `ChartSource.newest`) with what staging runs (the
+ledger) and queues a request for each that is newer and not parked. A lost event costs
+at most one interval.
+
+The charts come from a `tenantry.artifacts.source.ChartSource` (the S3 bucket by
+default), so another store plugs in without touching these steps.
+
+SIGTERM stops taking messages and requests; the one in hand is finished first.
 """
 
 from __future__ import annotations
@@ -37,19 +56,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tenantry import errors, faults, helm
-from tenantry.artifacts import store
+from tenantry.artifacts import source, store
 from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
-from tenantry.ledger import Ledger, fence, now, tables
+from tenantry.ledger import Ledger, RequestClaim, Requested, fence, now, tables
 from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec import repository
 from tenantry.spec.repository import Repository
@@ -62,6 +82,13 @@ _BUSY_DELAY_S = 2
 _LEASE_POLL_S = 0.25
 # How often a worker asks whether the ledger database answers again after an outage.
 _LEDGER_POLL_S = 1.0
+# How often an idle worker looks for due deploy requests (and whether a resync is due).
+REQUEST_POLL_S = 0.5
+# The ledger lease whose holder runs the resync; held for one interval, so of several
+# workers one scans per interval.
+RESYNC_LEASE = "resync/staging"
+# How often a worker asks whether the resync is due: what a resync may start late by.
+_RESYNC_ASK_S = 1.0
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +103,15 @@ class Options:
     lease_ttl_s: float = 60.0
     max_receive_count: int = 3
     visibility_timeout_s: int = 60
+    # Attempts of a deploy request before it is parked (default: max_receive_count).
+    max_attempts: int | None = None
+    # Seconds between resyncs (default: platform.yaml's artifacts.resyncIntervalS).
+    resync_interval_s: float | None = None
+
+    @property
+    def attempts(self) -> int:
+        """Attempts of a deploy request before it is parked."""
+        return self.max_attempts or self.max_receive_count
 
 
 class Metrics:
@@ -105,11 +141,48 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What handling one message did."""
+    """What handling one message (or deploy request) did."""
 
     result: str
     reason: str
     delete: bool
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A release to bring to staging: from an S3 event or a deploy request."""
+
+    tenant: str
+    service: str
+    version: str
+    key: str  # what records name it by: the store's key
+    digest: str = ""  # the sha256 the request expects; "" when it named none
+    uploaded: str = ""  # when the store got it (ISO 8601), for the lag metric
+
+
+@dataclass(frozen=True)
+class Result:
+    """How `_release` ended. ``result``: deployed, skipped, rejected (not the published
+    archive), missing (the store lacks it), failed (helm, retried), busy (another worker
+    kept the release's lease too long), abandoned (this worker lost the lease)."""
+
+    result: str
+    reason: str
+
+
+class Keeper:
+    """What keeps the thing that asked for a release (an SQS message, a deploy request)
+    this worker's while `_release` waits for the release's lease and while it deploys."""
+
+    def waiting(self) -> None:
+        """Called every lease poll while another worker holds the release."""
+
+    def working(self) -> AbstractContextManager[object]:
+        """Held for the whole deploy."""
+        return contextlib.nullcontext()
+
+    def check(self) -> None:
+        """Raise `fence.LeaseLost` when the asker is no longer this worker's."""
 
 
 class Deployer:
@@ -125,6 +198,7 @@ class Deployer:
         options: Options,
         metrics: Metrics | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        charts: source.ChartSource | None = None,
     ) -> None:
         self.repo = repo
         self.clients = clients
@@ -133,22 +207,56 @@ class Deployer:
         self.options = options
         self.metrics = metrics or Metrics()
         self.on_outcome = on_outcome
-        self.bucket = repo.artifacts().bucket
+        # The S3 bucket unless another store is given (an OCI registry has no bucket).
+        self.charts: source.ChartSource = charts or source.S3Charts(
+            clients, repo.artifacts().bucket
+        )
         self.stopping = threading.Event()
+        self._resynced = False
+        self._resync_asked = 0.0
 
     def run(self) -> None:
-        """Take and handle messages until `stop`; a message in hand is finished first."""
+        """Take and handle messages, and (in a second thread) deploy requests and the
+        resync, until `stop`; the message or request in hand is finished first."""
+        requests = threading.Thread(target=self.run_requests, name="deploy-requests")
+        requests.start()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.poll_once()
+                except AwsError as e:
+                    # S3 or SQS is unavailable: wait and try again; the messages stay queued.
+                    self._note(f"queue or store unavailable: {e}")
+                    self.stopping.wait(2.0)
+                except Exception as e:
+                    if not ledger_unavailable(e):
+                        raise
+                    self._wait_for_ledger(e)  # no message in hand: wait before receiving one
+        finally:
+            self.stopping.set()
+            requests.join()
+
+    def run_requests(self) -> None:
+        """Resync when due and carry out due deploy requests until `stop`."""
         while not self.stopping.is_set():
             try:
-                self.poll_once()
+                self.resync_if_due()
+                if not self.request_once():
+                    self.stopping.wait(REQUEST_POLL_S)
             except AwsError as e:
-                # S3 or SQS is unavailable: wait and try again; the messages stay queued.
                 self._note(f"queue or store unavailable: {e}")
                 self.stopping.wait(2.0)
             except Exception as e:
-                if not ledger_unavailable(e):
-                    raise
-                self._wait_for_ledger(e)  # no message in hand: wait before receiving one
+                if ledger_unavailable(e):
+                    # A request in hand keeps its lease until it lapses; then any worker
+                    # (this one too) claims it again.
+                    self._wait_for_ledger(e)
+                    continue
+                # A bug must not silently end this thread while the SQS consumer goes on:
+                # say so where the platform team looks, and carry on.
+                _log.exception("deploy requests: unexpected error")
+                self._note(f"deploy requests or resync failed: {type(e).__name__}: {e}")
+                self.stopping.wait(2.0)
 
     def stop(self) -> None:
         """Ask `run` to return after the current message (SIGTERM does this)."""
@@ -235,61 +343,243 @@ class Deployer:
                 f"{self.options.max_receive_count}; "
                 + ("moved to the dead-letter queue)" if last else f"retried in {delay} s)"),
             )  # fmt: skip
-        lease = f"{event.tenant}/{event.service}/{STAGING}"
-        token = self._wait_for_lease(lease, receipt)
-        if token is None:
+        wanted = Wanted(event.tenant, event.service, event.version, event.key,
+                        uploaded=event.event_time)  # fmt: skip
+        done = self._release(wanted, _MessageKeeper(self, receipt))
+        if done.result == "busy":
             self._hide(receipt, _BUSY_DELAY_S)
-            return Outcome("busy", f"another deployer holds {lease}", delete=False)
+            return Outcome("busy", done.reason, delete=False)
+        if done.result == "abandoned":
+            # The message stays: it is another worker's now, or visible again soon.
+            return self._record_event(message_id, event.key, "abandoned", done.reason)
+        if done.result == "missing":
+            return self._record_event(message_id, event.key, "invalid", done.reason, delete=True)
+        if done.result != "failed":  # deployed, skipped, rejected: this message is done
+            return self._record_event(message_id, event.key, done.result, done.reason,
+                                      delete=True)  # fmt: skip
+        if receives >= self.options.max_receive_count:
+            # Visible again at once: SQS moves it to the dead-letter queue on the next receive.
+            self._hide(receipt, 0)
+            reason = (f"{done.reason} (attempt {receives} of {receives}: moved to the "
+                      "dead-letter queue; once the cause is fixed: tenantry retry "
+                      f"{event.tenant}/{event.service} {event.version})")  # fmt: skip
+            self._park(wanted, reason)
+            return self._record_event(message_id, event.key, "dead-letter", reason)
+        self._hide(receipt, min(2**receives, 60))
+        reason = (f"{done.reason} (attempt {receives} of {self.options.max_receive_count}; "
+                  "will retry)")  # fmt: skip
+        return self._record_event(message_id, event.key, "failed", reason)
+
+    def _park(self, wanted: Wanted, reason: str) -> None:
+        """Record a release whose message went to the dead-letter queue as a parked deploy
+        request: the resync then leaves it alone (it would fail the same way) until
+        someone retries it — `tenantry retry`, or the platform team's redrive."""
+        requested = self.ledger.request_deploy(
+            tenant=wanted.tenant, service=wanted.service, version=wanted.version,
+            digest=wanted.digest, source="s3-event", requested_by=f"deployer:{self.options.worker}",
+        )  # fmt: skip
+        if requested.outcome == "queued":  # one already open (running, say) is left as it is
+            self.ledger.park_request(requested.request.id, error=reason)
+
+    # --- deploy requests (the resync, retries, redrives, registry notifications) -----
+
+    def request_once(self) -> bool:
+        """Claim and carry out one due deploy request; False when none was due."""
+        options = self.options
+        claim = self.ledger.claim_request(worker=options.worker, ttl_s=options.lease_ttl_s)
+        if claim is None:
+            return False
+        try:
+            outcome = self.handle_request(claim)
+        except Exception as e:
+            if ledger_unavailable(e) or isinstance(e, AwsError):
+                raise  # not the request's fault: its lease lapses and it is claimed again
+            # A bug or an unexpected library error must neither kill this thread nor leave
+            # the request running forever: it counts as a failed attempt (then parked).
+            _log.exception("deploy request %s failed unexpectedly", claim.request.id)
+            reason = f"unexpected {type(e).__name__}: {e}"
+            self.ledger.fail_request_attempt(
+                claim.request.id, token=claim.token, error=reason,
+                max_attempts=options.attempts, delay_s=_BUSY_DELAY_S,
+            )  # fmt: skip
+            outcome = Outcome("failed", reason, delete=False)
+        if self.on_outcome:
+            self.on_outcome(outcome)
+        return True
+
+    def handle_request(self, claim: RequestClaim) -> Outcome:
+        """Carry out one claimed deploy request through the same steps as an S3 event."""
+        row, token, options = claim.request, claim.token, self.options
+        ref = f"{row.tenant}/{row.service}"
+        key = self.charts.key(row.tenant, row.service, row.version)
+        message_id = f"request:{row.id}"
+        if not self._knows(ref):
+            reason = f"{ref} is not a service of the platform repository; not deployed"
+            self.ledger.finish_request(row.id, token=token, status="failed", error=reason)
+            return self._record_event(message_id, key, "failed", reason)
+        held = fence.Held(f"deploy request {row.id}", ttl_s=options.lease_ttl_s,
+                          renew=lambda: self.ledger.renew_request(
+                              row.id, token=token, ttl_s=options.lease_ttl_s))  # fmt: skip
+        with held:
+            wanted = Wanted(row.tenant, row.service, row.version, key, digest=row.digest)
+            done = self._release(wanted, _RequestKeeper(held))
+        if done.result == "abandoned":
+            return self._record_event(message_id, key, "abandoned", done.reason)
+        if done.result == "busy":
+            self.ledger.requeue_request(row.id, token=token, delay_s=_BUSY_DELAY_S)
+            return Outcome("busy", done.reason, delete=False)
+        if done.result in ("deployed", "skipped"):
+            ended = "succeeded" if done.result == "deployed" else "skipped"
+            self.ledger.finish_request(row.id, token=token, status=ended, error=done.reason)
+            return self._record_event(message_id, key, done.result, done.reason)
+        if done.result in ("rejected", "missing"):
+            # Trying again cannot help: the store does not hold the published archive.
+            self.ledger.finish_request(row.id, token=token, status="failed", error=done.reason)
+            return self._record_event(message_id, key, "rejected", done.reason)
+        attempt = row.attempts + 1
+        delay = min(2**attempt, 60)
+        status = self.ledger.fail_request_attempt(
+            row.id, token=token, error=done.reason, max_attempts=options.attempts, delay_s=delay
+        )
+        if status == "parked":
+            reason = (f"{done.reason} (attempt {attempt} of {options.attempts}: parked; once "
+                      f"the cause is fixed: tenantry retry {ref} {row.version})")  # fmt: skip
+            return self._record_event(message_id, key, "parked", reason)
+        reason = f"{done.reason} (attempt {attempt} of {options.attempts}; retried in {delay} s)"
+        return self._record_event(message_id, key, "failed", reason)
+
+    def resync_if_due(self) -> list[Requested]:
+        """Resync when this worker has just started, or when it takes the resync lease
+        (free once an interval has passed since any worker's last resync)."""
+        interval = self.options.resync_interval_s or self._resync_interval()
+        first = not self._resynced
+        if not first and time.monotonic() < self._resync_asked + _RESYNC_ASK_S:
+            return []  # asked the ledger a moment ago: spare it a write per poll
+        self._resync_asked = time.monotonic()
+        # Taken for a whole interval and never given back: the lease's expiry is when the
+        # next resync is due, whichever worker then takes it.
+        token = self.ledger.acquire(RESYNC_LEASE, holder=self.options.worker, ttl_s=interval)
+        if token is None and not first:
+            return []
+        # A worker that starts scans even when another scanned moments ago: it may have
+        # been the only one, down while events were lost. Duplicates fold into one.
+        self._resynced = True
+        return self.resync()
+
+    def resync(self) -> list[Requested]:
+        """Queue a deploy request for every service whose newest published version is newer
+        than what staging runs and not parked; what was queued (recorded as events)."""
+        queued: list[Requested] = []
+        for tenant in self.repo.tenants:
+            if STAGING not in tenant.environments:
+                continue
+            names = [s.name for s in self.repo.services if s.tenant == tenant.name]
+            if not names:
+                continue
+            try:
+                newest = self.charts.newest(tenant.name)
+            except AwsError:
+                raise  # the store is down: the caller waits and tries again
+            except errors.TenantryError as e:
+                # One tenant's unreadable index (corrupt, say) must not stop the others'.
+                self._note(f"resync: cannot read {tenant.name}'s published versions: {e}")
+                continue
+            for name in names:
+                listed = newest.get(name)
+                if listed is None or not self._behind(tenant.name, name, listed):
+                    continue
+                requested = self.ledger.request_deploy(
+                    tenant=tenant.name, service=name, version=listed.version,
+                    digest=listed.digest, source="resync",
+                    requested_by=f"resync:{self.options.worker}",
+                )  # fmt: skip
+                if requested.outcome != "queued":
+                    continue  # already open (queued, running, or parked: left alone)
+                queued.append(requested)
+                reason = (f"resync: {tenant.name}/{name} {listed.version} is newer than what "
+                          "staging runs and no event brought it; request "
+                          f"{requested.request.id} queued")  # fmt: skip
+                _log.info("%s", reason)
+                self._record_event("resync", self.charts.key(tenant.name, name, listed.version),
+                                   "queued", reason)  # fmt: skip
+        return queued
+
+    def _behind(self, tenant: str, service: str, listed: source.Listed) -> bool:
+        """Whether staging (per the ledger) runs an older version than ``listed``, which
+        `tenantry publish` recorded and no open request (a parked one included) covers."""
+        try:
+            incoming = decide.semver_key(listed.version)
+        except ValueError:
+            return False
+        running = self.ledger.released(tenant=tenant, service=service, environment=STAGING)
+        if running is not None and decide.semver_key(running.version) >= incoming:
+            return False
+        if not self.ledger.published_digests(tenant=tenant, service=service,
+                                             version=listed.version):  # fmt: skip
+            # Not published with `tenantry publish`: its own event, if any, was refused and
+            # alerted; queueing it every interval would only repeat that.
+            return False
+        # A deploy of it under way — or left running by a worker that died, whose message
+        # SQS delivers again once its visibility lapses — is the event's: queueing it too
+        # would only turn that redelivery into a skip. A row older than a deploy and a
+        # lease can last is stale, and the resync takes the release on.
+        recent = now() - timedelta(seconds=self.options.deploy_timeout_s
+                                   + self.options.lease_ttl_s)  # fmt: skip
+        if self.ledger.in_flight(tenant=tenant, service=service, version=listed.version,
+                                 environment=STAGING, since=recent):  # fmt: skip
+            return False
+        return self.ledger.open_request(tenant, service, listed.version) is None
+
+    def _resync_interval(self) -> float:
+        artifacts = self.repo.platform.artifacts
+        return artifacts.resync_interval_s if artifacts is not None else 60.0
+
+    # --- one release, whoever asked for it ---------------------------------------------
+
+    def _release(self, wanted: Wanted, keeper: Keeper) -> Result:
+        """Bring ``wanted`` to staging: the release's lease, the archive and its digests,
+        the decision, helm into every staging cluster as the tenant, the ledger's record.
+        Shared by S3 events and deploy requests, so both are the same steps."""
+        lease = f"{wanted.tenant}/{wanted.service}/{STAGING}"
+        token = self._wait_for_lease(lease, keeper)
+        if token is None:
+            return Result("busy", f"another deployer holds {lease}")
         # Holding the lease, nobody else deploys this release: a deploy still marked
         # running was cut short by a worker that died (its lease lapsed).
         self.ledger.interrupt_deployments(
-            tenant=event.tenant, service=event.service, environment=STAGING,
+            tenant=wanted.tenant, service=wanted.service, environment=STAGING,
             reason=f"interrupted: its worker stopped; {self.options.worker} took the release over",
         )  # fmt: skip
         try:
-            return self._deploy(event, message_id, receipt, receives, lease, token)
+            return self._deploy(wanted, keeper, lease, token)
         except fence.LeaseLost as e:
-            # The message stays: it is another worker's now, or visible again soon.
-            return self._record_event(message_id, event.key, "abandoned", str(e), delete=False)
+            return Result("abandoned", str(e))
         finally:
             self.ledger.release(lease, holder=self.options.worker, token=token)
 
-    def _deploy(
-        self,
-        event: s3.ChartCreated,
-        message_id: str,
-        receipt: str,
-        receives: int,
-        lease: str,
-        token: int,
-    ) -> Outcome:
+    def _deploy(self, wanted: Wanted, keeper: Keeper, lease: str, token: int) -> Result:
         try:
-            fetched = store.fetch(self.clients, self.bucket, event.key)
+            fetched = self.charts.fetch(wanted.tenant, wanted.service, wanted.version)
         except store.DigestMismatchError as e:
-            return self._record_event(message_id, event.key, "rejected", str(e), delete=True)
-        except AwsError as e:
-            if e.code in ("NoSuchKey", "404"):
-                return self._record_event(
-                    message_id, event.key, "invalid", f"{event.key} no longer exists", delete=True
-                )
-            raise
+            return Result("rejected", str(e))
+        except source.ChartMissingError as e:
+            return Result("missing", e.message)
         published = self.ledger.published_digests(
-            tenant=event.tenant, service=event.service, version=event.version
+            tenant=wanted.tenant, service=wanted.service, version=wanted.version
         )
-        if fetched.digest not in published:
+        if fetched.digest not in published or (wanted.digest and fetched.digest != wanted.digest):
             # The digest in the object's own metadata proves nothing: whoever can write to
             # the bucket writes it too. Only what `tenantry publish` recorded is trusted.
             self.metrics.events.labels("unpublished").inc()
-            return self._record_event(
-                message_id, event.key, "rejected",
-                f"{event.key}: sha256 {fetched.digest} was never published with "
-                "`tenantry publish` (not in the ledger); refused", delete=True,
+            return Result(
+                "rejected", f"{wanted.key}: sha256 {fetched.digest} was never published with "
+                "`tenantry publish` (not in the ledger); refused",
             )  # fmt: skip
         recorded = self.ledger.released(
-            tenant=event.tenant, service=event.service, environment=STAGING
+            tenant=wanted.tenant, service=wanted.service, environment=STAGING
         )
         decision = decide.decide(
-            incoming=event.version,
+            incoming=wanted.version,
             incoming_digest=fetched.digest,
             released=recorded.version if recorded else None,
             released_digest=recorded.digest if recorded else None,
@@ -298,54 +588,48 @@ class Deployer:
             # Before skipping, check the clusters really run what the ledger says (a
             # rebuilt cluster must get the release again). Only here: asking helm costs a
             # process per cluster, and a newer version is deployed either way.
-            running = self._running_in_staging(event.tenant, event.service)
+            running = self._running_in_staging(wanted.tenant, wanted.service)
             if recorded is None or running != recorded.version:
                 decision = decide.decide(
-                    incoming=event.version,
+                    incoming=wanted.version,
                     incoming_digest=fetched.digest,
                     released=running,
                     # What runs came from this store, whose versions are immutable.
-                    released_digest=fetched.digest if running == event.version else None,
+                    released_digest=fetched.digest if running == wanted.version else None,
                 )
         if decision.action == "skip":
-            self.metrics.deploys.labels("skipped", event.tenant, event.service).inc()
-            return self._record_event(
-                message_id, event.key, "skipped", decision.reason, delete=True
-            )
-        self._observe_lag(event)
+            self.metrics.deploys.labels("skipped", wanted.tenant, wanted.service).inc()
+            return Result("skipped", decision.reason)
+        self._observe_lag(wanted)
         with (
             tempfile.TemporaryDirectory(prefix="tenantry-deploy-") as workdir,
-            _KeepHidden(self, receipt),
+            keeper.working(),
             self._hold(lease, token) as held,
         ):
-            archive = Path(workdir) / Path(event.key).name
+            archive = Path(workdir) / f"{wanted.service}-{wanted.version}.tgz"
             archive.write_bytes(fetched.data)
-            failure = self._deploy_everywhere(event, fetched.digest, archive, held.check)
+
+            def guard() -> None:
+                held.check()
+                keeper.check()
+
+            failure = self._deploy_everywhere(wanted, fetched.digest, archive, guard)
         if failure is None:
-            self.metrics.deploys.labels("succeeded", event.tenant, event.service).inc()
-            return self._record_event(
-                message_id, event.key, "deployed", decision.reason, delete=True
-            )
-        self.metrics.deploys.labels("failed", event.tenant, event.service).inc()
-        if receives >= self.options.max_receive_count:
-            # Visible again at once: SQS moves it to the dead-letter queue on the next receive.
-            self._hide(receipt, 0)
-            reason = f"{failure} (attempt {receives} of {receives}: moved to the dead-letter queue)"
-            return self._record_event(message_id, event.key, "dead-letter", reason, delete=False)
-        self._hide(receipt, min(2**receives, 60))
-        reason = f"{failure} (attempt {receives} of {self.options.max_receive_count}; will retry)"
-        return self._record_event(message_id, event.key, "failed", reason, delete=False)
+            self.metrics.deploys.labels("succeeded", wanted.tenant, wanted.service).inc()
+            return Result("deployed", decision.reason)
+        self.metrics.deploys.labels("failed", wanted.tenant, wanted.service).inc()
+        return Result("failed", failure)
 
     def _deploy_everywhere(
-        self, event: s3.ChartCreated, digest: str, archive: Path, guard: Callable[[], None]
+        self, wanted: Wanted, digest: str, archive: Path, guard: Callable[[], None]
     ) -> str | None:
-        tenant = self.repo.tenant(event.tenant)
+        tenant = self.repo.tenant(wanted.tenant)
         if STAGING not in tenant.environments:
             return f"tenant {tenant.name} does not use {STAGING}"
         return release.deploy(
             self.repo,
             self.ledger,
-            release.Artifact(event.tenant, event.service, event.version, digest, archive),
+            release.Artifact(wanted.tenant, wanted.service, wanted.version, digest, archive),
             environment=STAGING,
             clusters=self.repo.platform.environment(STAGING).clusters,
             actor=f"deployer:{self.options.worker}",
@@ -377,22 +661,20 @@ class Deployer:
             versions.add(version)
         return versions.pop() if len(versions) == 1 else None
 
-    def _wait_for_lease(self, lease: str, receipt: str) -> int | None:
-        """Wait (keeping the message hidden) while another worker deploys this release.
+    def _wait_for_lease(self, lease: str, keeper: Keeper) -> int | None:
+        """Wait (keeping the message hidden, or the request claimed) while another worker
+        deploys this release.
 
         Handing the message back instead would spend one of its deliveries, and a
         busy release could push a perfectly good event into the dead-letter queue.
         """
         options = self.options
         deadline = time.monotonic() + options.deploy_timeout_s + options.lease_ttl_s
-        hidden_until = 0.0
         while not self.stopping.is_set() and time.monotonic() < deadline:
             token = self.ledger.acquire(lease, holder=options.worker, ttl_s=options.lease_ttl_s)
             if token is not None:
                 return token
-            if time.monotonic() > hidden_until:
-                self._hide(receipt, options.visibility_timeout_s)
-                hidden_until = time.monotonic() + options.visibility_timeout_s / 3
+            keeper.waiting()
             time.sleep(_LEASE_POLL_S)
         return None
 
@@ -420,9 +702,11 @@ class Deployer:
                 QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
             )
 
-    def _observe_lag(self, event: s3.ChartCreated) -> None:
+    def _observe_lag(self, wanted: Wanted) -> None:
+        if not wanted.uploaded:
+            return  # a request: no upload time to measure from
         try:
-            uploaded = datetime.fromisoformat(event.event_time.replace("Z", "+00:00"))
+            uploaded = datetime.fromisoformat(wanted.uploaded.replace("Z", "+00:00"))
         except ValueError:
             return
         self.metrics.lag.observe(max(0.0, (now() - uploaded).total_seconds()))
@@ -456,6 +740,34 @@ class Deployer:
             tables.Event(message_id=message_id, key=key, result=result, reason=reason, at=now())
         )
         return Outcome(result, reason, delete)
+
+
+class _MessageKeeper(Keeper):
+    """An SQS message: hidden from other workers while its release waits and deploys."""
+
+    def __init__(self, deployer: Deployer, receipt: str) -> None:
+        self.deployer = deployer
+        self.receipt = receipt
+        self.hidden_until = 0.0
+
+    def waiting(self) -> None:
+        if time.monotonic() > self.hidden_until:
+            timeout = self.deployer.options.visibility_timeout_s
+            self.deployer._hide(self.receipt, timeout)
+            self.hidden_until = time.monotonic() + timeout / 3
+
+    def working(self) -> AbstractContextManager[object]:
+        return _KeepHidden(self.deployer, self.receipt)
+
+
+class _RequestKeeper(Keeper):
+    """A claimed deploy request: its own lease is renewed by ``held``'s heartbeat."""
+
+    def __init__(self, held: fence.Held) -> None:
+        self.held = held
+
+    def check(self) -> None:
+        self.held.check()
 
 
 class _KeepHidden:

@@ -9,6 +9,12 @@ cluster, stopping at the first cluster that fails so later ones keep serving.
 (`tenantry.ledger.fence`) stops there instead of racing the worker that took over. The
 worker that took over first clears a release the dead one's helm left pending.
 
+When helm fails, the cluster is asked whether the tenant is onboarded there at all (its
+namespace and deployer ServiceAccount): publishing before `tenantry tenants apply` makes
+helm answer "forbidden", which reads like a rights problem; the ledger says the cause
+and the fix instead ("tenant payments is not onboarded in cluster staging: run tenantry
+tenants apply"), followed by helm's own words.
+
 A local cluster with real nodes reaches no registry: before helm runs there, the
 tenant's own images of the chart (`tenantry.charts.images`) are built and loaded into
 its real nodes (`localcluster.load_images`), as the tenant's build would have pushed
@@ -22,11 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
 from tenantry import errors, faults, helm
 from tenantry.charts import images as chart_images
 from tenantry.charts import manifests
 from tenantry.kube import localcluster
-from tenantry.kube.client import Identity
+from tenantry.kube.client import Identity, Kube
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
@@ -93,6 +101,9 @@ def deploy(
             )
         except errors.TenantryError as e:
             reason = e.stderr if isinstance(e, errors.HelmError) and e.stderr else str(e)
+            cause = not_onboarded(target.connect, tenant.name, cluster.name)
+            if cause is not None:
+                reason = f"{cause}; helm said: {reason}"
             ledger.finish_deployment(row.id, result="failed", reason=reason)
             return f"{cluster.name}: {reason}"
         finally:
@@ -100,6 +111,29 @@ def deploy(
                 observe(time.monotonic() - started)
         faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
+    return None
+
+
+NOT_ONBOARDED = "is not onboarded in cluster"
+
+
+def not_onboarded(connect: Callable[[], Kube], tenant: str, cluster: str) -> str | None:
+    """Why ``tenant`` cannot be deployed into ``cluster`` for want of onboarding — its
+    namespace or its deployer ServiceAccount missing — or None when both are there (or
+    the cluster cannot say: the caller keeps helm's own reason then)."""
+    fix = f"tenant {tenant} {NOT_ONBOARDED} {cluster}: run tenantry tenants apply"
+    try:
+        with connect() as kube:
+            try:
+                kube.get(Namespace, tenant)
+            except errors.NotFoundError:
+                return f"{fix} (namespace {tenant} does not exist)"
+            try:
+                kube.get(ServiceAccount, objects.DEPLOYER_SA, namespace=tenant)
+            except errors.NotFoundError:
+                return f"{fix} (ServiceAccount {tenant}/{objects.DEPLOYER_SA} does not exist)"
+    except errors.TenantryError:
+        return None
     return None
 
 

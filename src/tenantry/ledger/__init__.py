@@ -14,9 +14,14 @@ from tenantry.ledger.database import (
     Claim,
     Ledger,
     Released,
+    RequestClaim,
+    Requested,
     default_url,
     now,
     unavailable,
 )
 
-__all__ = ["INTERVALS_READ", "Claim", "Ledger", "Released", "default_url", "now", "unavailable"]
+__all__ = [
+    "INTERVALS_READ", "Claim", "Ledger", "Released", "RequestClaim", "Requested", "default_url",
+    "now", "unavailable",
+]  # fmt: skip

@@ -70,6 +70,33 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Requested:
+    """What asking for a staging deploy did: the open request for that release, and
+    whether it was ``new``, folded into one already open, or ``unparked``."""
+
+    request: tables.DeployRequest
+    outcome: str  # "queued", "folded" or "unparked"
+
+
+@dataclass(frozen=True)
+class RequestClaim:
+    """A deploy request a worker claimed, with its fencing ``token``."""
+
+    request: tables.DeployRequest
+    token: int
+    taken_from: str | None
+
+
+# The states in which a deploy request is open: one per release at most.
+OPEN_REQUEST = ("queued", "running", "parked")
+
+
+def open_key(tenant: str, service: str, version: str) -> str:
+    """The key that is unique among open deploy requests."""
+    return f"{tenant}/{service}/{version}"
+
+
+@dataclass(frozen=True)
 class Released:
     """The newest version that reached a cluster."""
 
@@ -168,6 +195,21 @@ class Ledger:
                 .values(result="interrupted", reason=reason, finished=now())
             )
             return int(done.rowcount)  # type: ignore[attr-defined]
+
+    def in_flight(
+        self, *, tenant: str, service: str, version: str, environment: str, since: datetime
+    ) -> bool:
+        """Whether a deploy of this version started at ``since`` or later is still marked
+        running in ``environment`` (under way, or cut short by a worker that died)."""
+        deployment = tables.Deployment
+        with self.session() as session:
+            return session.scalars(
+                select(deployment.id).where(
+                    deployment.tenant == tenant, deployment.service == service,
+                    deployment.version == version, deployment.environment == environment,
+                    deployment.result == "running", deployment.started >= since,
+                ).limit(1)
+            ).first() is not None  # fmt: skip
 
     def released(
         self, *, tenant: str, service: str, environment: str, cluster: str | None = None
@@ -465,6 +507,189 @@ class Ledger:
                 .values(status=status, result=result, finished=now(), lease_expires=None)
             )  # fmt: skip
             return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    # --- deploy requests (staging deploys that come from no SQS message) -------------
+
+    def request_deploy(
+        self, *, tenant: str, service: str, version: str, digest: str, source: str,
+        requested_by: str, unpark: bool = False,
+    ) -> Requested:  # fmt: skip
+        """Queue a staging deploy of one release, effectively once: a request already open
+        for it absorbs this one (``folded``) — except that ``unpark`` (a person's retry)
+        turns a parked one back to queued with its attempts reset (``unparked``)."""
+        key = open_key(tenant, service, version)
+        while True:
+            with self.session() as session:
+                found = session.scalars(
+                    select(tables.DeployRequest).where(tables.DeployRequest.open_key == key)
+                ).first()
+                if found is not None:
+                    if not (unpark and found.status == "parked"):
+                        return Requested(found, "folded")
+                    at = now()
+                    changed = session.execute(
+                        update(tables.DeployRequest)
+                        .where(tables.DeployRequest.id == found.id,
+                               tables.DeployRequest.status == "parked")
+                        .values(status="queued", attempts=0, next_attempt=at, source=source,
+                                requested_by=requested_by, worker=None, lease_expires=None)
+                    )  # fmt: skip
+                    if changed.rowcount == 1:  # type: ignore[attr-defined]
+                        return Requested(session.get_one(tables.DeployRequest, found.id),
+                                         "unparked")  # fmt: skip
+                    continue  # changed meanwhile: look again
+            try:
+                with self.session() as session:
+                    at = now()
+                    row = tables.DeployRequest(
+                        tenant=tenant, service=service, version=version, digest=digest,
+                        source=source, requested_by=requested_by, status="queued", attempts=0,
+                        next_attempt=at, last_error="", created=at, lease_token=0, open_key=key,
+                    )  # fmt: skip
+                    session.add(row)
+                    session.flush()
+                    return Requested(row, "queued")
+            except IntegrityError:
+                continue  # another requester opened it first: fold into theirs
+
+    def claim_request(self, *, worker: str, ttl_s: float) -> RequestClaim | None:
+        """Take the oldest deploy request that is due (queued, its backoff over) or running
+        under a lapsed lease (its worker died), for ``worker``; None when none is.
+
+        One conditional UPDATE on the request's fencing token: two workers never both win
+        it, and each claim gets a larger token."""
+        request = tables.DeployRequest
+        while True:
+            with self.session() as session:
+                at = now()
+                claimable = or_(
+                    and_(request.status == "queued", request.next_attempt <= at),
+                    and_(request.status == "running",
+                         or_(request.lease_expires.is_(None), request.lease_expires < at)),
+                )  # fmt: skip
+                chosen = session.execute(
+                    select(request.id, request.lease_token, request.worker, request.status)
+                    .where(claimable).order_by(request.next_attempt, request.id).limit(1)
+                ).first()  # fmt: skip
+                if chosen is None:
+                    return None
+                taken = session.execute(
+                    update(request)
+                    .where(request.id == chosen.id, request.lease_token == chosen.lease_token,
+                           claimable)
+                    .values(status="running", worker=worker, lease_token=chosen.lease_token + 1,
+                            lease_expires=at + timedelta(seconds=ttl_s))
+                )  # fmt: skip
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return RequestClaim(
+                        session.get_one(request, chosen.id), token=chosen.lease_token + 1,
+                        taken_from=chosen.worker if chosen.status == "running" else None,
+                    )  # fmt: skip
+
+    def renew_request(self, request_id: int, *, token: int, ttl_s: float) -> bool:
+        """Extend a claimed request's lease; False when another claim superseded it."""
+        with self.session() as session:
+            renewed = session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.lease_token == token,
+                       tables.DeployRequest.status == "running")
+                .values(lease_expires=now() + timedelta(seconds=ttl_s))
+            )  # fmt: skip
+            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+    def finish_request(self, request_id: int, *, token: int, status: str, error: str = "") -> bool:
+        """Close a claimed request (``succeeded``, ``skipped`` or ``failed``) under its claim
+        ``token``; whether it was recorded (a worker that lost the claim records nothing)."""
+        with self.session() as session:
+            done = session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.lease_token == token,
+                       tables.DeployRequest.status == "running")
+                .values(status=status, last_error=error, finished=now(), lease_expires=None,
+                        open_key=None)
+            )  # fmt: skip
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def fail_request_attempt(
+        self, request_id: int, *, token: int, error: str, max_attempts: int, delay_s: float
+    ) -> str | None:
+        """Count a failed attempt of a claimed request: queued again after ``delay_s``, or
+        ``parked`` once ``max_attempts`` are spent (it stays open, so the resync does not
+        queue the release again; a retry unparks it). The new status, or None when the
+        claim was lost."""
+        with self.session() as session:
+            row = session.get(tables.DeployRequest, request_id)
+            if row is None or row.lease_token != token or row.status != "running":
+                return None
+            attempts = row.attempts + 1
+            status = "parked" if attempts >= max_attempts else "queued"
+            session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.lease_token == token)
+                .values(status=status, attempts=attempts, last_error=error, lease_expires=None,
+                        next_attempt=now() + timedelta(seconds=delay_s),
+                        finished=now() if status == "parked" else None)
+            )  # fmt: skip
+            return status
+
+    def park_request(self, request_id: int, *, error: str) -> bool:
+        """Park a request nobody has claimed yet (a release whose SQS message went to the
+        dead-letter queue): it stays open, so the resync leaves the release alone, until
+        someone retries it."""
+        with self.session() as session:
+            done = session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.status == "queued",
+                       tables.DeployRequest.lease_token == 0)
+                .values(status="parked", last_error=error, finished=now())
+            )  # fmt: skip
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def requeue_request(self, request_id: int, *, token: int, delay_s: float) -> bool:
+        """Hand a claimed request back without spending an attempt (its release was busy)."""
+        with self.session() as session:
+            done = session.execute(
+                update(tables.DeployRequest)
+                .where(tables.DeployRequest.id == request_id,
+                       tables.DeployRequest.lease_token == token,
+                       tables.DeployRequest.status == "running")
+                .values(status="queued", lease_expires=None,
+                        next_attempt=now() + timedelta(seconds=delay_s))
+            )  # fmt: skip
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def deploy_request(self, request_id: int) -> tables.DeployRequest | None:
+        """One deploy request."""
+        with self.session() as session:
+            return session.get(tables.DeployRequest, request_id)
+
+    def deploy_requests(
+        self, *, tenants: Collection[str] | None = None, service: str | None = None,
+        status: str | None = None, limit: int = 50,
+    ) -> list[tables.DeployRequest]:  # fmt: skip
+        """Deploy requests newest first: of ``tenants`` (None: all), ``service``, ``status``."""
+        request = tables.DeployRequest
+        query = select(request).order_by(request.id.desc()).limit(limit)
+        if tenants is not None:
+            query = query.where(request.tenant.in_(list(tenants)))
+        if service is not None:
+            query = query.where(request.service == service)
+        if status is not None:
+            query = query.where(request.status == status)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def open_request(self, tenant: str, service: str, version: str) -> tables.DeployRequest | None:
+        """The open (queued, running or parked) request for one release, if any."""
+        with self.session() as session:
+            return session.scalars(
+                select(tables.DeployRequest)
+                .where(tables.DeployRequest.open_key == open_key(tenant, service, version))
+            ).first()  # fmt: skip
 
     # --- audit -----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The ledger's tables: every publication, event, deployment, promotion, and the leases.
+"""The ledger's tables: every publication, event, deployment, promotion, deploy request,
+and the leases.
 
 SQLAlchemy 2 declarative models; the schema itself is created and changed only by
 the Alembic migrations in ``migrations/`` (autogenerate compares against these).
@@ -185,3 +186,43 @@ class Audit(Base):
     target: Mapped[str] = mapped_column(String(1024))
     status: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeployRequest(Base):
+    """A staging deploy that comes from no SQS message: queued by the resync, by
+    `tenantry retry`, by a dead-letter redrive or by a registry notification, and carried
+    out by a deployer worker through the same steps as an S3 event.
+
+    Effectively once: ``open_key`` (``tenant/service/version``) is set while the request
+    is open — ``queued``, ``running`` or ``parked`` — and unique, so a second request for
+    the same release is folded into the open one. A failed attempt is retried at
+    ``next_attempt`` (backoff); after the platform's maximum it is ``parked`` until
+    someone retries it. A worker holds a running request by a lease (``lease_token``
+    grows with each claim, ``lease_expires`` is pushed on by its heartbeat), like an
+    operation's."""
+
+    __tablename__ = "deploy_requests"
+    __table_args__ = (
+        Index("ix_deploy_requests_open_key", "open_key", unique=True),
+        Index("ix_deploy_requests_status", "status", "next_attempt"),
+        Index("ix_deploy_requests_service", "tenant", "service", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    service: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(128))
+    # The sha256 expected (the published one); "" when the requester did not know it.
+    digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))  # resync, retry, redrive, registry-event
+    requested_by: Mapped[str] = mapped_column(String(255))
+    # queued, running, succeeded, skipped, failed (not worth retrying), parked
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    open_key: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -12,7 +12,10 @@ the only way to grant or take a right, and it is reviewed like any other change.
     reject        -       yes     yes
     rollback      -       yes     yes
     pause/resume/abort  - yes     yes    a canary in progress
+    retry         -       yes     yes    deploy a published version to staging again
+                                         (after its cause is fixed; unparks it)
     audit         -        -      yes    the server's whole audit log
+    redrive       -        -      yes    the staging queue's dead-letter queue (list, redrive)
 
 A person of tenant A has no right at all on tenant B. A refusal names the missing
 right and who holds it, so the person knows whom to ask.
@@ -27,12 +30,14 @@ from tenantry.spec import models
 
 Right = Literal[
     "read", "request", "cancel", "approve", "reject", "rollback", "pause", "resume", "abort",
-    "audit",
+    "retry", "audit", "redrive",
 ]  # fmt: skip
 RIGHTS: tuple[Right, ...] = get_args(Right)
 
 _MEMBER_RIGHTS: frozenset[Right] = frozenset({"read", "request"})
-_OWNER_RIGHTS: frozenset[Right] = frozenset(RIGHTS) - {"audit"}
+# The platform's own rights (the whole audit log, the shared dead-letter queue) are admins'.
+_PLATFORM_RIGHTS: frozenset[Right] = frozenset({"audit", "redrive"})
+_OWNER_RIGHTS: frozenset[Right] = frozenset(RIGHTS) - _PLATFORM_RIGHTS
 
 Role = Literal["admin", "owner", "member", "none"]
 
