@@ -3,7 +3,8 @@
 `ChartRepositories` is the whole interface the server needs (`tenantry.server.helmrepo`):
 a tenant's index and one of its archives. `S3Repositories` answers it from the bucket
 (`tenantry.artifacts.store`); a registry's adapter answers it from the registry's tags
-and chart layers, and `for_platform` is where a platform's store is chosen.
+and chart layers (`tenantry.artifacts.oci.OciRepositories`);
+`tenantry.artifacts.source.repositories_for` chooses a platform's.
 
 An implementation checks what it hands out against the store's own record (S3: the
 sha256 in the object's metadata; a registry: the layer's content address). The server
@@ -104,7 +105,6 @@ def for_platform(platform: models.Platform) -> ChartRepositories:
             fix="add artifacts: {bucket: NAME} (see examples/platform-repo/platform.yaml)",
         )
     raise errors.UsageError(
-        "serving the Helm repositories of an OCI registry through the server is not "
-        "wired yet (artifacts.kind: oci)",
-        fix="pull charts from the registry itself: helm pull oci://REGISTRY/PREFIX/TENANT/SERVICE",
+        "the charts are in an OCI registry: its repositories are OciRepositories",
+        fix="use tenantry.artifacts.source.repositories_for(repo)",
     )

@@ -58,6 +58,11 @@ def _platform_aws(loaded: repository.Repository) -> aws.Clients:
     return aws.clients(loaded.platform)
 
 
+def _store_clients(loaded: repository.Repository) -> aws.Clients | None:
+    """S3 clients when the charts are in a bucket; None for an OCI registry."""
+    return _platform_aws(loaded) if loaded.platform.bucket is not None else None
+
+
 @aws_app.command("setup")
 def setup_cmd(ctx: typer.Context, repo: RepoOption = Path()) -> None:
     """Create (or converge) the bucket, the queue, its dead-letter queue and the notification.
@@ -87,7 +92,8 @@ def publish_cmd(
     ] = 0.0,
     repo: RepoOption = Path(),
 ) -> None:
-    """Package changed services with their provenance and upload them to the chart bucket.
+    """Package changed services with their provenance and upload them to the chart store
+    (the S3 bucket, or the OCI registry of artifacts.kind: oci).
 
     Versions are immutable: the same version with the same content is a no-op, with
     different content an error. CI runs this on merge.
@@ -103,7 +109,7 @@ def publish_cmd(
         results = publishing.publish(
             loaded,
             chosen,
-            clients=_platform_aws(loaded),
+            clients=_store_clients(loaded),
             ledger=ledger,
             origin=publishing.provenance(loaded.root),
             on_done=lambda p: output.err_console.print(f"{p.ref} {p.version}: {p.result}"),
@@ -178,8 +184,10 @@ def deployer_cmd(
     Example: tenantry deployer --metrics-port 9464
     """
     loaded = repository.load(repo.resolve())
-    queue = loaded.queue()
-    clients = _platform_aws(loaded)
+    # Charts in an OCI registry come with no queue: its notifications reach the server,
+    # which queues deploy requests in the ledger.
+    queue = loaded.queue() if loaded.platform.bucket is not None else None
+    clients = _store_clients(loaded)
     ledger = Ledger.open()
     name = worker or f"{socket.gethostname()}-{os.getpid()}"
     metrics = deploying.Metrics()
@@ -188,14 +196,20 @@ def deployer_cmd(
     worker_ = deploying.Deployer(
         loaded,
         clients=clients,
-        queue_url=wiring.queue_url(clients, queue.name),
+        queue_url=wiring.queue_url(clients, queue.name) if clients and queue else None,
         ledger=ledger,
         options=deploying.Options(
             worker=name,
             wait_s=wait,
             lease_ttl_s=lease_ttl,
-            max_receive_count=queue.max_receive_count,
-            visibility_timeout_s=queue.visibility_timeout_s,
+            **(
+                {
+                    "max_receive_count": queue.max_receive_count,
+                    "visibility_timeout_s": queue.visibility_timeout_s,
+                }
+                if queue
+                else {}
+            ),
         ),
         metrics=metrics,
         on_outcome=lambda o: output.err_console.print(f"{o.result}: {o.reason}", markup=False),
@@ -215,7 +229,8 @@ def deployer_cmd(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    output.err_console.print(f"deployer {name} consuming {queue.name} "
+    consuming = f"consuming {queue.name}" if queue else "taking registry notifications' requests"
+    output.err_console.print(f"deployer {name} {consuming} "
                              "and carrying out production operations")  # fmt: skip
     job_thread.start()
     try:

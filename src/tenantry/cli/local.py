@@ -63,8 +63,7 @@ def up_cmd(
     services = platform.start_services(repo.resolve())
     if services is not None:
         output.err_console.print(
-            f"S3/SQS server {services.aws_endpoint} (bucket {services.bucket}, "
-            f"queue {services.queue}); workers' metrics {', '.join(services.workers)}"
+            f"{services.store}; workers' metrics {', '.join(services.workers)}", markup=False
         )
         if services.server:
             output.err_console.print(

@@ -192,8 +192,8 @@ class Deployer:
         self,
         repo: Repository,
         *,
-        clients: Clients,
-        queue_url: str,
+        clients: Clients | None,
+        queue_url: str | None,
         ledger: Ledger,
         options: Options,
         metrics: Metrics | None = None,
@@ -207,17 +207,26 @@ class Deployer:
         self.options = options
         self.metrics = metrics or Metrics()
         self.on_outcome = on_outcome
-        # The S3 bucket unless another store is given (an OCI registry has no bucket).
-        self.charts: source.ChartSource = charts or source.S3Charts(
-            clients, repo.artifacts().bucket
-        )
+        # The platform's chart store unless another is given.
+        self.charts: source.ChartSource = charts or source.for_repository(repo, clients)
         self.stopping = threading.Event()
         self._resynced = False
         self._resync_asked = 0.0
 
     def run(self) -> None:
         """Take and handle messages, and (in a second thread) deploy requests and the
-        resync, until `stop`; the message or request in hand is finished first."""
+        resync, until `stop`; the message or request in hand is finished first. Without
+        a queue (charts in an OCI registry, whose notifications become requests) only the
+        requests and the resync."""
+        try:
+            if self.queue_url is None:
+                self.run_requests()
+            else:
+                self._run_with_queue()
+        finally:
+            self.charts.close()
+
+    def _run_with_queue(self) -> None:
         requests = threading.Thread(target=self.run_requests, name="deploy-requests")
         requests.start()
         try:
@@ -258,6 +267,15 @@ class Deployer:
                 self._note(f"deploy requests or resync failed: {type(e).__name__}: {e}")
                 self.stopping.wait(2.0)
 
+    def _sqs(self) -> Any:
+        """The SQS client; only the message path asks, and only with a queue."""
+        if self.clients is None:
+            raise errors.UsageError(
+                "this deployer consumes no queue (no S3 clients given)",
+                fix="give clients and queue_url for an S3 platform",
+            )
+        return self.clients.sqs
+
     def stop(self) -> None:
         """Ask `run` to return after the current message (SIGTERM does this)."""
         self.stopping.set()
@@ -265,7 +283,7 @@ class Deployer:
     def poll_once(self) -> int:
         """Receive and handle at most one message; how many were handled."""
         with translate("receive from the queue"):
-            got = self.clients.sqs.receive_message(
+            got = self._sqs().receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
                 WaitTimeSeconds=self.options.wait_s,
@@ -318,7 +336,7 @@ class Deployer:
             faults.point("deploy.after-ledger")
         if final.delete:
             with translate("delete the message"):
-                self.clients.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+                self._sqs().delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
         return final
 
     def _event(self, event: s3.Event, message_id: str, receipt: str, receives: int) -> Outcome:
@@ -698,7 +716,7 @@ class Deployer:
 
     def _hide(self, receipt: str, seconds: int) -> None:
         with translate("change the message's visibility"):
-            self.clients.sqs.change_message_visibility(
+            self._sqs().change_message_visibility(
                 QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
             )
 

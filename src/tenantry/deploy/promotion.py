@@ -20,6 +20,7 @@ queues the deploy (an operation in the ledger); a worker carries it out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 from lightkube.resources.apps_v1 import Deployment
 
 from tenantry import errors, helm
-from tenantry.artifacts import store
+from tenantry.artifacts import source
 from tenantry.aws import Clients
 from tenantry.deploy import canary_release, release
 from tenantry.kube import waits
@@ -184,7 +185,7 @@ def decline(
 def deploy_approved(
     repo: Repository,
     ledger: Ledger,
-    clients: Clients,
+    clients: Clients | None,
     *,
     promotion_id: int,
     timeout_s: float = 300.0,
@@ -289,7 +290,7 @@ def plan_rollback(
 def rollback(
     repo: Repository,
     ledger: Ledger,
-    clients: Clients,
+    clients: Clients | None,
     *,
     plan: RollbackPlan,
     by: str,
@@ -316,7 +317,7 @@ def rollback(
 def _deploy_version(
     repo: Repository,
     ledger: Ledger,
-    clients: Clients,
+    clients: Clients | None,
     *,
     tenant: str,
     service: str,
@@ -338,7 +339,8 @@ def _deploy_version(
     todo = [c for c in chosen if c.name not in done]
     if not todo:
         return None
-    fetched = store.fetch(clients, repo.artifacts().bucket, f"{tenant}/{service}-{version}.tgz")
+    with contextlib.closing(source.for_repository(repo, clients)) as charts:
+        fetched = charts.fetch(tenant, service, version)
     if fetched.digest != digest:
         return f"the archive's sha256 {fetched.digest} is not the recorded {digest}"
     with tempfile.TemporaryDirectory(prefix="tenantry-promote-") as workdir:

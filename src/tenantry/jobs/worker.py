@@ -46,7 +46,7 @@ class Worker:
         self,
         repo: Repository,
         ledger: Ledger,
-        clients: Clients,
+        clients: Clients | None,
         *,
         name: str,
         lease_ttl_s: float = LEASE_TTL_S,

@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Literal
 
 from tenantry import aws, errors, paths, processes
+from tenantry.artifacts import oci
 from tenantry.aws import wiring
 from tenantry.kube import localcluster, realnodes
 from tenantry.kube.client import Kube
-from tenantry.local import awsserver, monitoring, people
+from tenantry.local import awsserver, monitoring, people, registry
 from tenantry.local import server as local_server
 from tenantry.local import traffic as local_traffic
 from tenantry.monitoring import secret_store
 from tenantry.observability import secrets
 from tenantry.observability.problems import Problem
-from tenantry.spec import repository
+from tenantry.spec import models, repository
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
 from tenantry.verify import run as verification
@@ -160,30 +161,43 @@ def up(
 class Services:
     """The local platform's processes besides the clusters."""
 
-    aws_endpoint: str
-    bucket: str
-    queue: str
+    store: str  # the chart store and how releases reach the deployer, in words
     server: str
     workers: tuple[str, ...]
 
 
 def start_services(repo_root: Path) -> Services | None:
-    """Start the S3/SQS server, wire the bucket and queues, and start the Tenantry server
-    and its two workers (deployers that also carry out production operations).
+    """Start the chart store — the S3/SQS server with the bucket and queues wired, or
+    the OCI registry over TLS whose push notifications go to the server — and the
+    Tenantry server and its two workers (deployers that also carry out production
+    operations).
 
-    Only for a platform repository whose artifacts live on the local server
-    (``artifacts.endpoint: local``); returns None for any other.
+    Only for a platform repository whose charts live on this machine
+    (``artifacts.endpoint: local`` or ``artifacts.registry: local``); None for any other.
     """
     loaded = repository.load(repo_root)
-    artifacts, queue = loaded.platform.bucket, loaded.platform.queue
-    if artifacts is None or queue is None or artifacts.endpoint != "local":
+    artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
+    if isinstance(artifacts, models.OciArtifacts) and artifacts.registry == oci.LOCAL:
+        workers = local_server.start_workers(loaded.root)
+        url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
+        # The server proves the registry by this secret (`registry.endpoint` hands it
+        # to the server when platform.yaml names none).
+        secret = registry.events_secret_file().read_text().strip()
+        found = registry.start(notify_url=f"{url}/api/v1/events/registry" if url else None,
+                               notify_secret=secret if url else None)  # fmt: skip
+        store = (f"OCI registry https://{found.address} (charts under "
+                 f"oci://{found.address}/{artifacts.prefix}/, CA {found.ca_file}); its "
+                 "push notifications go to the server")  # fmt: skip
+    elif isinstance(artifacts, models.Artifacts) and queue and artifacts.endpoint == "local":
+        aws_server = awsserver.start()
+        wiring.setup(aws.clients(loaded.platform), loaded.platform)
+        workers = local_server.start_workers(loaded.root)
+        url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
+        store = (f"S3/SQS server {aws_server.endpoint} (bucket {artifacts.bucket}, "
+                 f"queue {queue.name})")  # fmt: skip
+    else:
         return None
-    aws_server = awsserver.start()
-    wiring.setup(aws.clients(loaded.platform), loaded.platform)
-    workers = local_server.start_workers(loaded.root)
-    url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
-    return Services(aws_server.endpoint, artifacts.bucket, queue.name, url,
-                    tuple(f"{w.endpoint}/metrics" for w in workers))  # fmt: skip
+    return Services(store, url, tuple(f"{w.endpoint}/metrics" for w in workers))
 
 
 def secrets_cluster(repo: Repository) -> reconcile.ClusterTarget:
@@ -268,6 +282,7 @@ def down() -> list[ClusterReport]:
     local_traffic.stop()
     local_server.stop()
     awsserver.stop()
+    registry.stop(forget=True)
     if not os.environ.get("TENANTRY_DATABASE_URL"):
         for suffix in ("", "-wal", "-shm"):
             (paths.state_dir() / f"ledger.sqlite{suffix}").unlink(missing_ok=True)

@@ -52,7 +52,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tenantry import errors
-from tenantry.artifacts import index, repositories, store
+from tenantry.artifacts import index, repositories, source, store
 from tenantry.server import identity
 from tenantry.server.context import ApiError, Caller, Server, server
 from tenantry.spec import models
@@ -229,9 +229,7 @@ async def _unauthorized(request: Request, e: Exception) -> Response:
 
 def install(app: FastAPI, make: Factory | None = None) -> None:
     """Serve the tenants' Helm repositories from ``app`` (the API's application), from the
-    platform's artifact store (``make``: `repositories.for_platform` unless given)."""
-    app.state.helm_repositories = _Repositories(
-        make or (lambda r: repositories.for_platform(r.platform))
-    )
+    platform's artifact store (``make``: `source.repositories_for` unless given)."""
+    app.state.helm_repositories = _Repositories(make or source.repositories_for)
     app.include_router(router)
     app.add_exception_handler(HelmUnauthorizedError, _unauthorized)
