@@ -23,12 +23,13 @@ import pytest
 import yaml
 
 from tenantry import helm, processes
-from tenantry.artifacts import publishing, source, store
+from tenantry.artifacts import package, publishing, source, store
 from tenantry.deploy import deployer as deploying
 from tenantry.kube import localcluster
 from tenantry.ledger import Ledger, tables
 from tenantry.local import registry
 from tests.integration.test_delivery import Platform, onboarded, released
+from tests.integration.test_oci_registry import helm_cli
 from tests.integration.test_server import start, stop
 from tests.waiting import wait_for
 
@@ -217,3 +218,31 @@ def test_pushes_that_are_no_release_are_recorded_and_ignored(onprem: OnPrem) -> 
     assert "without `tenantry publish`" in reasons[1]
     assert "not under charts/<tenant>/<service>" in reasons[2]
     assert onprem.requests("7.7.7") == []
+
+
+def test_a_tag_moved_to_other_content_is_refused(onprem: OnPrem, tmp_path: Path) -> None:
+    # A real `helm push` around `tenantry publish`: 1.0.0's tag now names other content.
+    onprem.platform.write("1.0.0", replicas=2)
+    onprem.platform.commit("1.0.0 changed, pushed by hand")
+    try:
+        repo = onprem.platform.load()
+        pkg = package.package(repo.service("echo/web"), workdir=tmp_path,
+                              provenance=publishing.provenance(repo.root))  # fmt: skip
+    finally:
+        onprem.platform.write("1.1.0")
+        onprem.platform.commit("back to 1.1.0")
+    found = registry.running()
+    assert found is not None
+    user, password = found.credentials_file.read_text().strip().split(":", 1)
+    for args, stdin in (
+        (["registry", "login", found.address, "--username", user, "--password-stdin"], password),
+        (["push", str(pkg.path), f"oci://{found.address}/charts/echo"], None),
+    ):
+        done = helm_cli([*args, "--ca-file", str(found.ca_file)], tmp_path, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+    # The registry's notification of that push: the worker fetches the tag, finds an archive
+    # `tenantry publish` never recorded, and refuses it (and alerts the platform team).
+    wait_for(lambda: [r for r in onprem.requests("1.0.0") if r.status == "failed"
+                      and "never published" in r.last_error],
+             "the moved tag's request to be refused", timeout_s=60)  # fmt: skip
+    assert len(onprem.deployed("1.0.0")) == 1  # the first, genuine deploy only

@@ -144,7 +144,7 @@ def _package(tmp: Path, version: str, marker: str, *, service: str = "api") -> p
     )  # fmt: skip
 
 
-def _helm(
+def helm_cli(
     args: list[str], home: Path, *, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
@@ -169,12 +169,12 @@ def test_a_pushed_chart_is_what_a_real_helm_pulls(
         assert pushed.chart_digest == pkg.digest
 
         user, password = local_registry.credentials_file.read_text().strip().split(":", 1)
-        login = _helm(["registry", "login", local_registry.address, "--username", user,
+        login = helm_cli(["registry", "login", local_registry.address, "--username", user,
                        "--password-stdin", "--ca-file", str(local_registry.ca_file)],
                       tmp_path, stdin=password)  # fmt: skip
         assert login.returncode == 0, login.stderr
         (tmp_path / "pulled").mkdir()
-        pulled = _helm(["pull", f"oci://{local_registry.address}/charts/payments/api",
+        pulled = helm_cli(["pull", f"oci://{local_registry.address}/charts/payments/api",
                         "--version", "1.4.0", "--ca-file", str(local_registry.ca_file),
                         "-d", str(tmp_path / "pulled")], tmp_path)  # fmt: skip
         assert pulled.returncode == 0, pulled.stderr
@@ -505,11 +505,11 @@ def test_our_config_blob_is_byte_for_byte_helms_and_a_helm_pushed_chart_reads_ba
 ) -> None:
     pkg = _package(tmp_path, "10.0.0", "helm")
     user, password = local_registry.credentials_file.read_text().strip().split(":", 1)
-    login = _helm(["registry", "login", local_registry.address, "--username", user,
+    login = helm_cli(["registry", "login", local_registry.address, "--username", user,
                    "--password-stdin", "--ca-file", str(local_registry.ca_file)],
                   tmp_path, stdin=password)  # fmt: skip
     assert login.returncode == 0, login.stderr
-    pushed = _helm(["push", str(pkg.path), f"oci://{local_registry.address}/helmcheck/payments",
+    pushed = helm_cli(["push", str(pkg.path), f"oci://{local_registry.address}/helmcheck/payments",
                     "--ca-file", str(local_registry.ca_file)], tmp_path)  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
     with (

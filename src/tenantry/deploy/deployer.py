@@ -74,6 +74,7 @@ from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec import repository
 from tenantry.spec.repository import Repository
 from tenantry.tenancy import reconcile
+from tenantry.traffic import wiring as traffic_wiring
 
 STAGING = "staging"
 # How long to hide a message whose release another worker kept busy for too long.
@@ -579,6 +580,7 @@ class Deployer:
         try:
             fetched = self.charts.fetch(wanted.tenant, wanted.service, wanted.version)
         except store.DigestMismatchError as e:
+            self._alert_tampered(wanted, str(e))
             return Result("rejected", str(e))
         except source.ChartMissingError as e:
             return Result("missing", e.message)
@@ -589,10 +591,10 @@ class Deployer:
             # The digest in the object's own metadata proves nothing: whoever can write to
             # the bucket writes it too. Only what `tenantry publish` recorded is trusted.
             self.metrics.events.labels("unpublished").inc()
-            return Result(
-                "rejected", f"{wanted.key}: sha256 {fetched.digest} was never published with "
-                "`tenantry publish` (not in the ledger); refused",
-            )  # fmt: skip
+            reason = (f"{wanted.key}: sha256 {fetched.digest} was never published with "
+                      "`tenantry publish` (not in the ledger); refused")  # fmt: skip
+            self._alert_tampered(wanted, reason)
+            return Result("rejected", reason)
         recorded = self.ledger.released(
             tenant=wanted.tenant, service=wanted.service, environment=STAGING
         )
@@ -750,6 +752,23 @@ class Deployer:
             if not ledger_unavailable(e):
                 raise
             _log.warning("%s (not recorded: the ledger database is unavailable too)", reason)
+
+    def _alert_tampered(self, wanted: Wanted, reason: str) -> None:
+        """A chart that is not what `tenantry publish` recorded (a tag moved to other
+        content, an archive replaced in the bucket): someone wrote to the store around
+        the platform. The platform team and the tenant are alerted; the deploy is refused
+        either way, so an alerting failure is only logged."""
+        labels = {
+            "alertname": "TenantryChartNotAsPublished",
+            "tenant": wanted.tenant,
+            "service": wanted.service,
+            "severity": "critical",
+            "notify": "platform",
+        }
+        try:
+            traffic_wiring.provider(self.repo).alert(labels, reason)
+        except Exception as e:  # alerting is best effort; the refusal is recorded anyway
+            _log.warning("could not alert about %s/%s: %s", wanted.tenant, wanted.service, e)
 
     def _record_event(
         self, message_id: str, key: str, result: str, reason: str, *, delete: bool = False
