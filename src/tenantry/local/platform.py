@@ -178,13 +178,15 @@ def start_services(repo_root: Path) -> Services | None:
     loaded = repository.load(repo_root)
     artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
     if isinstance(artifacts, models.OciArtifacts) and artifacts.registry == oci.LOCAL:
-        workers = local_server.start_workers(loaded.root)
+        # The server first (the registry's notifications go to it), then the registry,
+        # then the workers, which resolve `registry: local` when they start.
         url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
         # The server proves the registry by this secret (`registry.endpoint` hands it
         # to the server when platform.yaml names none).
         secret = registry.events_secret_file().read_text().strip()
         found = registry.start(notify_url=f"{url}/api/v1/events/registry" if url else None,
                                notify_secret=secret if url else None)  # fmt: skip
+        workers = local_server.start_workers(loaded.root)
         store = (f"OCI registry https://{found.address} (charts under "
                  f"oci://{found.address}/{artifacts.prefix}/, CA {found.ca_file}); its "
                  "push notifications go to the server")  # fmt: skip
