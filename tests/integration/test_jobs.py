@@ -40,9 +40,9 @@ def test_an_unexpected_error_fails_the_operation_and_the_promotion_which_can_be_
             status="pending", reason="",
         ))  # fmt: skip
         promotion.approve(repo, ledger, promotion_id=row.id, by="bob@acme.example")
-        # No artifact store clients at all: the deploy breaks with an AttributeError, the
-        # kind of error nothing in Tenantry raises on purpose.
-        broken = worker.Worker(repo, ledger, cast(Clients, cast(Any, None)), name="w1")
+        # Something that is no S3 client at all: the deploy breaks with an AttributeError,
+        # the kind of error nothing in Tenantry raises on purpose.
+        broken = worker.Worker(repo, ledger, cast(Clients, cast(Any, object())), name="w1")
 
         assert broken.run_once() is True
         (operation,) = _operations(ledger)
