@@ -475,17 +475,22 @@ class Ledger:
                         taken_from=chosen.worker,
                     )
 
-    def renew_operation(self, operation_id: int, *, token: int, ttl_s: float) -> bool:
-        """Extend a claimed operation's lease; False when another claim superseded it."""
+    def _renew(
+        self, table: type[tables.Operation] | type[tables.DeployRequest], row_id: int, *,
+        token: int, ttl_s: float,
+    ) -> bool:  # fmt: skip
+        """Extend the lease on a claimed row; False when another claim superseded it."""
         with self.session() as session:
             renewed = session.execute(
-                update(tables.Operation)
-                .where(tables.Operation.id == operation_id,
-                       tables.Operation.lease_token == token,
-                       tables.Operation.status == "running")
+                update(table)
+                .where(table.id == row_id, table.lease_token == token, table.status == "running")
                 .values(lease_expires=now() + timedelta(seconds=ttl_s))
-            )  # fmt: skip
+            )
             return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+    def renew_operation(self, operation_id: int, *, token: int, ttl_s: float) -> bool:
+        """Extend a claimed operation's lease; False when another claim superseded it."""
+        return self._renew(tables.Operation, operation_id, token=token, ttl_s=ttl_s)
 
     def add_progress(self, operation_id: int, line: str) -> None:
         """Append one line to an operation's progress log."""
@@ -588,15 +593,7 @@ class Ledger:
 
     def renew_request(self, request_id: int, *, token: int, ttl_s: float) -> bool:
         """Extend a claimed request's lease; False when another claim superseded it."""
-        with self.session() as session:
-            renewed = session.execute(
-                update(tables.DeployRequest)
-                .where(tables.DeployRequest.id == request_id,
-                       tables.DeployRequest.lease_token == token,
-                       tables.DeployRequest.status == "running")
-                .values(lease_expires=now() + timedelta(seconds=ttl_s))
-            )  # fmt: skip
-            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+        return self._renew(tables.DeployRequest, request_id, token=token, ttl_s=ttl_s)
 
     def finish_request(self, request_id: int, *, token: int, status: str, error: str = "") -> bool:
         """Close a claimed request (``succeeded``, ``skipped`` or ``failed``) under its claim
