@@ -25,16 +25,21 @@ def metrics(port: int) -> str:
         return response.read().decode()
 
 
-def test_deployer_serves_metrics_and_stops_on_sigterm(
-    platform: Platform, ledger, tmp_path: Path
-) -> None:
-    port = processes.free_port()
-    proc = subprocess.Popen(
+def start_deployer(platform: Platform, ledger, port: int) -> subprocess.Popen[str]:
+    """A `tenantry deployer` process on the platform and ledger, serving /metrics."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
          "--worker", "e2e", "--wait", "1", "--metrics-port", str(port)],
         env={**os.environ, "TENANTRY_DATABASE_URL": str(ledger.engine.url)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_deployer_serves_metrics_and_stops_on_sigterm(
+    platform: Platform, ledger, tmp_path: Path
+) -> None:
+    port = processes.free_port()
+    proc = start_deployer(platform, ledger, port)
     try:
         wait_for(lambda: processes.answers(port), "the deployer's /metrics", timeout_s=30)
         publish(platform, ledger)
@@ -62,12 +67,7 @@ def test_the_deployer_process_resyncs_a_release_whose_event_was_lost(
     resync_every(platform, 5)
     lose_events(platform)  # before the worker starts: its first resync finds nothing
     port = processes.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "deployer", "--repo", str(platform.root),
-         "--worker", "e2e", "--wait", "1", "--metrics-port", str(port)],
-        env={**os.environ, "TENANTRY_DATABASE_URL": str(ledger.engine.url)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_deployer(platform, ledger, port)
     try:
         wait_for(lambda: processes.answers(port), "the deployer's /metrics", timeout_s=30)
         publish(platform, ledger)  # no event: only the next resync can bring it
