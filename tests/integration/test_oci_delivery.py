@@ -184,7 +184,7 @@ def test_same_version_other_content_is_refused(onprem: OnPrem) -> None:
         onprem.platform.commit("1.1.0 as published")
 
 
-def test_a_notification_without_the_secret_is_refused_and_records_nothing(
+def test_a_notification_without_the_secret_or_oversized_is_refused_and_records_nothing(
     onprem: OnPrem,
 ) -> None:
     before = len(onprem.ledger.events(limit=1000))
@@ -194,6 +194,9 @@ def test_a_notification_without_the_secret_is_refused_and_records_nothing(
     for secret in ("wrong", ""):
         answer = onprem.notify(envelope, secret=secret)
         assert answer.status_code == 401 and "shared secret" in answer.json()["error"]
+    # With the secret, but far larger than any envelope the registry sends.
+    huge = onprem.notify({"events": [envelope["events"][0]] * 10_000})
+    assert huge.status_code == 413 and "at most" in huge.json()["error"]
     assert len(onprem.ledger.events(limit=1000)) == before
     assert onprem.requests("9.9.9") == []
 

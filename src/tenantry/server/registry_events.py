@@ -27,6 +27,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from tenantry import errors
 from tenantry.artifacts import oci, source
@@ -112,18 +113,7 @@ def _handle(
     return record("queued", f"deploy request {requested.request.id} ({requested.outcome})")
 
 
-@router.post("/events/registry", summary="The OCI registry's push notifications (its secret)")
-async def registry_events(request: Request, srv: ServerDep) -> dict[str, Any]:
-    spec = _spec(srv)
-    _authenticated(request, _secret(srv, spec))
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(
-            413,
-            f"a notification of {len(body)} bytes (at most {MAX_BODY})",
-            fix="the registry sends small envelopes: check who posts to this endpoint",
-        )
-    request.state.actor = WHO
+def _handle_all(srv: Server, spec: models.OciArtifacts, body: bytes) -> list[dict[str, Any]]:
     handled = []
     with contextlib.closing(source.for_repository(srv.repo)) as charts:
         for event in registry.parse(body, spec.prefix):
@@ -137,4 +127,28 @@ async def registry_events(request: Request, srv: ServerDep) -> dict[str, Any]:
                     f"could not record the notification: {e.message}",
                     fix="the registry sends it again; check the ledger database",
                 ) from e
-    return {"handled": handled}
+    return handled
+
+
+def _too_large(size: int) -> ApiError:
+    return ApiError(
+        413,
+        f"a notification of {size} bytes (at most {MAX_BODY})",
+        fix="the registry sends small envelopes: check who posts to this endpoint",
+    )
+
+
+@router.post("/events/registry", summary="The OCI registry's push notifications (its secret)")
+async def registry_events(request: Request, srv: ServerDep) -> dict[str, Any]:
+    # Async only to read the body; the secret's file, the ledger and the registry are
+    # blocking work, done in the thread pool like the API's other handlers.
+    spec = _spec(srv)
+    _authenticated(request, await run_in_threadpool(_secret, srv, spec))
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _too_large(int(declared))  # refused before the body is read
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise _too_large(len(body))
+    request.state.actor = WHO
+    return {"handled": await run_in_threadpool(_handle_all, srv, spec, body)}
