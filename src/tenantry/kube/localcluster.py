@@ -353,7 +353,19 @@ def _create_once(
             )
         cluster = LocalCluster(name=name, workdir=_cluster_dir(name))
         _record_token_digest(cluster, digest)
-        _add_nodes(cluster, nodes, taint=bool(real_nodes))
+        try:
+            _add_nodes(cluster, nodes, taint=bool(real_nodes))
+        except errors.KubeUnavailableError as e:
+            # kwokctl's readiness check can be answered by another cluster's API server
+            # that took the port kwokctl chose: ours then fails to bind and is gone once
+            # that one stops. Its log says so, and `create` tries again with new ports.
+            logs = _log_tail(cluster.workdir)
+            if _PORT_TAKEN not in logs:
+                raise
+            raise errors.ClusterError(
+                f"cluster {name!r} stopped answering right after it started:\n{logs}",
+                fix="another process took one of its ports; try again",
+            ) from e
         if real_nodes:
             _add_real_nodes(cluster, real_nodes, on_progress)
     except BaseException:
