@@ -16,15 +16,13 @@ import json
 import re
 from dataclasses import dataclass
 
+from tenantry.artifacts import oci_manifest as om
 from tenantry.events.s3 import Invalid
 
-_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _VERSION = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-# OCI tags cannot hold "+": Helm writes SemVer build metadata as "_" in a tag.
 _MANIFEST_TYPES = frozenset({
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
+    om.MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json",
 })  # fmt: skip
 # An envelope carries a handful of events; thousands are a malformed or hostile body.
 MAX_EVENTS = 100
@@ -70,15 +68,14 @@ def parse_event(event: object, prefix: str) -> Event:
     where = f"{repository}:{tag}"
     if not _DIGEST.fullmatch(digest):
         return Invalid(f"{where}: digest {digest[:80]!r} is not sha256:<64 hex>", key=where)
-    match = re.fullmatch(rf"{re.escape(prefix)}/(?P<tenant>{_NAME})/(?P<service>{_NAME})",
-                         repository)  # fmt: skip
-    if match is None:
+    found = om.tenant_service(prefix, repository)
+    if found is None:
         return Invalid(f"{where} is not under {prefix}/<tenant>/<service>", key=where)
-    version = str(tag).replace("_", "+")
+    version = om.version_for(str(tag))  # helm writes SemVer's "+" as "_" in a tag
     if not _VERSION.fullmatch(version):
         return Invalid(f"{where}: tag {str(tag)[:80]!r} is not a SemVer version", key=where)
     return ChartPushed(
-        repository=repository, tenant=match["tenant"], service=match["service"],
+        repository=repository, tenant=found[0], service=found[1],
         version=version, digest=digest, event_id=str(event.get("id", "")),
         event_time=str(event.get("timestamp", "")),
     )  # fmt: skip
