@@ -177,28 +177,27 @@ def start_services(repo_root: Path) -> Services | None:
     """
     loaded = repository.load(repo_root)
     artifacts, queue = loaded.platform.artifacts, loaded.platform.queue
-    if isinstance(artifacts, models.OciArtifacts) and artifacts.registry == oci.LOCAL:
-        # The server first (the registry's notifications go to it), then the registry,
-        # then the workers, which resolve `registry: local` when they start.
-        url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
+    in_registry = isinstance(artifacts, models.OciArtifacts) and artifacts.registry == oci.LOCAL
+    if isinstance(artifacts, models.Artifacts) and queue and artifacts.endpoint == "local":
+        aws_server = awsserver.start()
+        wiring.setup(aws.clients(loaded.platform), loaded.platform)
+        store = (f"S3/SQS server {aws_server.endpoint} (bucket {artifacts.bucket}, "
+                 f"queue {queue.name})")  # fmt: skip
+    elif not in_registry:
+        return None
+    # The server before the registry (whose notifications go to it), the registry before
+    # the workers (which resolve `registry: local` when they start).
+    url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
+    if isinstance(artifacts, models.OciArtifacts):
         # The server proves the registry by this secret (`registry.endpoint` hands it
         # to the server when platform.yaml names none).
         secret = registry.events_secret_file().read_text().strip()
         found = registry.start(notify_url=f"{url}/api/v1/events/registry" if url else None,
                                notify_secret=secret if url else None)  # fmt: skip
-        workers = local_server.start_workers(loaded.root)
         store = (f"OCI registry https://{found.address} (charts under "
                  f"oci://{found.address}/{artifacts.prefix}/, CA {found.ca_file}); its "
                  "push notifications go to the server")  # fmt: skip
-    elif isinstance(artifacts, models.Artifacts) and queue and artifacts.endpoint == "local":
-        aws_server = awsserver.start()
-        wiring.setup(aws.clients(loaded.platform), loaded.platform)
-        workers = local_server.start_workers(loaded.root)
-        url = local_server.start(loaded.root) if loaded.platform.server is not None else ""
-        store = (f"S3/SQS server {aws_server.endpoint} (bucket {artifacts.bucket}, "
-                 f"queue {queue.name})")  # fmt: skip
-    else:
-        return None
+    workers = local_server.start_workers(loaded.root)
     return Services(store, url, tuple(f"{w.endpoint}/metrics" for w in workers))
 
 
