@@ -183,6 +183,16 @@ def _secret_value(kube: Kube, namespace: str, ref: models.SecretRef, *, holds: s
     return value
 
 
+def _reference(address: str, prefix: str, tenant: str, service: str, version: str) -> str:
+    return f"oci://{address}/{om.repository(prefix, tenant, service)}:{om.tag_for(version)}"
+
+
+def reference(spec: models.OciArtifacts, tenant: str, service: str, version: str) -> str:
+    """A chart version's reference as `Registry.reference` gives it, without connecting
+    (no credentials read): what the ledger and events name it by."""
+    return _reference(_endpoint(spec).address, spec.prefix, tenant, service, version)
+
+
 def credentials_from_file(path: Path) -> Credentials:
     """The ``user:password`` line of ``path``; refused if anyone but its owner can read it."""
     return _parse_credentials(_private_text(path), where=str(path))
@@ -361,8 +371,7 @@ class Registry:
 
     def reference(self, tenant: str, service: str, version: str) -> str:
         """``oci://<registry>/<prefix>/<tenant>/<service>:<tag>``, what helm pulls."""
-        repo = om.repository(self.prefix, tenant, service)
-        return f"oci://{self.address}/{repo}:{om.tag_for(version)}"
+        return _reference(self.address, self.prefix, tenant, service, version)
 
     # --- HTTP ---------------------------------------------------------------------------
 

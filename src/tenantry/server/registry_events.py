@@ -21,7 +21,6 @@ down are refusals (the last one retried by the registry).
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 from typing import Annotated, Any
@@ -30,7 +29,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from tenantry import errors
-from tenantry.artifacts import oci, source
+from tenantry.artifacts import oci
 from tenantry.events import registry
 from tenantry.events.s3 import Invalid
 from tenantry.ledger import now, tables
@@ -80,13 +79,14 @@ def _authenticated(request: Request, secret: str) -> None:
 
 
 def _handle(
-    srv: Server, charts: source.ChartSource, event: registry.ChartPushed | Invalid
+    srv: Server, spec: models.OciArtifacts, event: registry.ChartPushed | Invalid
 ) -> dict[str, Any]:
     """One chart push (or an invalid event): recorded, and queued when it is a release.
     Recorded under the chart's reference, as `tenantry publish --wait` and the deployer
     name it."""
     if isinstance(event, registry.ChartPushed):
-        key, message_id = charts.key(event.tenant, event.service, event.version), event.event_id
+        key = oci.reference(spec, event.tenant, event.service, event.version)
+        message_id = event.event_id
     else:
         key, message_id = event.key, ""
 
@@ -115,18 +115,17 @@ def _handle(
 
 def _handle_all(srv: Server, spec: models.OciArtifacts, body: bytes) -> list[dict[str, Any]]:
     handled = []
-    with contextlib.closing(source.for_repository(srv.repo)) as charts:
-        for event in registry.parse(body, spec.prefix):
-            if isinstance(event, registry.Skipped):
-                continue
-            try:
-                handled.append(_handle(srv, charts, event))
-            except errors.TenantryError as e:  # the ledger refused: the registry retries
-                raise ApiError(
-                    503,
-                    f"could not record the notification: {e.message}",
-                    fix="the registry sends it again; check the ledger database",
-                ) from e
+    for event in registry.parse(body, spec.prefix):
+        if isinstance(event, registry.Skipped):
+            continue
+        try:
+            handled.append(_handle(srv, spec, event))
+        except errors.TenantryError as e:  # the ledger refused: the registry retries
+            raise ApiError(
+                503,
+                f"could not record the notification: {e.message}",
+                fix="the registry sends it again; check the ledger database",
+            ) from e
     return handled
 
 
