@@ -75,7 +75,9 @@ def main() -> None:
         Endpoint("prod-primary", "primary", f"127.0.0.1:{ports['primary']}"),
         Endpoint("prod-canary", "canary", f"127.0.0.1:{ports['canary']}"),
     ))  # fmt: skip
-    router = HAProxy(work / "haproxy", [(route, ports["front"])], stats_port=ports["stats"])
+    router = HAProxy.on_loopback(
+        work / "haproxy", [(route, ports["front"])], stats_port=ports["stats"]
+    )
     router.start()
     url = f"http://127.0.0.1:{ports['front']}/"
     prometheus = None

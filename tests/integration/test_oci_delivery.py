@@ -6,11 +6,13 @@ worker taking requests, real Helm and the session cluster.
 When the notification is lost (the registry restarted with its in-memory queue), the
 workers' resync deploys the release within one interval; a duplicate notification deploys
 nothing twice; a notification without the shared secret is refused and records nothing.
+The real helm client reads the tenant's charts from the registry through the server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sys
 import threading
@@ -29,6 +31,7 @@ from tenantry.kube import localcluster
 from tenantry.ledger import Ledger, tables
 from tenantry.local import registry
 from tests.integration.test_delivery import Platform, onboarded, released
+from tests.integration.test_helm_repository import Helm
 from tests.integration.test_oci_registry import helm_cli
 from tests.integration.test_server import start, stop
 from tests.waiting import wait_for
@@ -89,6 +92,9 @@ def onprem(
     del data["queue"]
     data["server"] = {"managementCluster": cluster.name}
     (p.root / "platform.yaml").write_text(yaml.safe_dump(data))
+    tenant = yaml.safe_load((p.root / "tenants" / "echo.yaml").read_text())
+    tenant["owners"]["users"].append("alice")  # a person with a token (tests/conftest.py)
+    (p.root / "tenants" / "echo.yaml").write_text(yaml.safe_dump(tenant))
     p.commit("charts in the local OCI registry")
     database = f"sqlite:///{root / 'ledger.sqlite'}"
     ledger = Ledger.open(database)  # migrated once, before the server opens it
@@ -154,6 +160,28 @@ def test_a_push_notification_deploys_the_chart_to_staging_once(
                          for r in onprem.requests("1.0.0")),
              "the duplicate's request to be handled", timeout_s=60)  # fmt: skip
     assert len(onprem.deployed("1.0.0")) == 1
+
+
+def test_a_real_helm_client_reads_the_tenants_charts_from_the_registry_through_the_server(
+    onprem: OnPrem, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    # The same /helm/<tenant> repository as with S3, its index and archives read from the
+    # registry, with the person's own token; no registry credential leaves the server.
+    helm_client = Helm(tmp_path / "helm")
+    added = helm_client.add("echo", f"{onprem.server}/helm/echo", username="alice",
+                            token=tokens["alice"])  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    found = helm_client.run("search", "repo", "echo", "--versions", "-o", "json")
+    assert found.returncode == 0, found.stderr
+    assert ("echo/web", "1.0.0") in [
+        (c["name"], c["version"]) for c in yaml.safe_load(found.stdout)
+    ]
+    pulled = helm_client.run("pull", "echo/web", "--version", "1.0.0", "-d", str(tmp_path))
+    assert pulled.returncode == 0, pulled.stderr
+    digest = hashlib.sha256((tmp_path / "web-1.0.0.tgz").read_bytes()).hexdigest()
+    assert onprem.ledger.published_digests(tenant="echo", service="web", version="1.0.0") == {
+        digest
+    }
 
 
 def test_a_lost_notification_is_deployed_by_the_resync(onprem: OnPrem) -> None:

@@ -64,7 +64,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             Endpoint("prod-primary", "primary", f"127.0.0.1:{ports['primary']}"),
             Endpoint("prod-canary", "canary", f"127.0.0.1:{ports['canary']}"),
         ))  # fmt: skip
-        router = HAProxy(state / "haproxy", [(route, ports["front"])], stats_port=ports["stats"])
+        router = HAProxy.on_loopback(
+            state / "haproxy", [(route, ports["front"])], stats_port=ports["stats"]
+        )
         router.start()
         config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
             {"job_name": "haproxy", "static_configs": [{"targets": [f"127.0.0.1:{ports['stats']}"]}]},

@@ -114,8 +114,10 @@ def test_a_primary_that_never_served_is_no_failover() -> None:
 def test_haproxy_config_has_backups_and_fast_checks() -> None:
     route = Route("payments-api", (Endpoint("prod-primary", "primary", "127.0.0.1:1"),
                                    Endpoint("prod-canary", "canary", "127.0.0.1:2")))  # fmt: skip
-    text = haproxy.config([(route, 8080)], admin_socket=Path("/s"), stats_port=9,
+    text = haproxy.config([route], fronts=haproxy.PortPerRoute({"payments-api": 8080}),
+                          admin_socket=Path("/s"), stats="127.0.0.1:9",
                           canary_weights={"payments-api": 25})  # fmt: skip
+    assert "frontend payments-api\n    bind 127.0.0.1:8080\n" in text
     assert "server prod-primary 127.0.0.1:1 weight 75" in text
     assert "server prod-canary 127.0.0.1:2 weight 25" in text
     assert "server prod-canary-standby 127.0.0.1:2 backup" in text
@@ -145,3 +147,21 @@ def test_a_services_canary_settings_override_the_platforms() -> None:
     assert merged.steps == (5, 50) and merged.min_requests == 50
     assert merged.interval_s == repo.platform.traffic.canary.interval_s  # type: ignore[union-attr]
     assert policy.objectives(service).latency_p99_s == service.descriptor.slo.latency_p99_ms / 1000
+
+
+def test_haproxy_on_premises_chooses_the_route_by_host_and_answers_404_to_others() -> None:
+    routes = [Route(name, (Endpoint("eu-1", "primary", "10.0.0.1:80"),
+                           Endpoint("eu-2", "canary", "10.0.0.2:80")))
+              for name in ("payments-api", "search-web")]  # fmt: skip
+    fronts = haproxy.ByHost(":80", "apps.acme.example")
+    text = haproxy.config(routes, fronts=fronts, admin_socket=Path("/s"), stats=":8404",
+                          canary_weights={})  # fmt: skip
+    assert text.count("frontend ") == 2  # the routes' one, and stats
+    assert ("    use_backend search-web if { req.hdr(host),field(1,:) -m str -i "
+            "search-web.apps.acme.example }") in text  # fmt: skip
+    assert f"default_backend {haproxy.UNKNOWN_HOST}" in text
+    assert "http-request return status 404" in text
+    assert fronts.url(routes[0]) == "http://payments-api.apps.acme.example/"
+    assert haproxy.ByHost("10.0.0.9:8080", "apps.acme.example").url(routes[1]) == (
+        "http://search-web.apps.acme.example:8080/"
+    )

@@ -14,7 +14,7 @@ from tenantry.deploy import canary_release
 from tenantry.local import traffic as local_traffic
 from tenantry.spec import models, repository
 from tenantry.spec.repository import Repository
-from tenantry.traffic import wiring
+from tenantry.traffic import haproxy, wiring
 from tenantry.traffic.router import Endpoint, Route
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform-repo"
@@ -61,10 +61,45 @@ def test_real_clusters_are_wired_by_platform_yaml(tmp_path: Path) -> None:
     assert provider.prometheus(repo) == "http://prometheus.acme.example:9090"
 
 
-def test_haproxy_on_real_clusters_is_refused_before_anything_is_deployed(tmp_path: Path) -> None:
+HAPROXY = {"directory": "/var/lib/tenantry/router", "listen": ":8080",
+           "domain": "apps.acme.example", "stats": "127.0.0.1:8404"}  # fmt: skip
+
+
+def test_haproxy_on_real_clusters_needs_its_own_section_before_anything_is_deployed(
+    tmp_path: Path,
+) -> None:
     repo = on_real_clusters(tmp_path, prometheusUrl="http://prometheus.acme.example:9090")
-    with pytest.raises(canary_release.CanaryError, match="only on the local platform"):
+    with pytest.raises(canary_release.CanaryError, match="names no HAProxy") as refused:
         canary_release.wiring(repo, repo.service("payments/api"), "production")
+    assert "traffic.haproxy" in str(refused.value)
+
+
+def test_the_platform_teams_haproxy_serves_every_route_by_host(tmp_path: Path) -> None:
+    repo = on_real_clusters(tmp_path, haproxy=HAPROXY,
+                            prometheusUrl="http://prometheus.acme.example:9090")  # fmt: skip
+    provider = wiring.provider(repo)
+    assert isinstance(provider, wiring.Configured)
+    route = provider.route(repo, repo.service("payments/api"))
+    assert (route, "http://payments-api.apps.acme.example:8080/") in provider.routes(repo)
+    router = provider.router(repo)
+    assert isinstance(router, haproxy.HAProxy)
+    assert router.directory == Path("/var/lib/tenantry/router")
+    assert route in router.routes and router.stats == "127.0.0.1:8404"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("directory", "router"),  # relative: to what?
+    ("directory", "/var/lib/x\n    stats socket /tmp/open level admin"),  # a config line
+    ("listen", "10.0.0.9"),  # no port
+    ("domain", "apps.acme.example }; use_backend other"),
+    ("domain", "Apps.Acme.Example"),
+    ("stats", "127.0.0.1:metrics"),
+])  # fmt: skip
+def test_a_haproxy_section_that_could_break_its_configuration_is_refused(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    with pytest.raises(errors.SpecError, match=field):
+        on_real_clusters(tmp_path, haproxy={**HAPROXY, field: value})
 
 
 def test_a_named_endpoint_is_resolved_by_whoever_registered_it(

@@ -23,6 +23,7 @@ from tenantry.cli import (
     local,
     monitoring,
     output,
+    router,
     server,
     services,
     tenants,
@@ -85,6 +86,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(monitoring.app, name="monitoring")
 app.add_typer(traffic.traffic_app, name="traffic")
+app.add_typer(router.app, name="router")
 app.add_typer(canary.app, name="canary")
 local.register(app)
 services.register(app)

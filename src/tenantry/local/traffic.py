@@ -90,7 +90,7 @@ def route_for(repo: Repository, service: ServiceSource) -> tuple[Route, int]:
 def router(repo: Repository) -> HAProxy:
     """The local HAProxy for the repository's routes (not started)."""
     ports = _ports(["stats"])
-    return HAProxy(_dir() / "haproxy", routes(repo), stats_port=ports["stats"])
+    return HAProxy.on_loopback(_dir() / "haproxy", routes(repo), stats_port=ports["stats"])
 
 
 def _app_process(route: Route, cluster: str) -> str:

@@ -86,6 +86,10 @@ DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
 # Splunk index names: lowercase letters, digits, '_' and '-', not starting with '_' or '-'.
 SplunkIndex = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")]
+# Where a listener binds: an address (empty: every address) and a port.
+BindAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]*:\d{1,5}$")]
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DnsName = Annotated[str, Field(pattern=rf"^({_LABEL}\.)+{_LABEL}$")]
 
 
 class Model(BaseModel):
@@ -381,12 +385,28 @@ class Route53Zone(Model):
     domain: str
 
 
+class HAProxyRouter(Model):
+    """An HAProxy of the platform team's own in front of production clusters outside this
+    machine (on premises), run by `tenantry router run` beside the workers: every service
+    at ``http://<tenant>-<service>.<domain>/`` through one listener."""
+
+    # haproxy.cfg, the canary weights and the Runtime API's socket: the router and the
+    # workers (which set the weights) share it, so they run on one host as one user.
+    directory: str = Field(pattern=r"^/[A-Za-z0-9._/-]+$")
+    listen: BindAddress
+    domain: DnsName
+    # /metrics (HAProxy's Prometheus exporter, for the canary analysis) and /stats.
+    stats: BindAddress
+
+
 class Traffic(Model):
     """Live traffic between the production clusters: the router, the canary defaults,
     and failback's hold-down."""
 
     router: Literal["haproxy", "route53"] = "haproxy"
     route53: Route53Zone | None = None
+    # The HAProxy on premises; the local platform runs its own and needs none.
+    haproxy: HAProxyRouter | None = None
     scrape_interval_s: float = Field(default=15.0, gt=0)
     # The Prometheus that scrapes the router and the services (the local stack's if unset).
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://")

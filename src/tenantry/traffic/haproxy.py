@@ -1,7 +1,10 @@
 """The HAProxy router: its configuration (pure), its Runtime API, and the process.
 
-Per route (a service's live traffic) one frontend on its own loopback port and one
-backend whose servers are the clusters' ingress endpoints:
+Per route (a service's live traffic) one backend whose servers are the clusters' ingress
+endpoints, reached through the router's front (`Fronts`): on the local platform one
+loopback port per route (`PortPerRoute`); on premises one listener for every route, the
+route chosen by the request's Host, ``<tenant>-<service>.<domain>`` (`ByHost`). Each
+backend:
 
 * the primary and the canary are *active* servers weighted ``100 - w`` and ``w``;
 * each is also listed again as a *backup* server. A server at weight 0 is never
@@ -40,10 +43,12 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from tenantry import errors, processes
 from tenantry.traffic.router import Route, ServerState
@@ -68,15 +73,73 @@ def server_weights(canary_weight: int) -> dict[str, int]:
     return {"primary": 100 - canary_weight, "canary": canary_weight}
 
 
+@dataclass(frozen=True)
+class PortPerRoute:
+    """A frontend per route, each on its own port of ``host`` (the local platform's)."""
+
+    ports: Mapping[str, int]
+    host: str = "127.0.0.1"
+
+    def lines(self, routes: Sequence[Route]) -> list[str]:
+        """The frontends' configuration."""
+        lines = []
+        for route in routes:
+            lines += ["", f"frontend {route.name}",
+                      f"    bind {self.host}:{self.ports[route.name]}",
+                      f"    default_backend {route.name}"]  # fmt: skip
+        return lines
+
+    def url(self, route: Route) -> str:
+        """Where users reach the route."""
+        return f"http://{self.host}:{self.ports[route.name]}/"
+
+
+# Route names are DNS labels, which have no underscore: no route's backend has this name.
+UNKNOWN_HOST = "_unknown_host"
+
+
+@dataclass(frozen=True)
+class ByHost:
+    """One frontend on ``bind`` (host:port) for every route; a request goes to the route
+    its Host names, ``<route>.<domain>`` (any case, any port); other hosts get a 404."""
+
+    bind: str
+    domain: str
+
+    def host(self, route: Route) -> str:
+        """The host name users reach the route at."""
+        return f"{route.name}.{self.domain}"
+
+    def lines(self, routes: Sequence[Route]) -> list[str]:
+        """The frontend and the 404 for unknown hosts."""
+        lines = ["", "frontend routes", f"    bind {self.bind}"]
+        lines += [f"    use_backend {r.name} if {{ req.hdr(host),field(1,:) -m str -i "
+                  f"{self.host(r)} }}" for r in routes]  # fmt: skip
+        return [
+            *lines, f"    default_backend {UNKNOWN_HOST}", "", f"backend {UNKNOWN_HOST}",
+            '    http-request return status 404 content-type text/plain string "no service at '
+            'this host"',
+        ]  # fmt: skip
+
+    def url(self, route: Route) -> str:
+        """Where users reach the route (the listener's port unless it is 80)."""
+        port = self.bind.rsplit(":", 1)[1]
+        return f"http://{self.host(route)}{'' if port == '80' else ':' + port}/"
+
+
+Fronts: TypeAlias = PortPerRoute | ByHost
+
+
 def config(
-    routes: Sequence[tuple[Route, int]],
+    routes: Sequence[Route],
     *,
+    fronts: Fronts,
     admin_socket: Path,
-    stats_port: int,
+    stats: str,
     canary_weights: Mapping[str, int],
     timing: Timing = Timing(),
 ) -> str:
-    """The whole haproxy.cfg: ``routes`` are (route, frontend port) pairs."""
+    """The whole haproxy.cfg; ``stats`` is where /metrics and /stats listen (host:port)."""
     lines = [
         "global",
         f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
@@ -92,19 +155,16 @@ def config(
         "    retry-on conn-failure empty-response response-timeout 502 503 504",
         "",
         "frontend stats",
-        f"    bind 127.0.0.1:{stats_port}",
+        f"    bind {stats}",
         "    http-request use-service prometheus-exporter if { path /metrics }",
         "    stats enable",
         "    stats uri /stats",
         "    stats refresh 2s",
+        *fronts.lines(routes),
     ]
-    for route, port in routes:
+    for route in routes:
         weights = server_weights(canary_weights.get(route.name, 0))
         lines += [
-            "",
-            f"frontend {route.name}",
-            f"    bind 127.0.0.1:{port}",
-            f"    default_backend {route.name}",
             "",
             f"backend {route.name}",
             "    balance roundrobin",
@@ -172,16 +232,33 @@ class HAProxy:
     def __init__(
         self,
         directory: Path,
-        routes: Sequence[tuple[Route, int]],
+        routes: Sequence[Route],
         *,
-        stats_port: int,
+        fronts: Fronts,
+        stats: str,
         timing: Timing = Timing(),
     ) -> None:
         self.directory = directory
         self.routes = list(routes)
-        self.stats_port = stats_port
+        self.fronts = fronts
+        self.stats = stats
         self.timing = timing
         self.runtime = Runtime(directory / "admin.sock")
+
+    @classmethod
+    def on_loopback(
+        cls, directory: Path, routes: Sequence[tuple[Route, int]], *, stats_port: int,
+        timing: Timing = Timing(),
+    ) -> HAProxy:  # fmt: skip
+        """The local platform's router: each (route, port) on its own loopback port."""
+        fronts = PortPerRoute({route.name: port for route, port in routes})
+        return cls(directory, [route for route, _ in routes], fronts=fronts,
+                   stats=f"127.0.0.1:{stats_port}", timing=timing)  # fmt: skip
+
+    @property
+    def stats_port(self) -> int:
+        """The port of /metrics and /stats."""
+        return int(self.stats.rsplit(":", 1)[1])
 
     @property
     def config_file(self) -> Path:
@@ -199,30 +276,43 @@ class HAProxy:
         except (OSError, ValueError):
             return {}
 
-    def _write(self) -> None:
-        text = config(self.routes, admin_socket=self.runtime.path, stats_port=self.stats_port,
-                      canary_weights=self.wanted(), timing=self.timing)  # fmt: skip
-        replace_atomically(self.config_file, text)
+    def write_config(self) -> None:
+        """Render haproxy.cfg for the routes and the weights kept now (atomically)."""
+        replace_atomically(self.config_file, self.render())
 
-    def start(self) -> processes.Process:
-        """Write the configuration and start HAProxy (master-worker), or find it running."""
-        self._write()
+    def render(self) -> str:
+        """The configuration for the routes and the weights kept now."""
+        return config(
+            self.routes, fronts=self.fronts, admin_socket=self.runtime.path, stats=self.stats,
+            canary_weights=self.wanted(), timing=self.timing,
+        )  # fmt: skip
+
+    def command(self) -> list[str]:
+        """How HAProxy is run (master-worker, in the foreground) from the configuration."""
         binary = shutil.which("haproxy")
         if binary is None:
             raise errors.ToolMissingError("haproxy is not installed", fix="apt-get install haproxy")
-        process = processes.start(PROCESS, [binary, "-W", "-db", "-f", str(self.config_file)],
-                               port=self.stats_port)  # fmt: skip
-        self._wait_for_socket()
+        return [binary, "-W", "-db", "-f", str(self.config_file)]
+
+    def start(self) -> processes.Process:
+        """Write the configuration and start HAProxy detached, or find it running."""
+        self.write_config()
+        process = processes.start(PROCESS, self.command(), port=self.stats_port)
+        self.wait_for_socket()
         return process
 
-    def reload(self) -> None:
-        """Reload the configuration (new workers, same master pid) and re-apply the weights."""
-        running = processes.running(PROCESS)
-        if running is None:
-            raise errors.TenantryError("HAProxy is not running", fix="start it with `tenantry up`")
-        self._write()
+    def reload(self, master_pid: int | None = None) -> None:
+        """Reload the configuration (new workers, same master) and re-apply the weights;
+        the master is the one `start` left running unless ``master_pid`` names another."""
+        if master_pid is None:
+            running = processes.running(PROCESS)
+            if running is None:
+                raise errors.TenantryError("HAProxy is not running",
+                                           fix="start it with `tenantry up`")  # fmt: skip
+            master_pid = running.pid
+        self.write_config()
         before = self._worker_pid()
-        os.kill(running.pid, signal.SIGUSR2)
+        os.kill(master_pid, signal.SIGUSR2)
         deadline = time.monotonic() + 10
         while self._worker_pid() in (before, None):
             if time.monotonic() > deadline:
@@ -236,9 +326,16 @@ class HAProxy:
         except (errors.TenantryError, IndexError, ValueError):
             return None
 
-    def _wait_for_socket(self) -> None:
+    def wait_for_socket(self, child: subprocess.Popen[bytes] | None = None) -> None:
+        """Until a worker answers on the admin socket (10 s at most); an error at once if
+        ``child``, the HAProxy being waited for, exits first."""
         deadline = time.monotonic() + 10
         while self._worker_pid() is None:
+            if child is not None and child.poll() is not None:
+                raise errors.TenantryError(
+                    f"HAProxy exited with code {child.returncode} before it served",
+                    fix="read its output above (a port in use, an address not on this host)",
+                )
             if time.monotonic() > deadline:
                 raise errors.WaitTimeoutError(
                     f"HAProxy's admin socket {self.runtime.path} is silent"
@@ -248,7 +345,7 @@ class HAProxy:
     def apply_wanted(self) -> None:
         """Set every route's weights to what the router keeps."""
         wanted = self.wanted()
-        for route, _ in self.routes:
+        for route in self.routes:
             self._apply(route, wanted.get(route.name, 0))
 
     def _apply(self, route: Route, canary_weight: int) -> None:
@@ -262,7 +359,7 @@ class HAProxy:
         wanted = {**self.wanted(), route.name: weight}
         replace_atomically(self._wanted_file, json.dumps(wanted))
         # The configuration a restart starts from must hold the weight before HAProxy does.
-        self._write()
+        self.write_config()
         self._apply(route, weight)
 
     def state(self, route: Route) -> list[ServerState]:

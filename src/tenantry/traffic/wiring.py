@@ -1,10 +1,12 @@
 """Where a platform's live traffic, metrics and alerts are: the one interface the canary
 release, the failover watcher, `tenantry traffic` and the server ask.
 
-A platform on real clusters is wired by platform.yaml alone: Route 53 weighted
-records over each production cluster's ``ingress`` address, and the Prometheus at
-``traffic.prometheusUrl`` (`Configured`). The local platform has no such addresses —
-its clusters' ingresses are demo apps behind a local HAProxy — so it plugs in a
+A platform on real clusters is wired by platform.yaml alone (`Configured`): Route 53
+weighted records, or on premises an HAProxy of the platform team's own
+(``traffic.haproxy``, run by `tenantry router run`), over each production cluster's
+``ingress`` address, and the Prometheus at ``traffic.prometheusUrl``. The local
+platform has no such addresses — its clusters' ingresses are demo apps or the pods'
+cluster ingresses behind a local HAProxy — so it plugs in a
 `Provider` of its own from above (`register`, called by the `tenantry` command and
 the test fixtures). Nothing below the command line imports the local platform; it
 only asks `provider` for the environment's wiring.
@@ -13,11 +15,14 @@ only asks `provider` for the environment's wiring.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from tenantry import aws, errors
 from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
+from tenantry.traffic.haproxy import ByHost, HAProxy
 from tenantry.traffic.route53 import Route53
 from tenantry.traffic.router import Endpoint, Route, Router
 
@@ -59,8 +64,8 @@ class Provider(Protocol):
 
 
 class Configured:
-    """The wiring platform.yaml describes: Route 53 over the clusters' ingress addresses
-    and ``traffic.prometheusUrl``."""
+    """The wiring platform.yaml describes: Route 53 or the platform team's HAProxy over the
+    clusters' ingress addresses, and ``traffic.prometheusUrl``."""
 
     def __init__(self, environment: str = models.PRODUCTION) -> None:
         self.environment = environment
@@ -74,15 +79,31 @@ class Configured:
         return repo.platform.traffic
 
     def router(self, repo: Repository) -> Router:
-        """Route 53; an HAProxy router is run only by the local platform."""
-        traffic = self._traffic(repo)
-        if traffic.router != "route53" or traffic.route53 is None:
+        """Route 53, or the platform team's HAProxy."""
+        zone = self._traffic(repo).route53
+        if zone is not None and self._traffic(repo).router == "route53":
+            return Route53(aws.route53_client(), zone.zone_id, zone.domain)
+        return self.haproxy(repo)
+
+    def _fronts(self, repo: Repository) -> ByHost:
+        config = self._traffic(repo).haproxy
+        if config is None:
             raise WiringError(
-                "an HAProxy router is driven only on the local platform",
-                fix="use router: route53 for clusters outside this machine",
+                f"environment {self.environment} is on clusters outside this machine and "
+                "platform.yaml names no HAProxy for them",
+                fix="add traffic.haproxy: {directory, listen, domain, stats} (an HAProxy of "
+                "your own, run by `tenantry router run`), or use router: route53",
             )
-        zone = traffic.route53
-        return Route53(aws.route53_client(), zone.zone_id, zone.domain)
+        return ByHost(config.listen, config.domain)
+
+    def haproxy(self, repo: Repository) -> HAProxy:
+        """The HAProxy ``traffic.haproxy`` describes, for every route (not started:
+        `tenantry router run` runs it)."""
+        fronts = self._fronts(repo)
+        config = self._traffic(repo).haproxy
+        assert config is not None  # _fronts checked it
+        routes = [route for route, _ in self.routes(repo)]
+        return HAProxy(Path(config.directory), routes, fronts=fronts, stats=config.stats)
 
     def _route(self, repo: Repository, service: ServiceSource) -> Route:
         clusters = repo.platform.environment(self.environment).clusters
@@ -96,15 +117,17 @@ class Configured:
         return Route(route_name(service), endpoints)
 
     def routes(self, repo: Repository) -> list[tuple[Route, str]]:
-        """Each descriptor service's route, reached at its Route 53 record."""
+        """Each descriptor service's route, reached at its Route 53 record or through the
+        HAProxy's listener."""
         traffic = self._traffic(repo)
-        domain = traffic.route53.domain.rstrip(".") if traffic.route53 else ""
-        found = []
-        for service in repo.services:
-            if service.descriptor is not None:
-                route = self._route(repo, service)
-                found.append((route, f"http://{route.name}.{domain}/"))
-        return found
+        url: Callable[[Route], str]
+        if traffic.router == "route53" and traffic.route53 is not None:
+            domain = traffic.route53.domain.rstrip(".")
+            url = lambda route: f"http://{route.name}.{domain}/"  # noqa: E731
+        else:
+            url = self._fronts(repo).url
+        described = [s for s in repo.services if s.descriptor is not None]
+        return [(route, url(route)) for route in (self._route(repo, s) for s in described)]
 
     def route(self, repo: Repository, service: ServiceSource) -> Route:
         """The service's route over the environment's clusters."""
