@@ -1,8 +1,11 @@
 """Deployer replicas: never two deploys of one release at once, and a worker killed mid-deploy
-(SIGKILL) loses nothing — its message comes back and the release converges."""
+(SIGKILL) loses nothing — its message comes back and the release converges. One worker
+carries out several releases at once, each once."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -21,6 +24,7 @@ from tenantry.ledger import Ledger
 from tests.conftest import CHARTS
 from tests.integration.test_delivery import (
     Platform,
+    descriptor,
     drain,
     ledger,
     onboarded,
@@ -143,3 +147,46 @@ def test_the_worker_rides_out_an_outage_of_the_s3_sqs_server(
     assert [o.result for o in outcomes] == ["deployed"]
     (release,) = helm.list_releases(helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo"))
     assert release["chart"] == "web-1.0.0"
+
+
+def test_one_worker_carries_out_several_releases_at_once_each_once(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    names = [f"extra{i}" for i in range(4)]
+    for name in names:
+        path = platform.root / "services" / "echo" / name / "service.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump({**descriptor("1.0.0"), "name": name}))
+    platform.commit("four more services")
+    d = worker(platform, ledger, "wide")
+    d.options = dataclasses.replace(d.options, concurrency=3)
+    outcomes: list[deploying.Outcome] = []
+    d.on_outcome = outcomes.append
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")
+    try:
+        publish(platform, ledger)  # web and the four: five messages at once
+        # A duplicate delivery of one of them, while it may be in flight in this worker.
+        clients = aws.clients(platform.load().platform)
+        body = {"Records": [{"eventName": "ObjectCreated:Put", "eventTime": "2026-01-01T00:00:00Z",
+                             "s3": {"bucket": {"name": platform.bucket},
+                                    "object": {"key": "echo/extra0-1.0.0.tgz"}}}]}  # fmt: skip
+        clients.sqs.send_message(QueueUrl=wiring.queue_url(clients, platform.queue),
+                                 MessageBody=json.dumps(body))  # fmt: skip
+        wait_for(lambda: len([o for o in outcomes if o.result in ("deployed", "skipped")]) >= 6,
+                 "six outcomes", timeout_s=180)  # fmt: skip
+    finally:
+        d.stop()
+        runner.join()
+        for name in names:
+            helm.uninstall(target, release=name)
+    assert sorted(o.result for o in outcomes if o.result != "ignored") == ["deployed"] * 5 + [
+        "skipped"
+    ]
+    deploys = [x for x in ledger.deployments() if x.service in {"web", *names}]
+    assert sorted(x.service for x in deploys if x.result == "succeeded") == sorted(["web", *names])
+    assert len(deploys) == 5  # the duplicate deployed nothing a second time
+    # Several in flight at once: some two deploys' [started, finished] overlap.
+    assert any(a.started < b.finished and b.started < a.finished  # type: ignore[operator]
+               for a, b in itertools.combinations(deploys, 2))  # fmt: skip

@@ -169,6 +169,16 @@ def deployer_cmd(
             "unless renewed: how soon another worker takes over the work of one that died.",
         ),
     ] = 30.0,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=32,
+            help="Staging releases carried out at once (each its own helm run; messages are "
+            "received only for free slots).",
+        ),
+    ] = 1,
 ) -> None:
     """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, the
     staging deploy requests in the ledger (the resync, retries, redrives), and the
@@ -202,6 +212,7 @@ def deployer_cmd(
             worker=name,
             wait_s=wait,
             lease_ttl_s=lease_ttl,
+            concurrency=concurrency,
             **(
                 {
                     "max_receive_count": queue.max_receive_count,

@@ -45,7 +45,14 @@ at most one interval.
 The charts come from a `tenantry.artifacts.source.ChartSource` (the S3 bucket by
 default), so another store plugs in without touching these steps.
 
-SIGTERM stops taking messages and requests; the one in hand is finished first.
+**Several releases in flight**: a worker carries out up to ``concurrency`` messages and
+requests at once (one pool for both), receiving as many messages in one call as it has
+free slots (at most 10, SQS's limit) and none while every slot is busy, so no message
+waits hidden in a worker that cannot start it. Each release is still one lease, one
+decision and one helm run: two of them for the same release, in one worker or two,
+wait for each other on the lease.
+
+SIGTERM stops taking messages and requests; those in hand are finished first.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +116,8 @@ class Options:
     max_attempts: int | None = None
     # Seconds between resyncs (default: platform.yaml's artifacts.resyncIntervalS).
     resync_interval_s: float | None = None
+    # Messages and deploy requests carried out at once (each its own helm run).
+    concurrency: int = 1
 
     @property
     def attempts(self) -> int:
@@ -215,25 +225,30 @@ class Deployer:
         self._resync_asked = 0.0
 
     def run(self) -> None:
-        """Take and handle messages, and (in a second thread) deploy requests and the
-        resync, until `stop`; the message or request in hand is finished first. Without
-        a queue (charts in an OCI registry, whose notifications become requests) only the
-        requests and the resync."""
+        """Take and carry out messages and (from a second thread) deploy requests and the
+        resync, up to ``concurrency`` at once, until `stop`; those in hand are finished
+        first. Without a queue (charts in an OCI registry, whose notifications become
+        requests) only the requests and the resync."""
+        slots = threading.BoundedSemaphore(self.options.concurrency)
         try:
-            if self.queue_url is None:
-                self.run_requests()
-            else:
-                self._run_with_queue()
+            with ThreadPoolExecutor(self.options.concurrency, "release") as pool:
+                if self.queue_url is None:
+                    self.run_requests(pool, slots)
+                else:
+                    self._run_with_queue(pool, slots)
         finally:
             self.charts.close()
 
-    def _run_with_queue(self) -> None:
-        requests = threading.Thread(target=self.run_requests, name="deploy-requests")
+    def _run_with_queue(self, pool: ThreadPoolExecutor, slots: threading.Semaphore) -> None:
+        requests = threading.Thread(target=self.run_requests, args=(pool, slots),
+                                    name="deploy-requests")  # fmt: skip
         requests.start()
         try:
             while not self.stopping.is_set():
+                free = _take(slots, most=10, stopping=self.stopping)
+                messages: list[dict[str, Any]] = []
                 try:
-                    self.poll_once()
+                    messages = self._receive(free) if free else []
                 except AwsError as e:
                     # S3 or SQS is unavailable: wait and try again; the messages stay queued.
                     self._note(f"queue or store unavailable: {e}")
@@ -242,17 +257,39 @@ class Deployer:
                     if not ledger_unavailable(e):
                         raise
                     self._wait_for_ledger(e)  # no message in hand: wait before receiving one
+                finally:
+                    for _ in range(free - len(messages)):
+                        slots.release()
+                for message in messages:
+                    pool.submit(self._in_slot, slots, self._handle_received, message)
         finally:
             self.stopping.set()
             requests.join()
 
-    def run_requests(self) -> None:
-        """Resync when due and carry out due deploy requests until `stop`."""
+    def run_requests(
+        self, pool: ThreadPoolExecutor | None = None, slots: threading.Semaphore | None = None
+    ) -> None:
+        """Resync when due and carry out due deploy requests until `stop`: in ``pool``
+        when a slot is free, else one at a time."""
         while not self.stopping.is_set():
             try:
                 self.resync_if_due()
-                if not self.request_once():
+                if pool is None or slots is None:
+                    if not self.request_once():
+                        self.stopping.wait(REQUEST_POLL_S)
+                    continue
+                if not _take(slots, most=1, stopping=self.stopping):
+                    continue
+                try:
+                    claim = self._claim()
+                except BaseException:
+                    slots.release()
+                    raise
+                if claim is None:
+                    slots.release()
                     self.stopping.wait(REQUEST_POLL_S)
+                    continue
+                pool.submit(self._in_slot, slots, self._carry_out, claim)
             except AwsError as e:
                 self._note(f"queue or store unavailable: {e}")
                 self.stopping.wait(2.0)
@@ -267,6 +304,20 @@ class Deployer:
                 _log.exception("deploy requests: unexpected error")
                 self._note(f"deploy requests or resync failed: {type(e).__name__}: {e}")
                 self.stopping.wait(2.0)
+
+    def _in_slot(self, slots: threading.Semaphore, work: Callable[[Any], None], item: Any) -> None:
+        """Run ``work(item)`` in a pool thread and free its slot. What the loops above do
+        with an error is done here, since no loop sees a pool thread's exceptions."""
+        try:
+            work(item)
+        except AwsError as e:
+            self._note(f"queue or store unavailable: {e}")  # the message is delivered again
+        except Exception as e:
+            if not ledger_unavailable(e):
+                _log.exception("releases: unexpected error")
+            self._note(f"carrying out a release failed: {type(e).__name__}: {e}")
+        finally:
+            slots.release()
 
     def _sqs(self) -> Any:
         """The SQS client; only the message path asks, and only with a queue."""
@@ -283,19 +334,26 @@ class Deployer:
 
     def poll_once(self) -> int:
         """Receive and handle at most one message; how many were handled."""
+        messages = self._receive(1)
+        for message in messages:
+            self._handle_received(message)
+        return len(messages)
+
+    def _receive(self, most: int) -> list[dict[str, Any]]:
+        """Up to ``most`` messages (long-polled)."""
         with translate("receive from the queue"):
             got = self._sqs().receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=1,
+                MaxNumberOfMessages=most,
                 WaitTimeSeconds=self.options.wait_s,
                 AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
-        messages = got.get("Messages", [])
-        for message in messages:
-            outcome = self.handle(message)
-            if self.on_outcome:
-                self.on_outcome(outcome)
-        return len(messages)
+        return list(got.get("Messages", []))
+
+    def _handle_received(self, message: dict[str, Any]) -> None:
+        outcome = self.handle(message)
+        if self.on_outcome:
+            self.on_outcome(outcome)
 
     # --- one message ---------------------------------------------------------------
 
@@ -404,10 +462,17 @@ class Deployer:
 
     def request_once(self) -> bool:
         """Claim and carry out one due deploy request; False when none was due."""
-        options = self.options
-        claim = self.ledger.claim_request(worker=options.worker, ttl_s=options.lease_ttl_s)
+        claim = self._claim()
         if claim is None:
             return False
+        self._carry_out(claim)
+        return True
+
+    def _claim(self) -> RequestClaim | None:
+        options = self.options
+        return self.ledger.claim_request(worker=options.worker, ttl_s=options.lease_ttl_s)
+
+    def _carry_out(self, claim: RequestClaim) -> None:
         try:
             outcome = self.handle_request(claim)
         except Exception as e:
@@ -419,12 +484,11 @@ class Deployer:
             reason = f"unexpected {type(e).__name__}: {e}"
             self.ledger.fail_request_attempt(
                 claim.request.id, token=claim.token, error=reason,
-                max_attempts=options.attempts, delay_s=_BUSY_DELAY_S,
+                max_attempts=self.options.attempts, delay_s=_BUSY_DELAY_S,
             )  # fmt: skip
             outcome = Outcome("failed", reason, delete=False)
         if self.on_outcome:
             self.on_outcome(outcome)
-        return True
 
     def handle_request(self, claim: RequestClaim) -> Outcome:
         """Carry out one claimed deploy request through the same steps as an S3 event."""
@@ -830,6 +894,17 @@ class _KeepHidden:
             # A failed beat is retried by the next; SQS redelivers only if all of them fail.
             with contextlib.suppress(AwsError):
                 self.deployer._hide(self.receipt, options.visibility_timeout_s)
+
+
+def _take(slots: threading.Semaphore, *, most: int, stopping: threading.Event) -> int:
+    """Wait for one free slot (0 once ``stopping`` is set), then take up to ``most``."""
+    while not slots.acquire(timeout=0.2):
+        if stopping.is_set():
+            return 0
+    taken = 1
+    while taken < most and slots.acquire(blocking=False):
+        taken += 1
+    return taken
 
 
 def _combine(outcomes: list[Outcome]) -> Outcome:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from lightkube import operators
+from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 
 from tenantry import errors, faults, helm
 from tenantry.charts import images as chart_images
@@ -88,9 +89,11 @@ def deploy(
             load_images(repo, cluster, artifact)
             # Holding the release's lease, a pending release is one a cut-short helm run
             # left behind (its worker died, or the API server went away mid-run).
-            recovered = helm.recover_interrupted(
-                helm_target, release=artifact.service, timeout_s=timeout_s
-            )
+            recovered = None
+            if left_pending(target.connect, tenant.name, artifact.service):
+                recovered = helm.recover_interrupted(
+                    helm_target, release=artifact.service, timeout_s=timeout_s
+                )
             helm.upgrade_install(
                 helm_target,
                 release=artifact.service,
@@ -112,6 +115,16 @@ def deploy(
         faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
     return None
+
+
+def left_pending(connect: Callable[[], Kube], namespace: str, release: str) -> bool:
+    """Whether Helm's storage (its Secrets, labelled by release and status) holds a pending
+    revision of ``release``: one API request, where asking helm for the history costs a
+    whole helm process on every deploy."""
+    with connect() as kube:
+        return bool(kube.list(Secret, namespace=namespace, labels={
+            "owner": "helm", "name": release, "status": operators.in_(list(helm.PENDING)),
+        }))  # fmt: skip
 
 
 NOT_ONBOARDED = "is not onboarded in cluster"

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import httpx2
 import lightkube
-from lightkube import codecs
+from lightkube import codecs, operators
 from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ApiError
@@ -290,9 +290,10 @@ class Kube:
         kind: type[R],
         *,
         namespace: str | None = None,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, str | operators.SequenceOperator] | None = None,
     ) -> list[R]:
-        """List objects of ``kind`` matching ``labels``: in one namespace, or in all of them."""
+        """List objects of ``kind`` matching ``labels`` (a value, or ``operators.in_``):
+        in one namespace, or in all of them."""
         if namespace is None and issubclass(kind, NamespacedResource):
             namespace = ALL_NAMESPACES
         with _first_decode_guard(kind), translate(f"list {kind.__name__}"):
