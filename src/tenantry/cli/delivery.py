@@ -6,6 +6,7 @@ the server too."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -179,6 +180,14 @@ def deployer_cmd(
             "received only for free slots).",
         ),
     ] = 1,
+    helm_runs: Annotated[
+        deploying.HelmRuns,
+        typer.Option(
+            "--helm",
+            help="sdk: Helm's Go SDK in one helper process for the worker (no helm process "
+            "per release); cli: a helm process per release.",
+        ),
+    ] = "sdk",
 ) -> None:
     """Run a worker: S3 upload → SQS event → helm upgrade --install to staging, the
     staging deploy requests in the ledger (the resync, retries, redrives), and the
@@ -203,25 +212,18 @@ def deployer_cmd(
     metrics = deploying.Metrics()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    options = deploying.Options(
+        worker=name, wait_s=wait, lease_ttl_s=lease_ttl, concurrency=concurrency, helm=helm_runs
+    )
+    if queue:
+        options = dataclasses.replace(options, max_receive_count=queue.max_receive_count,
+                                      visibility_timeout_s=queue.visibility_timeout_s)  # fmt: skip
     worker_ = deploying.Deployer(
         loaded,
         clients=clients,
         queue_url=wiring.queue_url(clients, queue.name) if clients and queue else None,
         ledger=ledger,
-        options=deploying.Options(
-            worker=name,
-            wait_s=wait,
-            lease_ttl_s=lease_ttl,
-            concurrency=concurrency,
-            **(
-                {
-                    "max_receive_count": queue.max_receive_count,
-                    "visibility_timeout_s": queue.visibility_timeout_s,
-                }
-                if queue
-                else {}
-            ),
-        ),
+        options=options,
         metrics=metrics,
         on_outcome=lambda o: output.err_console.print(f"{o.result}: {o.reason}", markup=False),
     )

@@ -68,7 +68,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -77,6 +77,7 @@ from tenantry.artifacts import source, store
 from tenantry.aws import AwsError, Clients, translate
 from tenantry.deploy import decide, release
 from tenantry.events import s3
+from tenantry.helm.sdk import Helmd
 from tenantry.ledger import Ledger, RequestClaim, Requested, fence, now, tables
 from tenantry.ledger import unavailable as ledger_unavailable
 from tenantry.spec import repository
@@ -102,6 +103,9 @@ _RESYNC_ASK_S = 1.0
 _log = logging.getLogger(__name__)
 
 
+HelmRuns = Literal["sdk", "cli"]
+
+
 @dataclass(frozen=True)
 class Options:
     """How a deployer works."""
@@ -118,6 +122,9 @@ class Options:
     resync_interval_s: float | None = None
     # Messages and deploy requests carried out at once (each its own helm run).
     concurrency: int = 1
+    # How helm runs: "sdk", Helm's Go SDK in one helper process for the worker
+    # (`tenantry.helm.sdk`); "cli", a helm process per release.
+    helm: HelmRuns = "sdk"
 
     @property
     def attempts(self) -> int:
@@ -220,6 +227,7 @@ class Deployer:
         self.on_outcome = on_outcome
         # The platform's chart store unless another is given.
         self.charts: source.ChartSource = charts or source.for_repository(repo, clients)
+        self.helmd = Helmd() if options.helm == "sdk" else None
         self.stopping = threading.Event()
         self._resynced = False
         self._resync_asked = 0.0
@@ -238,6 +246,8 @@ class Deployer:
                     self._run_with_queue(pool, slots)
         finally:
             self.charts.close()
+            if self.helmd is not None:
+                self.helmd.close()
 
     def _run_with_queue(self, pool: ThreadPoolExecutor, slots: threading.Semaphore) -> None:
         requests = threading.Thread(target=self.run_requests, args=(pool, slots),
@@ -720,6 +730,7 @@ class Deployer:
             timeout_s=self.options.deploy_timeout_s,
             observe=self.metrics.duration.observe,
             guard=guard,
+            helmd=self.helmd,
         )
 
     # --- helpers -------------------------------------------------------------------

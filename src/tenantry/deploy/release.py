@@ -34,6 +34,7 @@ from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 from tenantry import errors, faults, helm
 from tenantry.charts import images as chart_images
 from tenantry.charts import manifests
+from tenantry.helm.sdk import Helmd
 from tenantry.kube import localcluster
 from tenantry.kube.client import Identity, Kube
 from tenantry.ledger import Ledger, now, tables
@@ -64,8 +65,11 @@ def deploy(
     timeout_s: float = 300.0,
     observe: Callable[[float], None] | None = None,
     guard: Callable[[], None] = lambda: None,
+    helmd: Helmd | None = None,
 ) -> str | None:
-    """Deploy to ``clusters`` in order; the first failure's reason, or None if all succeeded."""
+    """Deploy to ``clusters`` in order; the first failure's reason, or None if all succeeded.
+    Through ``helmd`` (Helm's SDK in a helper process) when given, else the helm CLI."""
+    upgrade_install = helmd.upgrade_install if helmd is not None else helm.upgrade_install
     tenant = repo.tenant(artifact.tenant)
     for cluster in clusters:
         target = reconcile.resolve(cluster, environment, repo.root)
@@ -94,7 +98,7 @@ def deploy(
                 recovered = helm.recover_interrupted(
                     helm_target, release=artifact.service, timeout_s=timeout_s
                 )
-            helm.upgrade_install(
+            upgrade_install(
                 helm_target,
                 release=artifact.service,
                 chart=artifact.path,

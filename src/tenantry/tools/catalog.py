@@ -72,6 +72,10 @@ class GoTool:
         for name in ("go.mod", "go.sum", self.collector_manifest):
             if name:
                 digest.update((self.module_dir / name).read_bytes())
+        # Tenantry's own Go programs built with the tool (tenantry-helmd beside helm).
+        for source in sorted(self.module_dir.rglob("*.go")):
+            digest.update(source.relative_to(self.module_dir).as_posix().encode())
+            digest.update(source.read_bytes())
         digest.update(self.rendered_ldflags().encode())
         digest.update(" ".join(b.package for b in self.binaries).encode())
         digest.update(" ".join(self.data_files).encode())
@@ -249,13 +253,19 @@ KWOK = GoTool(
 HELM = GoTool(
     name="helm",
     module="helm.sh/helm/v4",
-    purpose="renders, installs and tests charts",
+    purpose="renders, installs and tests charts; tenantry-helmd runs releases through its SDK",
     binaries=(
         Binary(
             name="helm",
             package="helm.sh/helm/v4/cmd/helm",
             version_args=("version", "--short"),
             version_pattern=r"(v\d+\.\d+\.\d+)",
+        ),
+        Binary(
+            name="tenantry-helmd",
+            package="tenantry.dev/tools/helm/helmd",
+            version_args=("--version",),
+            version_pattern=r"helm (v\d+\.\d+\.\d+)",
         ),
     ),
     ldflags=(

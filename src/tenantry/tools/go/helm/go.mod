@@ -1,7 +1,13 @@
-// Builds the helm CLI at one pinned release.
+// Builds the helm CLI at one pinned release, and tenantry-helmd (helmd/) on its SDK.
 module tenantry.dev/tools/helm
 
 go 1.26.0
+
+require (
+	helm.sh/helm/v4 v4.3.1
+	k8s.io/cli-runtime v0.37.1
+	k8s.io/client-go v0.37.1
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -107,13 +113,10 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
-	helm.sh/helm/v4 v4.3.1 // indirect
 	k8s.io/api v0.37.1 // indirect
 	k8s.io/apiextensions-apiserver v0.37.1 // indirect
 	k8s.io/apimachinery v0.37.1 // indirect
 	k8s.io/apiserver v0.37.1 // indirect
-	k8s.io/cli-runtime v0.37.1 // indirect
-	k8s.io/client-go v0.37.1 // indirect
 	k8s.io/component-base v0.37.1 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
