@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tenantry import errors, helm
+from tenantry import errors, helm, processes
 from tenantry.helm import sdk
 from tenantry.kube import waits
 from tenantry.kube.client import Identity, Kube
@@ -137,5 +137,23 @@ def test_a_helper_that_died_is_started_again(cluster: LocalCluster, namespace: s
         again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
         assert again.status == "deployed"
         assert runner.pid not in (None, first)
+    finally:
+        runner.close()
+
+
+def test_an_idle_helper_is_ended_and_started_again_when_needed(
+    cluster: LocalCluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sdk, "IDLE_S", 0.5)
+    runner = sdk.Helmd()
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    try:
+        runner.upgrade_install(target, release="a", chart=CHARTS / "rollout", timeout_s=120)
+        first = runner.pid
+        assert first is not None
+        wait_for(lambda: runner.pid is None and not processes.alive(first),
+                 "the idle helper to end", timeout_s=30)  # fmt: skip
+        again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
+        assert again.status == "deployed"
     finally:
         runner.close()

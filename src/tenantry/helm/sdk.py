@@ -10,7 +10,8 @@ as the CLI words them, so callers read them the same way.
 
 Like the CLI run it replaces, the helper dies with the process that started it
 (``setpriv --pdeathsig``): a worker killed mid-deploy leaves no helm running on unowned.
-It is started on first use, and again after it exited.
+It is started on first use, and again after it exited; after ``IDLE_S`` with nothing to
+do it is ended (so a caller that never says `close` leaves nothing running for long).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from tenantry.helm import _POLL_S, _SETPRIV, Release, Target
 from tenantry.tools import install
 
 BINARY = "tenantry-helmd"
+# A helper with nothing in flight for this long is ended (started again when needed).
+IDLE_S = 30.0
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class Helmd:
         self._proc: subprocess.Popen[str] | None = None
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        self._used = time.monotonic()
 
     @property
     def pid(self) -> int | None:
@@ -67,8 +71,24 @@ class Helmd:
         assert proc.stdout is not None and proc.stderr is not None
         threading.Thread(target=self._read, args=(proc,), daemon=True, name="helmd").start()
         threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+        threading.Thread(target=self._end_when_idle, args=(proc,), daemon=True).start()
         self._proc = proc
         return proc
+
+    def _end_when_idle(self, proc: subprocess.Popen[str]) -> None:
+        """Close the helper's input once it has had nothing to do for ``IDLE_S``: under the
+        lock, so no request can be sent to a helper that is ending."""
+        while proc.poll() is None:
+            time.sleep(min(IDLE_S, 5.0))
+            with self._lock:
+                if self._proc is not proc:
+                    return
+                if not self._pending and time.monotonic() - self._used > IDLE_S:
+                    self._proc = None
+                    assert proc.stdin is not None
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                    return
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -96,6 +116,7 @@ class Helmd:
         future: Future[dict[str, Any]] | None = None
         with self._lock:
             proc = self._running()
+            self._used = time.monotonic()
             if request["op"] != "cancel":
                 request["id"] = next(self._ids)
                 future = Future()
