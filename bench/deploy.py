@@ -144,7 +144,7 @@ def write_repo(
 
 def start_workers(
     repo: Path, count: int, database: str, *, name: str = "bench", log: Path | None = None,
-    concurrency: int = 1,
+    concurrency: int = 1, helm: str = "sdk",
 ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     """``count`` `tenantry deployer` processes, each ready when its /metrics answers (it
     has loaded the repository and is about to receive)."""
@@ -156,7 +156,7 @@ def start_workers(
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "tenantry", "deployer", "--repo", str(repo),
                  "--worker", f"{name}-{i}", "--wait", "1", "--metrics-port", str(port),
-                 "--concurrency", str(concurrency)],
+                 "--concurrency", str(concurrency), "--helm", helm],
                 env={**os.environ, "TENANTRY_DATABASE_URL": database},
                 stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
             ))  # fmt: skip
@@ -208,21 +208,28 @@ def wait_started(
     raise TimeoutError(f"{tenant}/{service} {version} never started")
 
 
-def succeeded(ledger: Ledger, version: str, *, tenant: str = S3_TENANT) -> list[tables.Deployment]:
-    return [d for d in ledger.deployments()
-            if d.tenant == tenant and d.version == version and d.result == "succeeded"]  # fmt: skip
-
-
 def wait_succeeded(
-    ledger: Ledger, count: int, version: str, *, tenant: str = S3_TENANT, timeout_s: float = 1800
-) -> list[tables.Deployment]:
+    ledger: Ledger, count: int, version: str, *, tenant: str | None = S3_TENANT,
+    timeout_s: float = 1800,
+) -> list[tables.Deployment]:  # fmt: skip
+    """Until ``count`` deploys of ``version`` succeeded (of ``tenant``, or of any tenant);
+    a failed one ends the benchmark with its reason: these releases are all good."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done = succeeded(ledger, version, tenant=tenant)
-        if len(done) >= count:
-            return done
-        time.sleep(0.2)
-    raise TimeoutError(f"only some of {count} releases of {tenant} {version} succeeded")
+    while True:
+        with ledger.session() as session:
+            query = session.query(tables.Deployment).filter_by(version=version)
+            if tenant is not None:
+                query = query.filter_by(tenant=tenant)
+            rows = query.filter(tables.Deployment.result.in_(("succeeded", "failed"))).all()
+        failed = [d for d in rows if d.result == "failed"]
+        if failed:
+            raise RuntimeError(f"{failed[0].tenant}/{failed[0].service} {version} failed: "
+                               f"{failed[0].reason[:2000]}")  # fmt: skip
+        if len(rows) >= count:
+            return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(rows)} of {count} releases of {version} succeeded")
+        time.sleep(0.5)
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -274,14 +281,18 @@ def run_s3(workdir: Path, cluster: str, args: argparse.Namespace) -> dict[str, o
         print(f"S3: PutObject returned -> deploy started over {args.events} events: "
               f"p50 {p50:.3f}s, p99 {p99:.3f}s")  # fmt: skip
 
-        # Throughput: M services at once; 1 worker one release at a time (the baseline),
-        # then 1 and 2 workers with --concurrency C.
+        # Throughput: M services at once. The baseline is the deployer as it was (1 worker,
+        # one release at a time, a helm process per release); then C at once with the helm
+        # CLI, C at once through Helm's SDK (tenantry-helmd), and 2 such workers.
+        c = args.concurrency
         per_min = {}
-        runs = (("1w x1", 1, 1, "2.0.0"), ("1w", 1, args.concurrency, "3.0.0"),
-                ("2w", 2, args.concurrency, "4.0.0"))  # fmt: skip
-        for label, count, concurrency, version in runs:
+        runs = (("1w_x1_cli", 1, 1, "cli"), ("1w_cli", 1, c, "cli"), ("1w", 1, c, "sdk"),
+                ("2w", 2, c, "sdk"))  # fmt: skip
+        for n, (label, count, concurrency, helm) in enumerate(runs):
+            version = f"{n + 2}.0.0"
             bodies = [archive(f"svc-{i:04d}", version) for i in range(args.releases)]
-            workers = start_workers(repo_root, count, database, concurrency=concurrency)
+            workers = start_workers(repo_root, count, database, concurrency=concurrency,
+                                    helm=helm)  # fmt: skip
             started = time.monotonic()
             for i, body in enumerate(bodies):
                 upload(clients, ledger, *body, f"{S3_TENANT}/svc-{i:04d}-{version}.tgz")
@@ -289,10 +300,11 @@ def run_s3(workdir: Path, cluster: str, args: argparse.Namespace) -> dict[str, o
             seconds = time.monotonic() - started
             stop_workers(workers)
             per_min[label] = args.releases / seconds * 60
-            print(f"S3: {args.releases} releases, {count} worker(s) x {concurrency} at once: "
-                  f"{seconds:.1f}s ({per_min[label]:.0f}/min)")  # fmt: skip
-        print(f"S3: 1 worker x {args.concurrency} vs x 1 (baseline): "
-              f"{per_min['1w'] / per_min['1w x1']:.2f}x; 2 workers vs 1: "
+            print(f"S3: {args.releases} releases, {count} worker(s) x {concurrency} at once, "
+                  f"helm {helm}: {seconds:.1f}s ({per_min[label]:.0f}/min)")  # fmt: skip
+        print(f"S3: against the baseline (1 worker x 1, helm CLI): x {c} with the CLI "
+              f"{per_min['1w_cli'] / per_min['1w_x1_cli']:.2f}x, x {c} through the SDK "
+              f"{per_min['1w'] / per_min['1w_x1_cli']:.2f}x; 2 workers vs 1: "
               f"{per_min['2w'] / per_min['1w']:.2f}x")  # fmt: skip
         ledger.close()
     finally:
@@ -301,9 +313,7 @@ def run_s3(workdir: Path, cluster: str, args: argparse.Namespace) -> dict[str, o
         "event_to_deploy_p50_s": round(p50, 3),
         "event_to_deploy_p99_s": round(p99, 3),
         "event_to_deploy_events": args.events,
-        "releases_per_min_1w_x1": round(per_min["1w x1"], 1),
-        "releases_per_min_1w": round(per_min["1w"], 1),
-        "releases_per_min_2w": round(per_min["2w"], 1),
+        **{f"releases_per_min_{label}": round(value, 1) for label, value in per_min.items()},
         "concurrency": args.concurrency,
     }
 
@@ -332,20 +342,6 @@ def helm_profile(kubeconfig: Path, release: _floors.Release, runs: int = 10) -> 
             samples.append(_cpu.self_cpu().children - before)
         found[what] = statistics.median(samples)
     return found
-
-
-def wait_all_succeeded(ledger: Ledger, count: int, version: str, timeout_s: float) -> None:
-    """Until ``count`` deploys of ``version`` succeeded, whatever their tenants."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with ledger.session() as session:
-            done = session.query(tables.Deployment).filter_by(
-                version=version, result="succeeded").count()  # fmt: skip
-        if done >= count:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {done} of {count} releases succeeded in {timeout_s:.0f} s")
-        time.sleep(0.5)
 
 
 def run_scale(workdir: Path, args: argparse.Namespace) -> dict[str, object]:
@@ -392,7 +388,7 @@ def run_scale(workdir: Path, args: argparse.Namespace) -> dict[str, object]:
                    f"{pkg.tenant}/{pkg.service}-{pkg.version}.tgz", tenant=pkg.tenant,
                    bucket=SCALE_BUCKET)  # fmt: skip
         uploaded = time.monotonic() - started
-        wait_all_succeeded(ledger, total, "1.0.0", timeout_s=3600)
+        wait_succeeded(ledger, total, "1.0.0", tenant=None, timeout_s=3600)
         seconds = time.monotonic() - started
         spent = _cpu.spent(before, _cpu.snapshot(pids))
         bench_cpu = _cpu.self_cpu().own - me.own

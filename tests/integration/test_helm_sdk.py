@@ -58,6 +58,22 @@ def test_install_then_upgrade_waits_for_the_rollout(
     assert (listed["name"], listed["revision"], listed["status"]) == ("web", "2", "deployed")
 
 
+def test_the_cli_and_the_helper_take_turns_on_one_release(
+    cluster: LocalCluster, admin: Kube, namespace: str, helmd: sdk.Helmd
+) -> None:
+    # Server-side apply records each field's manager: both must be "helm", or the second
+    # one's upgrade conflicts with the first one's fields.
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    helmd.upgrade_install(target, release="web", chart=CHARTS / "rollout", timeout_s=120)
+    helm.upgrade_install(target, release="web", chart=CHARTS / "rollout",
+                         values={"replicas": 4}, timeout_s=120)  # fmt: skip
+    last = helmd.upgrade_install(target, release="web", chart=CHARTS / "rollout",
+                                 values={"replicas": 2}, timeout_s=120)  # fmt: skip
+    assert (last.revision, last.status) == (3, "deployed")
+    helm.rollback(target, release="web", timeout_s=120)
+    assert waits.wait_for_rollout(admin, namespace=namespace, name="web", timeout_s=30).ready == 4
+
+
 def test_an_identity_without_rights_is_refused_in_helms_words(
     cluster: LocalCluster, admin: Kube, namespace: str, upgrade_install: Callable[..., Any]
 ) -> None:

@@ -252,6 +252,10 @@ func main() {
 		os.Exit(2)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// Server-side apply records who owns each field: the helm CLI's name, so the CLI and
+	// this helper can take turns on one release (a rollback by the CLI, say) without
+	// conflicts.
+	kube.ManagedFieldsManager = "helm"
 	s := &server{
 		out:     json.NewEncoder(os.Stdout),
 		getters: map[string]*genericclioptions.ConfigFlags{},
