@@ -6,7 +6,8 @@ Measures, in one process, for the example service payments/api (3 replicas, base
     onboarding, dry-run as the tenant, install --wait as the tenant, rollout, cleanup);
   * baseline: a bare `helm upgrade --install --wait` of the same chart and values into
     a fresh namespace of the same warm cluster.
-Each is the whole command as a user runs it (process start included), median of N.
+Each is the whole command as a user runs it (process start included), median of N
+(at least 5).
 
 Prints the machine and versions, the figures, and as its last line one JSON object with
 ``verify_cold_s``, ``verify_warm_s``, ``bare_install_s``, ``ratio_warm_vs_bare``.
@@ -47,6 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.runs < 5:
+        parser.error("--runs must be at least 5: a median of fewer says little")
     os.environ["TENANTRY_STATE_DIR"] = tempfile.mkdtemp(prefix="tenantry-bench-")
     workdir = Path(tempfile.mkdtemp(prefix="tenantry-bench-verify-"))
     for key, value in machine().items():
@@ -54,7 +57,7 @@ def main() -> None:
 
     repo = one_service_repo(workdir)
     verify = [sys.executable, "-m", "tenantry", "verify", "--all", "--repo", str(repo)]
-    cold = [timed([*verify, "--fresh-cluster"]) for _ in range(max(1, args.runs // 2))]
+    cold = [timed([*verify, "--fresh-cluster"]) for _ in range(args.runs)]
     print(f"verify, fresh cluster: {', '.join(f'{s:.2f}s' for s in cold)}")
 
     timed(verify)  # creates the warm cluster; not counted
