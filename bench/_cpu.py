@@ -41,6 +41,17 @@ def spent(before: Mapping[str, Cpu], after: Mapping[str, Cpu]) -> dict[str, Cpu]
     }  # fmt: skip
 
 
+def children(pid: int) -> list[int]:
+    """The running children of ``pid`` (a worker's tenantry-helmd, say)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def cluster_pids(workdir: Path) -> dict[str, int]:
     """A local cluster's components (kube-apiserver, etcd, kwok-controller, ...) by the
     pid files kwokctl keeps."""

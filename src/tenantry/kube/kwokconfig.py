@@ -79,6 +79,8 @@ class NodeShape:
     pods: str = "110"
 
 
+SERVICE_CIDR = "10.0.0.0/16"
+
 # The kube-apiserver flag that names a static token file (``token,user,uid,"groups"``).
 TOKEN_AUTH_FILE_ARG = "token-auth-file"  # noqa: S105 (a flag name, not a secret)
 
@@ -94,7 +96,12 @@ def kwokctl_configuration(
     machine, so the path is used as is; kwokctl keeps the configuration, so a later
     ``kwokctl start`` passes the same flag.
     """
-    apiserver_args = [{"key": "enable-admission-plugins", "value": ",".join(ADMISSION_PLUGINS)}]
+    apiserver_args = [
+        {"key": "enable-admission-plugins", "value": ",".join(ADMISSION_PLUGINS)},
+        # The default /24 holds 254 Services: too few for a thousand releases on one
+        # cluster. A /16 keeps 10.0.0.1 (the kubernetes Service) where it was.
+        {"key": "service-cluster-ip-range", "value": SERVICE_CIDR},
+    ]
     if token_file is not None:
         apiserver_args.append({"key": TOKEN_AUTH_FILE_ARG, "value": str(token_file)})
     return {
