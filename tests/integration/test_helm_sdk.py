@@ -173,3 +173,24 @@ def test_an_idle_helper_is_ended_and_started_again_when_needed(
         assert again.status == "deployed"
     finally:
         runner.close()
+
+
+def test_the_helper_outlives_the_thread_that_first_needed_it(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    # The kernel's parent-death signal follows the thread that started the child: a helper
+    # started by a worker thread that then ended would be killed with it.
+    runner = sdk.Helmd()
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    try:
+        first = threading.Thread(target=lambda: runner.upgrade_install(
+            target, release="a", chart=CHARTS / "rollout", timeout_s=120))  # fmt: skip
+        first.start()
+        first.join()
+        pid = runner.pid
+        assert pid is not None
+        again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
+        assert again.status == "deployed"
+        assert runner.pid == pid
+    finally:
+        runner.close()

@@ -10,6 +10,9 @@ as the CLI words them, so callers read them the same way.
 
 Like the CLI run it replaces, the helper dies with the process that started it
 (``setpriv --pdeathsig``): a worker killed mid-deploy leaves no helm running on unowned.
+The kernel sends that signal when the *thread* that started the child ends, so the helper
+is always started by a thread of its own that lives as long as this object, never by
+whichever worker thread happened to need it first.
 It is started on first use, and again after it exited; after ``IDLE_S`` with nothing to
 do it is ended (so a caller that never says `close` leaves nothing running for long).
 """
@@ -20,6 +23,7 @@ import contextlib
 import itertools
 import json
 import logging
+import queue
 import subprocess
 import threading
 import time
@@ -48,6 +52,23 @@ class Helmd:
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._used = time.monotonic()
+        self._spawns: queue.SimpleQueue[Future[subprocess.Popen[str]]] = queue.SimpleQueue()
+        threading.Thread(target=self._spawner, daemon=True, name="helmd-parent").start()
+
+    def _spawner(self) -> None:
+        """Start each helper asked for: from this thread, which never ends (see above)."""
+        while True:
+            future = self._spawns.get()
+            argv = [str(install.binary(BINARY))]
+            if _SETPRIV is not None:
+                argv = [_SETPRIV, "--pdeathsig", "KILL", *argv]
+            try:
+                future.set_result(subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True, bufsize=1,
+                ))  # fmt: skip
+            except Exception as e:  # the caller raises it
+                future.set_exception(e)
 
     @property
     def pid(self) -> int | None:
@@ -63,11 +84,9 @@ class Helmd:
             assert self._proc.stdin is not None
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()  # it exited: its readers close the rest
-        argv = [str(install.binary(BINARY))]
-        if _SETPRIV is not None:
-            argv = [_SETPRIV, "--pdeathsig", "KILL", *argv]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        spawned: Future[subprocess.Popen[str]] = Future()
+        self._spawns.put(spawned)
+        proc = spawned.result()
         assert proc.stdout is not None and proc.stderr is not None
         threading.Thread(target=self._read, args=(proc,), daemon=True, name="helmd").start()
         threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
