@@ -6,9 +6,11 @@ once; a run stopped by ``abort_if``; and a helper that died started again."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +87,21 @@ def test_an_identity_without_rights_is_refused_in_helms_words(
         upgrade_install(target, release="web", chart=CHARTS / "rollout", timeout_s=60)
     assert "forbidden" in refused.value.stderr
     assert f"system:serviceaccount:{namespace}:nobody" in refused.value.stderr
+
+
+def test_an_object_with_an_unknown_field_is_refused_by_the_api_server(
+    cluster: LocalCluster, namespace: str, upgrade_install: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The helper skips the client's OpenAPI check; the API server's strict field
+    # validation, which every apply asks for, still refuses what the schema lacks.
+    chart = tmp_path / "rollout"
+    shutil.copytree(CHARTS / "rollout", chart)
+    template = next((chart / "templates").glob("*.yaml"))
+    template.write_text(template.read_text().replace("spec:\n", "spec:\n  bogusField: 1\n", 1))
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    with pytest.raises(errors.HelmError) as refused:
+        upgrade_install(target, release="web", chart=chart, timeout_s=60)
+    assert ".spec.bogusField: field not declared in schema" in refused.value.stderr
 
 
 def test_a_failed_upgrade_is_rolled_back_and_the_last_good_release_serves(
