@@ -211,3 +211,14 @@ def test_the_helper_outlives_the_thread_that_first_needed_it(
         assert runner.pid == pid
     finally:
         runner.close()
+
+
+def test_the_helper_keeps_ten_revisions_as_the_cli_does(
+    cluster: LocalCluster, namespace: str, helmd: sdk.Helmd
+) -> None:
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    for replicas in range(1, 13):
+        helmd.upgrade_install(target, release="web", chart=CHARTS / "rollout",
+                              values={"replicas": replicas}, timeout_s=120)  # fmt: skip
+    revisions = helm.history(target, release="web")
+    assert [r["revision"] for r in revisions] == list(range(3, 13))

@@ -46,9 +46,9 @@ The charts come from a `tenantry.artifacts.source.ChartSource` (the S3 bucket by
 default), so another store plugs in without touching these steps.
 
 **Several releases in flight**: a worker carries out up to ``concurrency`` messages and
-requests at once (one pool for both), receiving as many messages in one call as it has
-free slots (at most 10, SQS's limit) and none while every slot is busy, so no message
-waits hidden in a worker that cannot start it. Each release is still one lease, one
+as many deploy requests at once, receiving as many messages in one call as it has free
+slots (at most 10, SQS's limit) and none while every slot is busy, so no message waits
+hidden in a worker that cannot start it. Each release is still one lease, one
 decision and one helm run: two of them for the same release, in one worker or two,
 wait for each other on the lease.
 
@@ -237,20 +237,23 @@ class Deployer:
         resync, up to ``concurrency`` at once, until `stop`; those in hand are finished
         first. Without a queue (charts in an OCI registry, whose notifications become
         requests) only the requests and the resync."""
-        slots = threading.BoundedSemaphore(self.options.concurrency)
+        # Messages and requests have slots of their own: sharing them, a long poll that
+        # keeps taking a free slot back would starve the requests.
+        concurrency = self.options.concurrency
         try:
-            with ThreadPoolExecutor(self.options.concurrency, "release") as pool:
+            with ThreadPoolExecutor(2 * concurrency, "release") as pool:
                 if self.queue_url is None:
-                    self.run_requests(pool, slots)
+                    self.run_requests(pool, threading.BoundedSemaphore(concurrency))
                 else:
-                    self._run_with_queue(pool, slots)
+                    self._run_with_queue(pool, threading.BoundedSemaphore(concurrency))
         finally:
             self.charts.close()
             if self.helmd is not None:
                 self.helmd.close()
 
     def _run_with_queue(self, pool: ThreadPoolExecutor, slots: threading.Semaphore) -> None:
-        requests = threading.Thread(target=self.run_requests, args=(pool, slots),
+        request_slots = threading.BoundedSemaphore(self.options.concurrency)
+        requests = threading.Thread(target=self.run_requests, args=(pool, request_slots),
                                     name="deploy-requests")  # fmt: skip
         requests.start()
         try:

@@ -216,6 +216,7 @@ func (s *server) upgradeInstall(ctx context.Context, r *request) (*released, err
 	upgrade.WaitOptions = waitOptions
 	upgrade.RollbackOnFailure = r.RollbackOnFailure
 	upgrade.DisableOpenAPIValidation = skipClientSchemaCheck
+	upgrade.MaxHistory = 10 // the CLI's default (--history-max): older revisions are pruned
 	rel, err := upgrade.RunWithContext(ctx, r.Release, ch, values)
 	if err != nil {
 		return nil, fmt.Errorf("UPGRADE FAILED: %w", err)
