@@ -39,7 +39,7 @@ DURING_HELM = "during helm"
 # Each point and how the test phrases it in the reliability table.
 POINTS = {
     "deploy.before-helm": "lease taken and deployment row written, before helm runs",
-    DURING_HELM: "while its `helm upgrade --install --wait` child runs",
+    DURING_HELM: "while its helm (tenantry-helmd) runs `upgrade --install --wait`",
     "deploy.after-helm": "helm succeeded, before the ledger records it",
     "deploy.after-ledger": "the ledger recorded the deploy, before the SQS message is deleted",
 }
@@ -60,10 +60,12 @@ def children(pid: int) -> Iterator[tuple[int, list[str]]]:
             yield int(entry.name), argv
 
 
-def helm_upgrade_child(pid: int) -> int | None:
-    """The pid of ``pid``'s running `helm upgrade` child, if any."""
+def helm_child(pid: int) -> int | None:
+    """The pid of ``pid``'s child that runs its helm: a `helm upgrade` (the CLI), or the
+    worker's tenantry-helmd (Helm's SDK, the default), if any."""
     for child, argv in children(pid):
-        if argv and Path(argv[0]).name == "helm" and "upgrade" in argv:
+        name = Path(argv[0]).name if argv else ""
+        if (name == "helm" and "upgrade" in argv) or name == "tenantry-helmd":
             return child
     return None
 
@@ -106,8 +108,8 @@ def test_a_deployer_killed_mid_deploy_is_finished_by_another(
             # No fault point: the test kills the process itself, by pid, once its helm
             # child is running (helm is then orphaned and runs on, as it would when only
             # the worker's own process dies).
-            orphan = wait_for(lambda: helm_upgrade_child(doomed.pid),
-                              "the deployer's helm upgrade child", timeout_s=60,
+            orphan = wait_for(lambda: helm_child(doomed.pid),
+                              "the deployer's helm child", timeout_s=60,
                               poll_s=0.02)  # fmt: skip
             # Killed inside helm's --wait (the slow chart's pods take seconds to be
             # ready), once helm has recorded the release as pending.
