@@ -34,6 +34,8 @@ REPO = Path(__file__).parents[2] / "examples" / "platform-repo"
 # The longest the workers may take from the approval to the primary: the canary and the
 # primary's helm upgrades with real pods, and three analysis intervals at 5 s.
 ROLLOUT_MS = 240_000
+# A page's answer while the machine deploys (the default 5 s is for an idle machine).
+LOADED_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,12 @@ def test_bob_approves_in_the_browser_and_watches_the_canary_reach_the_primary(
         bob.get_by_role("link", name="payments/api").first.click()
         expect(bob.locator("#matrix")).to_contain_text("staging")
         bob.get_by_role("button", name=f"Approve promotion {number}").click()
-        expect(bob.locator(f"#promotion-{number}")).to_have_count(0)
+        # The approval starts the worker's deploy to the canary cluster (its real node
+        # busy at once): on 2 cores the page may take longer than Playwright's 5 s.
+        expect(bob.locator(f"#promotion-{number}")).to_have_count(0, timeout=LOADED_MS)
         # From here on the page only follows the server's events.
         bob.evaluate("window.notReloaded = true")
-        expect(bob.locator("#live")).to_have_text("live")
+        expect(bob.locator("#live")).to_have_text("live", timeout=LOADED_MS)
 
         expect(bob.locator("#canary-state")).to_contain_text("50 % of live traffic",
                                                              timeout=ROLLOUT_MS)  # fmt: skip
