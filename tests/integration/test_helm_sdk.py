@@ -31,6 +31,14 @@ def helmd() -> Iterator[sdk.Helmd]:
     runner.close()
 
 
+@pytest.fixture
+def own_helmd(cluster: LocalCluster, namespace: str) -> Iterator[tuple[sdk.Helmd, helm.Target]]:
+    """A helper of the test's own (its life is what the test watches) and where it acts."""
+    runner = sdk.Helmd()
+    yield runner, helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
+    runner.close()
+
+
 @pytest.fixture(params=["cli", "sdk"])
 def upgrade_install(
     request: pytest.FixtureRequest, helmd: sdk.Helmd
@@ -158,59 +166,47 @@ def test_abort_if_stops_the_run_at_once(
     assert revision["status"] == "failed"
 
 
-def test_a_helper_that_died_is_started_again(cluster: LocalCluster, namespace: str) -> None:
-    runner = sdk.Helmd()
-    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
-    try:
-        runner.upgrade_install(target, release="a", chart=CHARTS / "rollout", timeout_s=120)
-        first = runner.pid
-        assert first is not None
-        os.kill(first, signal.SIGKILL)
-        wait_for(lambda: runner.pid is None, "the helper to be gone")
-        again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
-        assert again.status == "deployed"
-        assert runner.pid not in (None, first)
-    finally:
-        runner.close()
+def test_a_helper_that_died_is_started_again(own_helmd: tuple[sdk.Helmd, helm.Target]) -> None:
+    runner, target = own_helmd
+    runner.upgrade_install(target, release="a", chart=CHARTS / "rollout", timeout_s=120)
+    first = runner.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: runner.pid is None, "the helper to be gone")
+    again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
+    assert again.status == "deployed"
+    assert runner.pid not in (None, first)
 
 
 def test_an_idle_helper_is_ended_and_started_again_when_needed(
-    cluster: LocalCluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+    own_helmd: tuple[sdk.Helmd, helm.Target], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sdk, "IDLE_S", 0.5)
-    runner = sdk.Helmd()
-    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
-    try:
-        runner.upgrade_install(target, release="a", chart=CHARTS / "rollout", timeout_s=120)
-        first = runner.pid
-        assert first is not None
-        wait_for(lambda: runner.pid is None and not processes.alive(first),
-                 "the idle helper to end", timeout_s=30)  # fmt: skip
-        again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
-        assert again.status == "deployed"
-    finally:
-        runner.close()
+    runner, target = own_helmd
+    runner.upgrade_install(target, release="a", chart=CHARTS / "rollout", timeout_s=120)
+    first = runner.pid
+    assert first is not None
+    wait_for(lambda: runner.pid is None and not processes.alive(first),
+             "the idle helper to end", timeout_s=30)  # fmt: skip
+    again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
+    assert again.status == "deployed"
 
 
 def test_the_helper_outlives_the_thread_that_first_needed_it(
-    cluster: LocalCluster, namespace: str
+    own_helmd: tuple[sdk.Helmd, helm.Target],
 ) -> None:
     # The kernel's parent-death signal follows the thread that started the child: a helper
     # started by a worker thread that then ended would be killed with it.
-    runner = sdk.Helmd()
-    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace=namespace)
-    try:
-        first = threading.Thread(target=lambda: runner.upgrade_install(
-            target, release="a", chart=CHARTS / "rollout", timeout_s=120))  # fmt: skip
-        first.start()
-        first.join()
-        pid = runner.pid
-        assert pid is not None
-        again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
-        assert again.status == "deployed"
-        assert runner.pid == pid
-    finally:
-        runner.close()
+    runner, target = own_helmd
+    first = threading.Thread(target=lambda: runner.upgrade_install(
+        target, release="a", chart=CHARTS / "rollout", timeout_s=120))  # fmt: skip
+    first.start()
+    first.join()
+    pid = runner.pid
+    assert pid is not None
+    again = runner.upgrade_install(target, release="b", chart=CHARTS / "rollout", timeout_s=120)
+    assert again.status == "deployed"
+    assert runner.pid == pid
 
 
 def test_the_helper_keeps_ten_revisions_as_the_cli_does(

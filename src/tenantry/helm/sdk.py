@@ -52,13 +52,12 @@ class Helmd:
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._used = time.monotonic()
-        self._spawns: queue.SimpleQueue[Future[subprocess.Popen[str]]] = queue.SimpleQueue()
-        threading.Thread(target=self._spawner, daemon=True, name="helmd-parent").start()
+        self._spawns: queue.SimpleQueue[Future[subprocess.Popen[str]]] | None = None
 
-    def _spawner(self) -> None:
+    def _spawner(self, spawns: queue.SimpleQueue[Future[subprocess.Popen[str]]]) -> None:
         """Start each helper asked for: from this thread, which never ends (see above)."""
         while True:
-            future = self._spawns.get()
+            future = spawns.get()
             argv = [str(install.binary(BINARY))]
             if _SETPRIV is not None:
                 argv = [_SETPRIV, "--pdeathsig", "KILL", *argv]
@@ -84,6 +83,10 @@ class Helmd:
             assert self._proc.stdin is not None
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()  # it exited: its readers close the rest
+        if self._spawns is None:  # the first helper: its parent thread too
+            self._spawns = queue.SimpleQueue()
+            threading.Thread(target=self._spawner, args=(self._spawns,), daemon=True,
+                             name="helmd-parent").start()  # fmt: skip
         spawned: Future[subprocess.Popen[str]] = Future()
         self._spawns.put(spawned)
         proc = spawned.result()

@@ -80,12 +80,13 @@ class Configured:
 
     def router(self, repo: Repository) -> Router:
         """Route 53, or the platform team's HAProxy."""
-        zone = self._traffic(repo).route53
-        if zone is not None and self._traffic(repo).router == "route53":
+        traffic = self._traffic(repo)
+        if traffic.router == "route53" and traffic.route53 is not None:
+            zone = traffic.route53
             return Route53(aws.route53_client(), zone.zone_id, zone.domain)
         return self.haproxy(repo)
 
-    def _fronts(self, repo: Repository) -> ByHost:
+    def _haproxy(self, repo: Repository) -> models.HAProxyRouter:
         config = self._traffic(repo).haproxy
         if config is None:
             raise WiringError(
@@ -94,16 +95,15 @@ class Configured:
                 fix="add traffic.haproxy: {directory, listen, domain, stats} (an HAProxy of "
                 "your own, run by `tenantry router run`), or use router: route53",
             )
-        return ByHost(config.listen, config.domain)
+        return config
 
     def haproxy(self, repo: Repository) -> HAProxy:
         """The HAProxy ``traffic.haproxy`` describes, for every route (not started:
         `tenantry router run` runs it)."""
-        fronts = self._fronts(repo)
-        config = self._traffic(repo).haproxy
-        assert config is not None  # _fronts checked it
+        config = self._haproxy(repo)
         routes = [route for route, _ in self.routes(repo)]
-        return HAProxy(Path(config.directory), routes, fronts=fronts, stats=config.stats)
+        return HAProxy(Path(config.directory), routes,
+                       fronts=ByHost(config.listen, config.domain), stats=config.stats)  # fmt: skip
 
     def _route(self, repo: Repository, service: ServiceSource) -> Route:
         clusters = repo.platform.environment(self.environment).clusters
@@ -125,7 +125,8 @@ class Configured:
             domain = traffic.route53.domain.rstrip(".")
             url = lambda route: f"http://{route.name}.{domain}/"  # noqa: E731
         else:
-            url = self._fronts(repo).url
+            config = self._haproxy(repo)
+            url = ByHost(config.listen, config.domain).url
         described = [s for s in repo.services if s.descriptor is not None]
         return [(route, url(route)) for route in (self._route(repo, s) for s in described)]
 
