@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
+from lightkube.resources.core_v1 import Namespace
 
 from _common import machine, one_service_repo
 from tenantry.charts import BASE_CHART, render
@@ -40,8 +41,34 @@ from tenantry.verify import run as verification
 
 def timed(argv: list[str]) -> float:
     started = time.monotonic()
-    subprocess.run(argv, check=True, capture_output=True)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return time.monotonic() - started
+
+
+def bare_installs(repo: Path, workdir: Path, runs: int) -> list[float]:
+    """``helm upgrade --install --wait`` of the same chart and values into a fresh
+    namespace of the warm cluster, each namespace deleted after (as verify's cleanup
+    does) so the node holds the same pods for every run."""
+    cluster = localcluster.get(verification.WARM_CLUSTER)
+    source = render.chart_input(repository.load(repo).service("payments/api"))
+    values = workdir / "values.yaml"
+    values.write_text(yaml.safe_dump(source.values))
+    bare = []
+    with Kube.connect(cluster.kubeconfig) as kube:
+        for i in range(runs):
+            namespace = f"bare-{i}"
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            bare.append(
+                timed(
+                    [str(install.binary("helm")), "upgrade", "--install", "api", str(BASE_CHART),
+                     "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
+                     "--values", str(values), "--wait", "--timeout", "120s"]
+                )
+            )  # fmt: skip
+            kube.delete(Namespace, namespace)
+    return bare
 
 
 def main() -> None:
@@ -60,27 +87,13 @@ def main() -> None:
     cold = [timed([*verify, "--fresh-cluster"]) for _ in range(args.runs)]
     print(f"verify, fresh cluster: {', '.join(f'{s:.2f}s' for s in cold)}")
 
-    timed(verify)  # creates the warm cluster; not counted
-    warm = [timed(verify) for _ in range(args.runs)]
-    print(f"verify, warm cluster:  {', '.join(f'{s:.2f}s' for s in warm)}")
-
-    cluster = localcluster.get(verification.WARM_CLUSTER)
-    source = render.chart_input(repository.load(repo).service("payments/api"))
-    values = workdir / "values.yaml"
-    values.write_text(yaml.safe_dump(source.values))
-    bare = []
-    with Kube.connect(cluster.kubeconfig) as kube:
-        for i in range(args.runs):
-            namespace = f"bare-{i}"
-            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-            bare.append(
-                timed(
-                    [str(install.binary("helm")), "upgrade", "--install", "api", str(BASE_CHART),
-                     "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,
-                     "--values", str(values), "--wait", "--timeout", "120s"]
-                )
-            )  # fmt: skip
-    localcluster.delete(verification.WARM_CLUSTER)
+    try:
+        timed(verify)  # creates the warm cluster; not counted
+        warm = [timed(verify) for _ in range(args.runs)]
+        print(f"verify, warm cluster:  {', '.join(f'{s:.2f}s' for s in warm)}")
+        bare = bare_installs(repo, workdir, args.runs)
+    finally:
+        localcluster.delete(verification.WARM_CLUSTER)
     print(f"bare helm install --wait: {', '.join(f'{s:.2f}s' for s in bare)}")
 
     figures = {

@@ -313,7 +313,6 @@ def test_connect_resolves_the_local_registry_and_a_credentials_file_in_the_repos
 ) -> None:
     with _client(local_registry) as client:
         client.push(_package(tmp_path, "7.0.0", "connect"))
-    registry.register()
     spec = models.OciArtifacts(kind="oci", registry="local", prefix="charts")
     with oci.connect(spec, root=tmp_path) as client:  # the local registry's own files
         assert client.address == local_registry.address

@@ -5,6 +5,10 @@ any S3/SQS-compatible endpoint named in platform.yaml, or a named endpoint that
 whoever runs it resolves at run time — ``local``, the local server of `tenantry up`,
 which the local platform registers from above (`register_endpoint`), so this adapter
 never imports it. botocore's errors are translated here into `AwsError`.
+
+boto3 is imported when a client is made, not with this module: every command loads
+this module (the local platform registers its endpoint), few talk to S3 or SQS, and
+boto3 alone takes a quarter of a second to import.
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any
 
 from tenantry import errors
 from tenantry.spec import models
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 
 def _config() -> Config:
@@ -28,6 +31,8 @@ def _config() -> Config:
     # one surfaces as an error the caller retries on its own schedule. The read
     # timeout must outlast SQS's 20 s long poll; TENANTRY_AWS_TIMEOUT_S shortens both
     # where a quick failure is wanted (tests of an outage).
+    from botocore.config import Config
+
     timeout = float(os.environ.get("TENANTRY_AWS_TIMEOUT_S", "25"))
     return Config(
         retries={"max_attempts": 4, "mode": "standard"},
@@ -54,6 +59,8 @@ class AwsError(errors.TenantryError):
 @contextlib.contextmanager
 def translate(action: str) -> Iterator[None]:
     """Turn botocore errors raised inside the block into `AwsError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         yield
     except ClientError as e:
@@ -116,6 +123,8 @@ def clients(platform: models.Platform) -> Clients:
             "platform.yaml has no S3 artifacts/queue section",
             fix="add artifacts: {bucket: ...} and queue: {name: ...} (see examples/platform-repo)",
         )
+    import boto3
+
     endpoint = endpoint_for(bucket)
     kwargs: dict[str, Any] = {"region_name": bucket.region, "config": _config()}
     if endpoint:
@@ -130,4 +139,6 @@ def clients(platform: models.Platform) -> Clients:
 
 def route53_client() -> Any:
     """A Route 53 client with the environment's credentials (the traffic router on AWS)."""
+    import boto3
+
     return boto3.client("route53", config=_config())

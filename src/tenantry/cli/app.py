@@ -1,12 +1,17 @@
 """The `tenantry` command: global options, sub-command groups, and the one place
 where error types become exit codes.
 
+Each command lives in a module of `tenantry.cli`; only the module of the command
+being run is imported (`COMMANDS`), since importing them all — FastAPI, SQLAlchemy,
+boto3 — costs about a second that `tenantry verify` or `tenantry lint` should not pay.
+
 Exit codes: 0 success; 1 a failure Tenantry explains (any `TenantryError`);
 2 a usage error (bad option, unknown name); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,33 +21,7 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
-from tenantry.cli import (
-    canary,
-    cluster,
-    delivery,
-    local,
-    monitoring,
-    output,
-    router,
-    server,
-    services,
-    tenants,
-    tools,
-    traffic,
-)
-
-app = typer.Typer(
-    name="tenantry",
-    help=(
-        "Tenantry: onboard teams onto shared Kubernetes clusters, verify every chart in a real "
-        "cluster, and deploy through staging to production.\n\n"
-        "Start with `tenantry tools install`, then `tenantry up`."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+from tenantry.cli import output
 
 
 @dataclass(frozen=True)
@@ -59,7 +38,6 @@ def _version(value: bool) -> None:
         raise typer.Exit
 
 
-@app.callback()
 def _root(
     ctx: typer.Context,
     output_format: Annotated[
@@ -81,17 +59,69 @@ def _root(
     ctx.obj = Options(output=output_format, debug=debug)
 
 
-app.add_typer(tools.app, name="tools")
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(tenants.app, name="tenants")
-app.add_typer(monitoring.app, name="monitoring")
-app.add_typer(traffic.traffic_app, name="traffic")
-app.add_typer(router.app, name="router")
-app.add_typer(canary.app, name="canary")
-local.register(app)
-services.register(app)
-delivery.register(app)
-server.register(app)
+# Each module of `tenantry.cli` and the top-level commands it adds, in the order
+# `tenantry --help` lists them. A module named like its one command is a group
+# (its ``app``); the others add theirs with ``register(app)``.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "tools": ("tools",),
+    "cluster": ("cluster",),
+    "tenants": ("tenants",),
+    "monitoring": ("monitoring",),
+    "traffic": ("traffic",),
+    "router": ("router",),
+    "canary": ("canary",),
+    "local": ("up", "down", "status", "local-token"),
+    "services": ("new", "render", "lint", "verify"),
+    "delivery": (
+        "aws", "publish", "deployer", "history", "promote", "promotions", "approve",
+        "reject", "cancel", "rollback", "retry", "requests", "deadletters",
+    ),
+    "server": ("server", "login", "logout", "whoami", "operation"),
+}  # fmt: skip
+
+
+def build(modules: tuple[str, ...] = tuple(COMMANDS)) -> typer.Typer:
+    """The `tenantry` command with the commands of ``modules`` of `tenantry.cli`."""
+    app = typer.Typer(
+        name="tenantry",
+        help=(
+            "Tenantry: onboard teams onto shared Kubernetes clusters, verify every chart in a real "
+            "cluster, and deploy through staging to production.\n\n"
+            "Start with `tenantry tools install`, then `tenantry up`."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    for name in modules:
+        module = importlib.import_module(f"tenantry.cli.{name}")
+        if COMMANDS[name] == (name,):
+            app.add_typer(module.app, name=name)
+        else:
+            module.register(app)
+    return app
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The top-level command ``argv`` runs (after `hoist_output_option`), if any."""
+    i = 0
+    while i < len(argv):
+        if argv[i] in _OUTPUT_FLAGS:
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return None
+
+
+def modules_for(command: str | None) -> tuple[str, ...]:
+    """The modules to import to run ``command``: its own, or all of them for the
+    overall help and for a name no module has (so click can list the real ones)."""
+    owner = [name for name, commands in COMMANDS.items() if command in commands]
+    return tuple(owner) or tuple(COMMANDS)
 
 
 _OUTPUT_FLAGS = ("-o", "--output")
@@ -133,8 +163,9 @@ def main() -> None:
     Typer itself turns usage errors into exit code 2; everything Tenantry raises
     on purpose is a `TenantryError` and is printed here without a traceback.
     """
+    argv = hoist_output_option(sys.argv[1:])
     try:
-        app(args=hoist_output_option(sys.argv[1:]), prog_name="tenantry")
+        build(modules_for(command_of(argv)))(args=argv, prog_name="tenantry")
     except errors.TenantryError as e:
         if "--debug" in sys.argv[1:]:
             raise

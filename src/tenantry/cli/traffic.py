@@ -22,13 +22,13 @@ from tenantry.tenancy import reconcile
 from tenantry.traffic import failover, ingress, wiring
 from tenantry.traffic.load import Load
 
-traffic_app = typer.Typer(help="Live traffic between the production clusters.",
+app = typer.Typer(help="Live traffic between the production clusters.",
                           no_args_is_help=True)  # fmt: skip
 
 RefArgument = Annotated[str, typer.Argument(help="TEAM/SERVICE.")]
 
 
-@traffic_app.command("status")
+@app.command("status")
 def status_cmd(ctx: typer.Context) -> None:
     """Show the routes of the services you may see: each cluster's weight and health, and
     the last failovers (through the server).
@@ -43,7 +43,7 @@ def status_cmd(ctx: typer.Context) -> None:
     )  # fmt: skip
 
 
-@traffic_app.command("load")
+@app.command("load")
 def load_cmd(
     ctx: typer.Context,
     ref: RefArgument,
@@ -71,7 +71,7 @@ def load_cmd(
                 ctx.obj.output, title=f"{ref}: answers by version")  # fmt: skip
 
 
-@traffic_app.command("watch")
+@app.command("watch")
 def watch_cmd(
     port: Annotated[int, typer.Option(help="Port for /healthz (loopback).")] = 0,
     repo: RepoOption = Path(),
@@ -113,7 +113,7 @@ def _platform_alert(provider: wiring.Provider, summary: str) -> None:
         output.err_console.print(f"could not alert: {e}", markup=False)
 
 
-@traffic_app.command("ingress")
+@app.command("ingress")
 def ingress_cmd(
     cluster: Annotated[str, typer.Option(help="The production cluster whose pods serve.")],
     listen: Annotated[

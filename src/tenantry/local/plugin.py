@@ -10,19 +10,35 @@ workers and servers have it too), by the test fixtures and by the benchmarks.
 from __future__ import annotations
 
 from tenantry import aws
-from tenantry.local import awsserver, registry
-from tenantry.local import traffic as local_traffic
+from tenantry.artifacts import oci
 from tenantry.traffic import wiring
+
+# The local modules are imported when first resolved, not here: every command plugs
+# the local platform in, and few need it (HAProxy, the registry's certificates).
 
 
 def _aws_endpoint() -> str | None:
+    from tenantry.local import awsserver
+
     server = awsserver.running()
     return server.endpoint if server else None
+
+
+def _traffic() -> wiring.Provider:
+    from tenantry.local import traffic
+
+    return traffic.Provider()
+
+
+def _registry() -> oci.Endpoint | None:
+    from tenantry.local import registry
+
+    return registry.endpoint()
 
 
 def install() -> None:
     """Register the local platform's traffic provider, S3/SQS endpoint and registry
     (idempotent)."""
-    wiring.register(local_traffic.Provider())
+    wiring.register(_traffic)
     aws.register_endpoint(aws.LOCAL, _aws_endpoint)
-    registry.register()
+    oci.register_registry(oci.LOCAL, _registry)

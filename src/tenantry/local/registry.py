@@ -366,8 +366,3 @@ def endpoint() -> oci.Endpoint | None:
         return None
     return oci.Endpoint(found.address, found.ca_file, found.credentials_file,
                         events_secret_file())  # fmt: skip
-
-
-def register() -> None:
-    """Make ``artifacts.registry: local`` resolve to this registry (for `local.plugin`)."""
-    oci.register_registry(oci.LOCAL, endpoint)

@@ -14,6 +14,7 @@ only asks `provider` for the environment's wiring.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -157,13 +158,15 @@ class Configured:
         """Nothing to do: a real ingress serves whatever the cluster runs."""
 
 
-_registered: Provider | None = None
+# Makes the local platform's provider; called on first use, so a command that never
+# routes traffic never imports it.
+_registered: Callable[[], Provider] | None = None
 
 
-def register(provider: Provider) -> None:
+def register(make: Callable[[], Provider]) -> None:
     """Plug in the wiring of local clusters (the local platform's, from the command line)."""
     global _registered
-    _registered = provider
+    _registered = functools.cache(make)
 
 
 def provider(repo: Repository, environment: str = models.PRODUCTION) -> Provider:
@@ -178,4 +181,4 @@ def provider(repo: Repository, environment: str = models.PRODUCTION) -> Provider
             "plugged in",
             fix="run it through the tenantry command (`tenantry …` or `python -m tenantry …`)",
         )
-    return _registered
+    return _registered()
