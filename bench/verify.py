@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.core_v1 import Namespace, Pod
 
 from _common import machine, one_service_repo
 from tenantry.charts import BASE_CHART, render
@@ -49,8 +49,8 @@ def timed(argv: list[str]) -> float:
 
 def bare_installs(repo: Path, workdir: Path, runs: int) -> list[float]:
     """``helm upgrade --install --wait`` of the same chart and values into a fresh
-    namespace of the warm cluster, each namespace deleted after (as verify's cleanup
-    does) so the node holds the same pods for every run."""
+    namespace of the warm cluster, each namespace and its pods deleted at once after (as
+    verify's cleanup does), so every run starts on a node with no pods stopping."""
     cluster = localcluster.get(verification.WARM_CLUSTER)
     source = render.chart_input(repository.load(repo).service("payments/api"))
     values = workdir / "values.yaml"
@@ -68,6 +68,7 @@ def bare_installs(repo: Path, workdir: Path, runs: int) -> list[float]:
                 )
             )  # fmt: skip
             kube.delete(Namespace, namespace)
+            kube.delete_all(Pod, namespace=namespace, grace_period_s=0)
     return bare
 
 

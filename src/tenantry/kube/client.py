@@ -308,6 +308,13 @@ class Kube:
             return False
         return True
 
+    def delete_all(
+        self, kind: type[Resource], *, namespace: str, grace_period_s: int | None = None
+    ) -> None:
+        """Delete every ``kind`` in ``namespace`` (``grace_period_s`` 0: stop pods now)."""
+        with translate(f"delete every {kind.__name__} in {namespace}"):
+            self._lk.deletecollection(kind, namespace=namespace, grace_period=grace_period_s)
+
     def review_token(self, token: str) -> tuple[str, tuple[str, ...]] | None:
         """Ask the API server who ``token`` belongs to (TokenReview): the username and
         groups, or None when it does not accept the token."""
