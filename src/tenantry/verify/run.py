@@ -3,7 +3,7 @@
 The checks, in order (each timed, each reported):
 
 1. ``helm lint`` — the chart itself (``--strict``);
-2. ``render`` — ``helm template`` with the service's values;
+2. ``render`` — ``helm template`` with the service's values (while 1 runs);
 3. ``policy`` — `tenantry.charts.policy` on the rendered objects;
 4. ``onboard`` — the tenant's objects in a throwaway namespace ``<team>-v<id>``
    (done while 1-3 run, since neither needs the other);
@@ -11,7 +11,8 @@ The checks, in order (each timed, each reported):
    RBAC and admission answer, and their reason is shown verbatim;
 6. ``images`` — on a local cluster with real nodes, the tenant's own images
    (``<registry>/<tenant>/...``) built and loaded into its nodes, standing in for the
-   tenant's CI pushing them; any other image is left to the kubelet to pull;
+   tenant's CI pushing them (while 4 and 5 run); any other image is left to the
+   kubelet to pull;
 7. ``install`` — ``helm upgrade --install --wait`` as the deployer, stopped early
    when a pod can no longer become ready (a crash loop, an image that cannot be
    pulled) or a ReplicaSet is refused (quota);
@@ -38,7 +39,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,13 @@ def static_checks(
     """helm lint, render and policy: no cluster needed (`tenantry lint`)."""
     steps = steps or _Steps()
     source = render.chart_input(service)
-    steps.run("helm lint", lambda: _lint(source))
-    rendered = steps.run("render", lambda: render.render(service, namespace=namespace))
+    # helm lint and helm template are two processes that need nothing of each other.
+    linting, rendering = _Steps(), _Steps()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        linted = pool.submit(linting.run, "helm lint", lambda: _lint(source))
+        rendered = rendering.run("render", lambda: render.render(service, namespace=namespace))
+        linted.result()
+    steps.checks += linting.checks + rendering.checks
     if rendered is None:
         steps.skip("policy", "nothing rendered")
         return steps.checks, None
@@ -218,17 +224,24 @@ def verify_service(
     namespace = f"{service.tenant}-v{secrets.token_hex(3)}"
     steps = _Steps()
     onboarding = _Steps()
-    with where.connect() as admin, ThreadPoolExecutor(max_workers=1) as pool:
+    loading = _Steps()
+    loaded: Future[None] | None = None
+    with where.connect() as admin, ThreadPoolExecutor(max_workers=2) as pool:
         onboarded = pool.submit(
             onboarding.run, "onboard", lambda: _onboard(admin, repo, service, namespace=namespace)
         )
         try:
             _, rendered = static_checks(repo, service, namespace=namespace, steps=steps)
+            if rendered is not None and not steps.failed:
+                loaded = pool.submit(_images, loading, repo, service, rendered, where)
             onboarded.result()
             steps.checks.extend(onboarding.checks)
-            _in_cluster(steps, admin, repo, service, rendered, where, namespace, options)
+            _in_cluster(steps, admin, repo, service, rendered, where, namespace, options,
+                        images=(loaded, loading))  # fmt: skip
         finally:
             onboarded.result()
+            if loaded is not None:
+                loaded.result()
             steps.run("cleanup", lambda: _cleanup(admin, namespace))
     return ServiceReport(service.ref, tuple(steps.checks))
 
@@ -242,6 +255,8 @@ def _in_cluster(
     cluster: Cluster,
     namespace: str,
     options: Options,
+    *,
+    images: tuple[Future[None] | None, _Steps],
 ) -> None:
     later = ["dry-run", "images", "install", "rollout", "helm test"]
     if rendered is None:
@@ -255,11 +270,17 @@ def _in_cluster(
     deployer = Identity.service_account(namespace, objects.DEPLOYER_SA)
     with cluster.connect(as_identity=deployer) as as_tenant:
         steps.run("dry-run", lambda: _dry_run(as_tenant, rendered, namespace=namespace))
-    if steps.failed:
+    loaded, loading = images
+    if loaded is None:  # not started: an earlier check failed
         for name in later[1:]:
             steps.skip(name, "an earlier check failed")
         return
-    _images(steps, repo, service, rendered, cluster)
+    loaded.result()
+    steps.checks.extend(loading.checks)
+    if any(c.status == "failed" for c in steps.checks if c.name != "images"):
+        for name in later[2:]:
+            steps.skip(name, "an earlier check failed")
+        return
     if steps.failed:
         for name in later[2:]:
             steps.skip(name, "the images could not be loaded")
@@ -295,7 +316,8 @@ def _images(
     cluster: Cluster,
 ) -> None:
     """Load the tenant's own images into the local cluster's real nodes (the stand-in for
-    its CI pushing them to the registry); say why nothing is loaded elsewhere."""
+    its CI pushing them to the registry); say why nothing is loaded elsewhere. Needs
+    only the rendered chart, so it runs while the tenant is onboarded and dry-run."""
     if cluster.local is None:
         steps.skip("images", "not loaded: this cluster pulls them from their registries "
                    "(push or load them before verifying, as CI does)")  # fmt: skip
