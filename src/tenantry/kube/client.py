@@ -84,7 +84,8 @@ class _ImpersonatingTransport(httpx2.BaseTransport):
         self._inner.close()
 
 
-def _single_config(kubeconfig: Path, context: str | None) -> SingleConfig:
+def single_config(kubeconfig: Path, context: str | None) -> SingleConfig:
+    """The cluster, user and namespace of ``context`` (or the current one) in ``kubeconfig``."""
     try:
         config = KubeConfig.from_file(kubeconfig).get(context_name=context)
     except Exception as e:  # lightkube raises ConfigError, OSError or yaml errors here
@@ -104,7 +105,11 @@ def _status_of(e: ApiError) -> tuple[int, str, str]:
 
 def from_api_error(e: ApiError, action: str) -> errors.KubeError:
     """The `KubeError` subtype for an API server refusal, keeping its Status verbatim."""
-    code, reason, message = _status_of(e)
+    return from_status(*_status_of(e), action)
+
+
+def from_status(code: int, reason: str, message: str, action: str) -> errors.KubeError:
+    """The `KubeError` subtype for a refusal with Status ``code``, ``reason``, ``message``."""
     kind: type[errors.KubeError]
     fix: str | None = None
     if code == 403 and "exceeded quota" in message:
@@ -196,7 +201,7 @@ class Kube:
         timeout_s: float = 30.0,
     ) -> Kube:
         """Connect with a kubeconfig; with ``as_identity`` every request is impersonated."""
-        config = _single_config(kubeconfig, context)
+        config = single_config(kubeconfig, context)
         transport: httpx2.BaseTransport | None = None
         if as_identity is not None:
             assert config.user is not None
