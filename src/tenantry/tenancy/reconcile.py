@@ -122,11 +122,11 @@ def desired(repo: Repository, environment: str) -> list[objects.Manifest]:
 
 
 def observe(kube: Kube) -> dict[ObjectKey, dict[str, Any]]:
-    """Every object in the cluster that the platform manages, by key."""
+    """Every object in the cluster that the platform manages, by key (as the API
+    server's JSON: at a thousand tenants typed models cost more than the requests)."""
     found: dict[ObjectKey, dict[str, Any]] = {}
     for kind, resource in KINDS.items():
-        for obj in kube.list(resource, labels=objects.MANAGED_BY):
-            manifest: dict[str, Any] = obj.to_dict()  # type: ignore[attr-defined]
+        for manifest in kube.list_raw(resource, labels=objects.MANAGED_BY):
             manifest["kind"] = kind
             found[ObjectKey.of(manifest)] = manifest
     return found
@@ -139,8 +139,11 @@ def plan_cluster(repo: Repository, target: ClusterTarget) -> Plan:
 
 
 def plan_all(repo: Repository) -> list[tuple[ClusterTarget, Plan]]:
-    """Plans for every cluster; reads only."""
-    return [(target, plan_cluster(repo, target)) for target in targets(repo)]
+    """Plans for every cluster, read from all clusters at once; reads only."""
+    every = targets(repo)
+    with ThreadPoolExecutor(max_workers=max(1, len(every))) as pool:
+        plans = list(pool.map(lambda target: plan_cluster(repo, target), every))
+    return list(zip(every, plans, strict=True))
 
 
 def helm_releases(kube: Kube, namespace: str) -> list[str]:
