@@ -9,10 +9,6 @@ and body it costs about 0.15 ms. The API server still does the same work, so wha
 it decides (RBAC, admission, validation, ownership) is unchanged: same endpoint,
 same ``application/apply-patch+yaml`` body, field manager ``tenantry``, ``force``.
 
-It also asks for ``fieldValidation=Ignore``. The API server otherwise parses each
-apply body a second time only to find duplicate keys (its default, ``Warn``), which
-a JSON encoder cannot produce; unknown fields are still refused, by the apply itself.
-
 Only what a bulk apply needs: apply, delete, and the kubeconfigs this can speak for
 (a client certificate and/or a static token). For anything else (exec plugins, token
 files, auth providers) `open_writer` hands back an ordinary `Kube`, which has the same
@@ -25,7 +21,7 @@ import functools
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -39,7 +35,7 @@ from lightkube.core.exceptions import LoadResourceError
 from tenantry import errors
 from tenantry.kube.client import FIELD_MANAGER, Kube, describe, from_status, single_config
 
-_APPLY_QUERY = f"?fieldManager={FIELD_MANAGER}&force=true&fieldValidation=Ignore"
+_APPLY_QUERY = f"?fieldManager={FIELD_MANAGER}&force=true"
 # Responses bigger than this are not expected (the API server echoes one object).
 _MAX_RESPONSE = 64 * 1024 * 1024
 _encode = msgspec.json.Encoder().encode
@@ -71,8 +67,8 @@ class Endpoint:
     port: int
     base_path: str
     ssl_context: ssl.SSLContext | None
-    # Rendered once: ``Host`` and, for a token, ``Authorization``.
-    header_lines: bytes
+    # Rendered once: ``Host`` and, for a token, ``Authorization`` (so kept out of repr).
+    header_lines: bytes = field(repr=False)
 
     @classmethod
     def of(cls, kubeconfig: Path, context: str | None = None) -> Endpoint | None:

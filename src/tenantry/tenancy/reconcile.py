@@ -1,11 +1,16 @@
 """Make every cluster match the platform repository: observe → plan → apply.
 
-`plan_all` reads what each cluster has (one LIST per managed kind) and plans with
-the pure `tenantry.tenancy.plan`; `apply_all` first checks every destructive step
-in every cluster (a namespace that still holds Helm releases is only deleted with
-``force``) and only then applies, cluster by cluster, wave by wave, with a small
-pool of connections. Applies are server-side with field manager ``tenantry`` and
-``force``, so a hand edit of a managed field is drift and is put back.
+`plan_all` reads what each cluster has (one LIST per managed kind, all clusters at
+once) and plans with the pure `tenantry.tenancy.plan`; `apply_all` first checks every
+destructive step in every cluster (a namespace that still holds Helm releases is
+only deleted with ``force``) and only then applies: every cluster at once, each wave
+by wave with a small pool of connections (`tenantry.kube.applier`). Applies are
+server-side with field manager ``tenantry`` and ``force``, so a hand edit of a
+managed field is drift and is put back.
+
+Why all clusters at once: the clusters are separate API servers, so one cluster's
+requests never wait for another's; applied one after another, a thousand tenants
+into three local clusters kept the two cores ~80 % busy and took 109 s (55 s at once).
 """
 
 from __future__ import annotations
