@@ -43,6 +43,16 @@ def test_admission_plugins_include_what_tenancy_relies_on() -> None:
         assert required in plugins.split(",")
 
 
+def test_the_busiest_control_plane_processes_collect_garbage_less_often() -> None:
+    patches = {
+        p["name"]: p
+        for p in kwokconfig.kwokctl_configuration(BINARIES, VERSIONS)["componentsPatches"]
+    }
+    for component in ("kube-apiserver", "kube-controller-manager", "etcd"):
+        assert {"name": "GOGC", "value": "200"} in patches[component]["extraEnvs"]
+    assert "extraArgs" not in patches["etcd"]
+
+
 def test_node_manifest_is_kwok_managed_with_the_requested_shape() -> None:
     node = kwokconfig.node_manifest("c-node-0", kwokconfig.NodeShape(cpu="4", memory="8Gi"))
     assert node["metadata"]["annotations"][kwokconfig.KWOK_NODE_ANNOTATION] == "fake"

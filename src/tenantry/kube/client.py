@@ -15,6 +15,7 @@ lightkube's and httpx's exceptions stop here: `translate` turns them into
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import threading
@@ -25,11 +26,13 @@ from typing import Any, TypeVar
 
 import httpx2
 import lightkube
+import msgspec
 from lightkube import codecs, operators
 from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource, Resource
+from lightkube.core.selector import build_selector
 from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource
 from lightkube.models.authentication_v1 import TokenReviewSpec
 from lightkube.resources import core_v1
@@ -84,7 +87,8 @@ class _ImpersonatingTransport(httpx2.BaseTransport):
         self._inner.close()
 
 
-def _single_config(kubeconfig: Path, context: str | None) -> SingleConfig:
+def single_config(kubeconfig: Path, context: str | None) -> SingleConfig:
+    """The cluster, user and namespace of ``context`` (or the current one) in ``kubeconfig``."""
     try:
         config = KubeConfig.from_file(kubeconfig).get(context_name=context)
     except Exception as e:  # lightkube raises ConfigError, OSError or yaml errors here
@@ -104,7 +108,11 @@ def _status_of(e: ApiError) -> tuple[int, str, str]:
 
 def from_api_error(e: ApiError, action: str) -> errors.KubeError:
     """The `KubeError` subtype for an API server refusal, keeping its Status verbatim."""
-    code, reason, message = _status_of(e)
+    return from_status(*_status_of(e), action)
+
+
+def from_status(code: int, reason: str, message: str, action: str) -> errors.KubeError:
+    """The `KubeError` subtype for a refusal with Status ``code``, ``reason``, ``message``."""
     kind: type[errors.KubeError]
     fix: str | None = None
     if code == 403 and "exceeded quota" in message:
@@ -196,7 +204,7 @@ class Kube:
         timeout_s: float = 30.0,
     ) -> Kube:
         """Connect with a kubeconfig; with ``as_identity`` every request is impersonated."""
-        config = _single_config(kubeconfig, context)
+        config = single_config(kubeconfig, context)
         transport: httpx2.BaseTransport | None = None
         if as_identity is not None:
             assert config.user is not None
@@ -298,6 +306,38 @@ class Kube:
             namespace = ALL_NAMESPACES
         with _first_decode_guard(kind), translate(f"list {kind.__name__}"):
             return list(self._lk.list(kind, namespace=namespace, labels=dict(labels or {})))
+
+    def list_raw(
+        self,
+        kind: type[Resource],
+        *,
+        labels: Mapping[str, str | operators.SequenceOperator] | None = None,
+        chunk_size: int = 500,
+    ) -> builtins.list[dict[str, Any]]:
+        """Like `list` in every namespace, but each object as the API server's JSON.
+
+        For reading thousands of objects to compare them: decoding each into a model
+        and back into a dict costs more than the request. The items carry no
+        ``apiVersion`` or ``kind`` (a list's items never do). Read in pages of
+        ``chunk_size``.
+        """
+        namespace = ALL_NAMESPACES if issubclass(kind, NamespacedResource) else None
+        params: dict[str, Any] = {"limit": chunk_size}
+        if labels:
+            params["labelSelector"] = build_selector(dict(labels))
+        items: builtins.list[dict[str, Any]] = []
+        with translate(f"list {kind.__name__}"):
+            inner = self._lk._client
+            request = inner.prepare_request("list", kind, namespace=namespace, params=params)
+            while True:
+                response = inner.send(inner.build_adapter_request(request))
+                inner.raise_for_status(response)
+                page = msgspec.json.decode(response.content)
+                items += page.get("items") or []
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    return items
+                request.params["continue"] = token
 
     def delete(self, kind: type[Resource], name: str, *, namespace: str | None = None) -> bool:
         """Delete one object; returns False if it was already gone."""

@@ -40,6 +40,16 @@ ADMISSION_PLUGINS: tuple[str, ...] = (
     "ValidatingAdmissionWebhook",
 )
 
+# The Go garbage collector's target for the control plane's busiest processes: a heap
+# may grow to 3x what is live (Go's default is 2x) before a collection. Three local
+# clusters share two cores, and onboarding a thousand tenants into them is CPU-bound:
+# at the default, collections cost the API servers ~11 % of their CPU. Measured on 1,000
+# tenants x 3 clusters, in pairs of runs: 4.17 -> 3.90 and 4.56 -> 4.27 CPU ms per
+# object (-6 %), for ~+190 MB peak RSS per API server (500 -> 690 MB) and ~+45 MB for
+# its etcd and controller-manager together.
+CONTROL_PLANE_GOGC = "200"
+GOGC_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "etcd")
+
 # Every local server listens on loopback only.
 BIND_ADDRESS = "127.0.0.1"
 
@@ -126,9 +136,11 @@ def kwokctl_configuration(
         },
         "componentsPatches": [
             {
-                "name": "kube-apiserver",
-                "extraArgs": apiserver_args,
-            },
+                "name": name,
+                **({"extraArgs": apiserver_args} if name == "kube-apiserver" else {}),
+                "extraEnvs": [{"name": "GOGC", "value": CONTROL_PLANE_GOGC}],
+            }
+            for name in GOGC_COMPONENTS
         ],
     }
 

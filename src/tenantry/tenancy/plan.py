@@ -103,7 +103,10 @@ def differences(desired: Any, observed: Any, path: str = "") -> list[str]:
             return [path or "."]
         found: list[str] = []
         for key, value in desired.items():
-            found += differences(value, observed.get(key), f"{path}.{key}" if path else str(key))
+            have = observed.get(key)
+            if value == have:  # the common case, compared at C speed
+                continue
+            found += differences(value, have, f"{path}.{key}" if path else str(key))
         return found
     if isinstance(desired, list):
         if not isinstance(observed, list) or len(observed) != len(desired):
