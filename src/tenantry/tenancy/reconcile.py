@@ -260,6 +260,12 @@ def _run_wave(
         raise failures[0]
 
 
+def _by_wave(changes: list[Change], *, reverse: bool = False) -> list[list[Change]]:
+    """``changes`` grouped by wave, in wave order (deletes go in reverse)."""
+    levels = sorted({wave(c.key) for c in changes}, reverse=reverse)
+    return [[c for c in changes if wave(c.key) == level] for level in levels]
+
+
 def apply_plan(
     target: ClusterTarget,
     cluster_plan: Plan,
@@ -272,13 +278,7 @@ def apply_plan(
     todo = [c for c in cluster_plan.changes if c.action != "unchanged"]
     applies = [c for c in todo if c.action != "delete"]
     deletes = [c for c in todo if c.action == "delete"]
-    waves = [
-        [c for c in applies if wave(c.key) == level]
-        for level in sorted({wave(c.key) for c in applies})
-    ] + [
-        [c for c in deletes if wave(c.key) == level]
-        for level in sorted({wave(c.key) for c in deletes}, reverse=True)
-    ]
+    waves = _by_wave(applies) + _by_wave(deletes, reverse=True)
     with _pool(target) as connection, ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for batch in waves:
             _run_wave(pool, connection, batch, target, on_change)

@@ -275,15 +275,13 @@ def _in_cluster(
         for name in later[1:]:
             steps.skip(name, "an earlier check failed")
         return
+    earlier_failed = steps.failed
     loaded.result()
     steps.checks.extend(loading.checks)
-    if any(c.status == "failed" for c in steps.checks if c.name != "images"):
-        for name in later[2:]:
-            steps.skip(name, "an earlier check failed")
-        return
     if steps.failed:
+        why = "an earlier check failed" if earlier_failed else "the images could not be loaded"
         for name in later[2:]:
-            steps.skip(name, "the images could not be loaded")
+            steps.skip(name, why)
         return
     target = cluster.helm_target(namespace, deployer)
     source = render.chart_input(service)
