@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantry.images import oci
+from tenantry.images import build, oci
 from tenantry.kube import realnode
 
 _FILES = {"/app": oci.File(b"\x7fELF fake binary", mode=0o755)}
@@ -55,6 +55,23 @@ def test_the_archive_is_reproducible_and_the_tag_follows_the_content() -> None:
     other = {"/app": oci.File(b"another binary", mode=0o755)}
     assert oci.content_tag(_FILES, ["/app"]) == oci.content_tag(_FILES, ["/app"])
     assert oci.content_tag(_FILES, ["/app"]) != oci.content_tag(other, ["/app"])
+
+
+def test_a_node_that_lists_the_archive_s_manifest_under_its_name_needs_no_import(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "app.tar"
+    archive.write_bytes(oci.archive(_spec()))
+    digest = oci.manifest_digest(archive)
+    members = _members(archive.read_bytes())
+    assert f"blobs/sha256/{digest.split(':')[1]}" in members
+    listing = (
+        "REF                    TYPE                                       DIGEST  SIZE\n"
+        f"tenantry.local/app:abc application/vnd.oci.image.manifest.v1+json {digest} 6.1 MiB\n"
+    )
+    assert build.listed_digest(listing, "tenantry.local/app:abc") == digest
+    assert build.listed_digest(listing, "tenantry.local/app:other") is None
+    assert build.listed_digest("REF TYPE DIGEST SIZE\n", "tenantry.local/app:abc") is None
 
 
 def test_image_paths_must_be_absolute_and_plain() -> None:

@@ -18,6 +18,7 @@ import json
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
@@ -187,6 +188,13 @@ def read_file(archive_bytes: bytes, path: str) -> bytes:
         layer_bytes = _member(outer, _blob_path(manifest_doc["layers"][0]["digest"]))
     with tarfile.open(fileobj=io.BytesIO(layer_bytes)) as layer_tar:
         return _member(layer_tar, path.lstrip("/"))
+
+
+def manifest_digest(archive_path: Path) -> str:
+    """The digest of the one manifest in an archive `archive` wrote (what containerd
+    lists for the image once imported)."""
+    with tarfile.open(archive_path) as outer:
+        return str(json.loads(_member(outer, "index.json"))["manifests"][0]["digest"])
 
 
 def _blob_path(digest: str) -> str:
