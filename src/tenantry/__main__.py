@@ -1,5 +1,5 @@
 """`python -m tenantry` is the `tenantry` command."""
 
-from tenantry.cli.app import main
+from tenantry.cli.entry import main
 
 main()

@@ -242,7 +242,7 @@ def test_output_option_after_the_command_still_rejects_a_bad_format() -> None:
 
 
 def test_output_option_is_moved_before_the_command_but_not_past_double_dash() -> None:
-    from tenantry.cli.app import hoist_output_option
+    from tenantry.cli.argv import hoist_output_option
 
     # `payments/api` is the command's argument; `-o json` after it is still ours.
     assert hoist_output_option(["render", "payments/api", "-o", "json"]) == [

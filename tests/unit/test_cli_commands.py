@@ -7,6 +7,7 @@ import pytest
 import typer
 
 from tenantry.cli import app
+from tenantry.cli import argv as arguments
 
 
 def _names(built: typer.Typer) -> list[str]:
@@ -21,9 +22,9 @@ def test_each_module_adds_exactly_the_commands_listed_for_it(module: str) -> Non
 
 
 def test_a_command_is_found_after_root_options_and_their_values() -> None:
-    assert app.command_of(["-o", "json", "--debug", "verify", "--all"]) == "verify"
-    assert app.command_of(["--output=yaml", "tenants", "apply"]) == "tenants"
-    assert app.command_of(["--help"]) is None
+    assert arguments.command_of(["-o", "json", "--debug", "verify", "--all"]) == "verify"
+    assert arguments.command_of(["--output=yaml", "tenants", "apply"]) == "tenants"
+    assert arguments.command_of(["--help"]) is None
 
 
 def test_a_command_imports_its_own_module_and_help_or_a_typo_imports_all() -> None:

@@ -21,7 +21,13 @@ from rich.markup import escape
 
 import tenantry
 from tenantry import errors
+from tenantry.cli import argv as arguments
 from tenantry.cli import output
+from tenantry.local import plugin
+
+# The command line plugs the local platform into the layers below it (which never
+# import it), for every command and for `python -m tenantry …` workers and servers.
+plugin.install()
 
 
 @dataclass(frozen=True)
@@ -104,57 +110,11 @@ def build(modules: tuple[str, ...] = tuple(COMMANDS)) -> typer.Typer:
     return app
 
 
-def command_of(argv: list[str]) -> str | None:
-    """The top-level command ``argv`` runs (after `hoist_output_option`), if any."""
-    i = 0
-    while i < len(argv):
-        if argv[i] in _OUTPUT_FLAGS:
-            i += 2
-        elif argv[i].startswith("-"):
-            i += 1
-        else:
-            return argv[i]
-    return None
-
-
 def modules_for(command: str | None) -> tuple[str, ...]:
     """The modules to import to run ``command``: its own, or all of them for the
     overall help and for a name no module has (so click can list the real ones)."""
     owner = [name for name, commands in COMMANDS.items() if command in commands]
     return tuple(owner) or tuple(COMMANDS)
-
-
-_OUTPUT_FLAGS = ("-o", "--output")
-
-
-def hoist_output_option(argv: list[str]) -> list[str]:
-    """Move every ``-o X``/``--output X``/``--output=X``/``-oX`` to the front of ``argv``.
-
-    ``--output`` is the root callback's option, and click only accepts a group's
-    options before the sub-command; people type it after the command, as with
-    kubectl and helm (the README does too), so main() moves it where click looks.
-    No sub-command has an option or argument spelled ``-o``/``--output``, so such a
-    token is always ours; only what follows ``--`` (all positional) is left alone.
-    The value is moved unchecked so click still reports a bad one in its own words.
-    """
-    front: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            rest.extend(argv[i:])
-            break
-        if arg in _OUTPUT_FLAGS:
-            front += argv[i : i + 2]  # a missing value stays missing: click says so
-            i += 2
-            continue
-        if arg.startswith("--output=") or (arg.startswith("-o") and not arg.startswith("--")):
-            front.append(arg)
-        else:
-            rest.append(arg)
-        i += 1
-    return front + rest
 
 
 def main() -> None:
@@ -163,9 +123,9 @@ def main() -> None:
     Typer itself turns usage errors into exit code 2; everything Tenantry raises
     on purpose is a `TenantryError` and is printed here without a traceback.
     """
-    argv = hoist_output_option(sys.argv[1:])
+    argv = arguments.hoist_output_option(sys.argv[1:])
     try:
-        build(modules_for(command_of(argv)))(args=argv, prog_name="tenantry")
+        build(modules_for(arguments.command_of(argv)))(args=argv, prog_name="tenantry")
     except errors.TenantryError as e:
         if "--debug" in sys.argv[1:]:
             raise

@@ -27,9 +27,23 @@ def _width(stream: TextIO) -> int | None:
     return None if stream.isatty() else _PIPE_WIDTH
 
 
-# Progress and messages go to stderr so stdout stays parseable under --output json.
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
-out_console = Console(highlight=False, width=_width(sys.stdout))
+def _consoles() -> tuple[Console, Console]:
+    # Progress and messages go to stderr so stdout stays parseable under --output json.
+    return (
+        Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr)),
+        Console(highlight=False, width=_width(sys.stdout)),
+    )
+
+
+err_console, out_console = _consoles()
+
+
+def bind_streams() -> None:
+    """Make the consoles again for the current standard streams: a console decides at
+    creation whether it writes to a terminal (colours, width), and a warm process's
+    child (`tenantry.cli.warm`) gets its command's streams after this module loaded."""
+    global err_console, out_console
+    err_console, out_console = _consoles()
 
 
 def emit(

@@ -12,7 +12,7 @@ import typer
 
 from tenantry import errors, gitrepo, helm
 from tenantry.charts import render, scaffold
-from tenantry.cli import output
+from tenantry.cli import output, warm
 from tenantry.cli.tenants import RepoOption
 from tenantry.spec import repository
 from tenantry.verify import changes, junit
@@ -249,8 +249,22 @@ def verify_cmd(
                 f"{r.ref}: {'passed' if r.passed else 'FAILED'} in {r.seconds:.1f}s"
             ),
         )
+    if cluster.local is not None and not fresh_cluster:
+        _keep_warm(cluster.local.workdir)
     _print_reports(reports, ctx.obj.output)
     if junit_file:
         junit_file.write_text(junit.to_xml(reports))
     if not all(r.passed for r in reports):
         raise typer.Exit(1)
+
+
+def _keep_warm(cluster_dir: Path) -> None:
+    """People verify again and again on the warm cluster: the next verify, lint or render
+    runs in a process that has imported everything already (`tenantry.cli.warm`)."""
+    pid = warm.start(while_exists=cluster_dir)
+    if pid is not None:
+        output.err_console.print(
+            f"started a warm process (pid {pid}) for the next verify, lint and render: it "
+            f"exits after {warm.IDLE_S // 60} idle minutes or with the cluster "
+            f"({warm.ENV}=0 turns it off)"
+        )
