@@ -3,14 +3,17 @@
 Measures, in one process, for the example service payments/api (3 replicas, base chart):
   * cold: `tenantry verify --fresh-cluster` — a new cluster is created and deleted;
   * warm: `tenantry verify` on the warm `verify` cluster (lint, render, policy,
-    onboarding, dry-run as the tenant, install --wait as the tenant, rollout, cleanup);
+    onboarding, dry-run as the tenant, install --wait as the tenant, rollout, cleanup),
+    run by the warm process the first verify left (`tenantry.cli.warm`), and again
+    with ``TENANTRY_WARM=0`` (each in its own process: Python's start and imports);
   * baseline: a bare `helm upgrade --install --wait` of the same chart and values into
     a fresh namespace of the same warm cluster.
 Each is the whole command as a user runs it (process start included), median of N
 (at least 5).
 
 Prints the machine and versions, the figures, and as its last line one JSON object with
-``verify_cold_s``, ``verify_warm_s``, ``bare_install_s``, ``ratio_warm_vs_bare``.
+``verify_cold_s``, ``verify_warm_s``, ``verify_warm_own_process_s``, ``bare_install_s``,
+``ratio_warm_vs_bare``.
 Targets (DESIGN.md): ≤ 15 s per service, ≤ 1.5x the bare install.
 Usage: python bench/verify.py [--runs N]
 """
@@ -39,9 +42,9 @@ from tenantry.tools import install
 from tenantry.verify import run as verification
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], *, env: dict[str, str] | None = None) -> float:
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True)
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return time.monotonic() - started
@@ -89,9 +92,11 @@ def main() -> None:
     print(f"verify, fresh cluster: {', '.join(f'{s:.2f}s' for s in cold)}")
 
     try:
-        timed(verify)  # creates the warm cluster; not counted
+        timed(verify)  # creates the warm cluster and the warm process; not counted
         warm = [timed(verify) for _ in range(args.runs)]
         print(f"verify, warm cluster:  {', '.join(f'{s:.2f}s' for s in warm)}")
+        own = [timed(verify, env={"TENANTRY_WARM": "0"}) for _ in range(args.runs)]
+        print(f"verify, warm cluster, in its own process: {', '.join(f'{s:.2f}s' for s in own)}")
         bare = bare_installs(repo, workdir, args.runs)
     finally:
         localcluster.delete(verification.WARM_CLUSTER)
@@ -100,6 +105,7 @@ def main() -> None:
     figures = {
         "verify_cold_s": round(statistics.median(cold), 2),
         "verify_warm_s": round(statistics.median(warm), 2),
+        "verify_warm_own_process_s": round(statistics.median(own), 2),
         "bare_install_s": round(statistics.median(bare), 2),
     }
     figures["ratio_warm_vs_bare"] = round(figures["verify_warm_s"] / figures["bare_install_s"], 2)
