@@ -103,7 +103,7 @@ def run(argv: list[str]) -> int | None:
             "cwd": str(Path.cwd()),
             "env": dict(os.environ),
             "python": sys.executable,
-            "package": tenantry.__file__,
+            "package": _package(),
             "streams": [_encoding(sys.stdin), _encoding(sys.stdout), _encoding(sys.stderr)],
         }
         try:
@@ -111,20 +111,20 @@ def run(argv: list[str]) -> int | None:
             sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError:
             return None
-        reader = sock.makefile("rb")
-        started = _message(reader)
-        if started is None or "pid" not in started:
-            return None  # refused (or gone before it began): nothing ran
-        child = int(started["pid"])
-        # What would have reached the command reaches it (an ignored signal stays ignored:
-        # a background job's Ctrl-C, nohup's hangup).
-        previous = {sig: signal.signal(sig, _forward_to(child)) for sig in _FORWARDED
-                    if signal.getsignal(sig) != signal.SIG_IGN}  # fmt: skip
-        try:
-            finished = _message(reader)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with sock.makefile("rb") as reader:
+            started = _message(reader)
+            if started is None or "pid" not in started:
+                return None  # refused (or gone before it began): nothing ran
+            child = int(started["pid"])
+            # What would have reached the command reaches it (an ignored signal stays ignored:
+            # a background job's Ctrl-C, nohup's hangup).
+            previous = {sig: signal.signal(sig, _forward_to(child)) for sig in _FORWARDED
+                        if signal.getsignal(sig) != signal.SIG_IGN}  # fmt: skip
+            try:
+                finished = _message(reader)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     if finished is None or "exit" not in finished:
         sys.stderr.write(
             f"tenantry: the warm process running this command (pid {child}) ended without "
@@ -152,6 +152,10 @@ def _connect() -> socket.socket | None:
         sock.close()
         return None
     return sock
+
+
+def _package() -> str:
+    return os.path.realpath(tenantry.__file__)
 
 
 def _encoding(stream: Any) -> list[str]:
@@ -206,6 +210,7 @@ def start(*, while_exists: Path) -> int | None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tenantry.cli.warm", "--while-exists", str(while_exists)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            cwd=directory(),  # not the caller's: it may be deleted while this lives on
         )  # fmt: skip
     return proc.pid
 
@@ -321,8 +326,7 @@ def _handle(conn: socket.socket, listener: socket.socket, loaded: dict[str, int]
                 os.close(fd)
             return True
         stale = _stale(loaded)
-        other = (request.get("python"), request.get("package")) != (
-            sys.executable, tenantry.__file__)  # fmt: skip
+        other = (request.get("python"), request.get("package")) != (sys.executable, _package())
         if stale or other:
             refusal = stale or "another Python or another Tenantry"
             _log(f"refused: {refusal}" + (", stopping" if stale else ""))
@@ -361,6 +365,7 @@ def _run_child(
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        time.tzset()  # the caller's TZ, for the times it prints
         sys.argv = ["tenantry", *request["argv"]]
         # As in a new Python process, whatever the warm process inherited.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -385,15 +390,14 @@ def _run_child(
 
 
 def _bind_streams(encodings: list[list[str]]) -> None:
+    """Standard streams on the caller's descriptors, buffered as Python buffers its own:
+    stdout by line on a terminal, else in blocks; stderr by line."""
     (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = encodings
-    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=in_enc, errors=in_err)
-    sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding=out_enc, errors=out_err,
-        line_buffering=os.isatty(1),
-    )  # fmt: skip
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding=err_enc, errors=err_err, line_buffering=True
-    )
+    sys.stdin = open(0, encoding=in_enc, errors=in_err, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1,  # noqa: SIM115
+                      encoding=out_enc, errors=out_err, closefd=False)  # fmt: skip
+    sys.stderr = open(2, "w", buffering=1, encoding=err_enc, errors=err_err,  # noqa: SIM115
+                      closefd=False)  # fmt: skip
     from tenantry.cli import output
 
     output.bind_streams()
