@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from tenantry.spec.models import API_VERSION, DnsLabel, Model, Resources, Steps
+from tenantry.spec.models import (
+    API_VERSION,
+    DnsLabel,
+    Model,
+    Resources,
+    Steps,
+    dns_label_problem,
+)
 
 SERVICES_DIR = "services"
 DESCRIPTOR = "service.yaml"
@@ -98,6 +105,30 @@ class CanaryOverrides(Model):
     max_failed_intervals: int | None = Field(default=None, ge=1)
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# A Secret's data key, as Kubernetes allows it.
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]{1,253}$"  # noqa: S105 (a pattern, not a secret)
+
+
+def _secret_name(value: str) -> str:
+    if "/" in value:
+        raise ValueError(
+            f"{value!r} names another tenant's secret: a service may use only its own "
+            "tenant's secrets (write the name alone, e.g. db)"
+        )
+    if (problem := dns_label_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+class SecretKeyRef(Model):
+    """One key of one of the tenant's secrets (its value is set through the server,
+    `tenantry secrets set`, and never written in the repository)."""
+
+    name: Annotated[str, AfterValidator(_secret_name)]
+    key: str = Field(pattern=SECRET_KEY_PATTERN)
+
+
 class ServiceDescriptor(Model):
     """One service, described in a few lines."""
 
@@ -113,12 +144,24 @@ class ServiceDescriptor(Model):
         limits=Resources(cpu="500m", memory="256Mi"),
     )
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, SecretKeyRef] = Field(default_factory=dict)
     config: dict[str, str] = Field(default_factory=dict)
     probes: Probes = Probes()
     ingress: Ingress | None = None
     autoscaling: Autoscaling | None = None
     slo: Slo = Slo()
     canary: CanaryOverrides | None = None
+
+    @model_validator(mode="after")
+    def _secret_variables(self) -> ServiceDescriptor:
+        for variable in self.secrets:
+            if not _ENV_NAME.match(variable):
+                raise ValueError(f"secrets: {variable!r} is not an environment variable name "
+                                 "(letters, digits and _, not starting with a digit)")  # fmt: skip
+            if variable in self.env or variable == "PORT":
+                raise ValueError(f"secrets: {variable} is also set in env (or is PORT): "
+                                 "give each variable one source")  # fmt: skip
+        return self
 
 
 def values(descriptor: ServiceDescriptor, *, tenant: str) -> dict[str, Any]:
@@ -133,6 +176,10 @@ def values(descriptor: ServiceDescriptor, *, tenant: str) -> dict[str, Any]:
         "replicas": descriptor.replicas,
         "resources": descriptor.resources.model_dump(),
         "env": dict(descriptor.env),
+        "secrets": [
+            {"env": variable, "name": ref.name, "key": ref.key}
+            for variable, ref in sorted(descriptor.secrets.items())
+        ],
         "config": dict(descriptor.config),
         "probes": descriptor.probes.model_dump(),
         "ingress": {"host": descriptor.ingress.host if descriptor.ingress else ""},
