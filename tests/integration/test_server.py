@@ -5,8 +5,10 @@ the terminal that asked. Real clusters, Helm, S3/SQS, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import yaml
+from sqlalchemy import select
 
 from tenantry import aws, processes
 from tenantry.aws import wiring
@@ -159,6 +162,7 @@ ACTIONS = {
     "pause": ("POST", "/canaries/echo/web/pause", None),
     "abort": ("POST", "/canaries/echo/web/abort", None),
     "audit": ("GET", "/audit", None),
+    "secrets": ("PUT", "/tenants/echo/secrets/staging/matrix/key", {"value": "eA=="}),
 }
 # 409: allowed, but the state forbids it (not what staging runs, not pending, never
 # deployed, canary finished); 404: another tenant's, as if it did not exist.
@@ -166,15 +170,15 @@ MATRIX = {
     "anonymous": dict.fromkeys(ACTIONS, 401),
     "bad-token": dict.fromkeys(ACTIONS, 401),
     "erin": {"read": 200, "request": 409, "approve": 403, "reject": 403, "rollback": 403,
-             "pause": 403, "abort": 403, "audit": 403},
+             "pause": 403, "abort": 403, "audit": 403, "secrets": 403},
     "devs-member": {"read": 200, "request": 409, "approve": 403, "reject": 403,
-                    "rollback": 403, "pause": 403, "abort": 403, "audit": 403},
+                    "rollback": 403, "pause": 403, "abort": 403, "audit": 403, "secrets": 403},
     "alice": {"read": 200, "request": 409, "approve": 409, "reject": 409, "rollback": 409,
-              "pause": 409, "abort": 409, "audit": 403},
+              "pause": 409, "abort": 409, "audit": 403, "secrets": 200},
     "carol": {"read": 404, "request": 404, "approve": 404, "reject": 404, "rollback": 404,
-              "pause": 404, "abort": 404, "audit": 403},
+              "pause": 404, "abort": 404, "audit": 403, "secrets": 404},
     "dana": {"read": 200, "request": 409, "approve": 409, "reject": 409, "rollback": 409,
-             "pause": 409, "abort": 409, "audit": 200},
+             "pause": 409, "abort": 409, "audit": 200, "secrets": 200},
 }  # fmt: skip
 
 
@@ -529,3 +533,129 @@ def test_login_keeps_the_token_private_and_refuses_a_bad_one(
     assert not config.exists()
     gone = cli("whoami", env={**env, "TENANTRY_SERVER": running.url})
     assert gone.returncode == 1 and f"no token for {running.url}" in gone.stderr
+
+
+class ArgvWatch:
+    """Every process's argument list on the machine, read while a command runs: a value
+    must never be one (any process, not only Tenantry's: helm, kubectl, a shell)."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    self.seen.add(cmdline.read_bytes())
+                except OSError:
+                    continue
+
+    def __enter__(self) -> ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _secret_in(cluster: str, name: str) -> dict[str, bytes] | None:
+    from lightkube.resources.core_v1 import Secret
+
+    from tenantry import errors
+    from tenantry.kube.client import Kube
+
+    with Kube.connect(localcluster.get(cluster).kubeconfig) as admin:
+        try:
+            found = admin.get(Secret, name, namespace="echo")
+        except errors.NotFoundError:
+            return None
+    assert found.metadata is not None and found.metadata.labels is not None
+    assert found.metadata.labels["tenantry.dev/secret"] == "true"
+    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
+
+
+def test_an_owner_sets_a_secret_key_in_every_cluster_and_the_value_is_nowhere_else(
+    running: Running, tokens: dict[str, str], production: tuple[str, str], tmp_path: Path
+) -> None:
+    value = f"pw-{secrets.token_hex(16)}"
+    as_ = {who: {"XDG_CONFIG_HOME": str(tmp_path / who), "TENANTRY_SERVER": running.url,
+                 "TENANTRY_TOKEN": tokens[who]} for who in ("alice", "erin", "carol")}  # fmt: skip
+    outputs = []
+    with ArgvWatch() as argv:
+        done = cli("-o", "json", "secrets", "set", "echo/db", "password", "--env", "production",
+                   stdin=value + "\n", env=as_["alice"])  # fmt: skip
+    outputs.append(done)
+    assert done.returncode == 0, done.stderr
+    change = json.loads(done.stdout)
+    assert (change["version"], change["changedBy"], change["result"]) == (1, "alice", "done")
+    for name in production:  # the primary and the canary, each as the tenant's deployer
+        assert _secret_in(name, "db") == {"password": value.encode()}  # newline dropped
+    assert not any(value.encode() in seen for seen in argv.seen)
+
+    # A member lists names, keys, versions and who; never a value. Nobody else sees it.
+    listed = cli("-o", "json", "secrets", "list", "echo", env=as_["erin"])
+    outputs.append(listed)
+    assert [(i["environment"], i["name"], i["key"], i["version"], i["changedBy"])
+            for i in json.loads(listed.stdout) if i["name"] == "db"] == [
+        ("production", "db", "password", 1, "alice")]  # fmt: skip
+    member = cli("secrets", "set", "echo/db", "password", "--env", "production",
+                 stdin="by-erin", env=as_["erin"])  # fmt: skip
+    outputs.append(member)
+    assert member.returncode == 1
+    assert "erin lacks the right 'secrets' on tenant echo (HTTP 403)" in member.stderr
+    assert "fix: ask one of: owners of echo" in member.stderr
+    for args in (("secrets", "list", "echo"),
+                 ("secrets", "set", "echo/db", "password", "--env", "production")):  # fmt: skip
+        other = cli(*args, stdin="by-carol", env=as_["carol"])
+        outputs.append(other)
+        assert other.returncode == 1 and "no tenant 'echo' that you may see" in other.stderr
+
+    # Bad input: refused with the reason, nothing written anywhere.
+    argument = cli("secrets", "set", "echo/db", "password", value, "--env", "production",
+                   env=as_["alice"])  # fmt: skip
+    assert argument.returncode == 2 and "never given as an argument" in argument.stderr
+    empty = cli("secrets", "set", "echo/db", "password", "--env", "production", stdin="",
+                env=as_["alice"])  # fmt: skip
+    assert empty.returncode == 2 and "the value is empty" in empty.stderr
+    bad_env = cli("secrets", "set", "echo/db", "password", "--env", "qa", stdin="x",
+                  env=as_["alice"])  # fmt: skip
+    assert bad_env.returncode == 1
+    assert "tenant echo does not deploy to environment 'qa'" in bad_env.stderr
+    label = cli("secrets", "set", "echo/Db_1", "password", "--env", "production", stdin="x",
+                env=as_["alice"])  # fmt: skip
+    assert label.returncode == 2 and "secret name 'Db_1'" in label.stderr
+    with running.as_(tokens["alice"]) as api:  # the server refuses it too, without echoing
+        raw = api.put("/tenants/echo/secrets/production/Db_1/password",
+                      json={"value": base64.b64encode(value.encode()).decode()})  # fmt: skip
+        not_base64 = api.put("/tenants/echo/secrets/production/db/password",
+                             json={"value": value + "!"})  # fmt: skip
+    assert raw.status_code == 422 and "path.name" in raw.text
+    assert not_base64.status_code == 422 and "value is not base64" in not_base64.text
+    assert value not in raw.text + not_base64.text
+    outputs += [argument, empty, bad_env, label]
+
+    # Rotation: a new version in every cluster; deleting the last key deletes the Secret.
+    rotated = f"pw-{secrets.token_hex(16)}"
+    again = cli("-o", "json", "secrets", "set", "echo/db", "password", "--env", "production",
+                stdin=rotated, env=as_["alice"])  # fmt: skip
+    outputs.append(again)
+    assert json.loads(again.stdout)["version"] == 2
+    assert all(_secret_in(name, "db") == {"password": rotated.encode()} for name in production)
+    gone = cli("secrets", "delete", "echo/db", "password", "--env", "production",
+               env=as_["alice"])  # fmt: skip
+    outputs.append(gone)
+    assert gone.returncode == 0, gone.stderr
+    assert all(_secret_in(name, "db") is None for name in production)
+
+    # Not in any response, log line or ledger row (the audit log included).
+    with Ledger.open(running.database) as ledger, ledger.session() as session:
+        rows = repr([vars(row) for table in (tables.SecretChange, tables.Audit)
+                     for row in session.scalars(select(table))])  # fmt: skip
+    assert "echo" in rows and "password" in rows
+    logs = (running.logs / "server.log").read_text() + (running.logs / "worker.log").read_text()
+    for secret in (value, rotated):
+        assert secret not in rows and secret not in logs
+        assert all(secret not in o.stdout + o.stderr for o in outputs)

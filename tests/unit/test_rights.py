@@ -31,11 +31,11 @@ NOBODY = rights.Person("mallory")
 
 ACTIONS: tuple[rights.Right, ...] = (
     "read", "request", "cancel", "approve", "reject", "rollback", "pause", "resume", "abort",
-    "retry", "audit", "redrive",
+    "retry", "secrets", "audit", "redrive",
 )  # fmt: skip
 PLATFORM = {"audit", "redrive"}  # rights on the platform as a whole, not on a tenant
 OWNER = {"read", "request", "cancel", "approve", "reject", "rollback", "pause", "resume", "abort",
-         "retry"}  # fmt: skip
+         "retry", "secrets"}  # fmt: skip
 MEMBER = {"read", "request"}
 
 TABLE = [

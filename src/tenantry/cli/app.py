@@ -83,6 +83,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "reject", "cancel", "rollback", "retry", "requests", "deadletters",
     ),
     "server": ("server", "login", "logout", "whoami", "operation"),
+    "secret_keys": ("secrets",),
 }  # fmt: skip
 
 

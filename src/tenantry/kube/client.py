@@ -37,6 +37,7 @@ from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedR
 from lightkube.models.authentication_v1 import TokenReviewSpec
 from lightkube.resources import core_v1
 from lightkube.resources.authentication_v1 import TokenReview
+from lightkube.types import PatchType
 
 from tenantry import errors
 
@@ -285,6 +286,20 @@ class Kube:
         with translate(f"create {describe(manifest)}"):
             result: Resource = self._lk.create(obj, dry_run=dry_run)
             return result
+
+    def merge_patch(
+        self, kind: type[R], name: str, patch: Mapping[str, Any], *, namespace: str | None = None
+    ) -> R:
+        """JSON merge patch one object (a null removes a key); `NotFoundError` if missing.
+        For changing one entry of a map other writers also change (a Secret's keys)
+        without reading, and so without overwriting, the others."""
+        where = f"{namespace}/" if namespace else ""
+        with _first_decode_guard(kind), translate(f"patch {kind.__name__}/{where}{name}"):
+            obj: R = self._lk.patch(
+                kind, name, patch, namespace=namespace, patch_type=PatchType.MERGE,
+                field_manager=FIELD_MANAGER,
+            )  # fmt: skip
+            return obj
 
     def get(self, kind: type[R], name: str, *, namespace: str | None = None) -> R:
         """Read one object; `NotFoundError` if it does not exist."""

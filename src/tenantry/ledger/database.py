@@ -702,6 +702,45 @@ class Ledger:
         with self.session() as session:
             return list(session.scalars(query))
 
+    # --- secrets -------------------------------------------------------------------
+
+    def secret_keys(
+        self, *, tenant: str, environment: str | None = None
+    ) -> list[tables.SecretChange]:
+        """The last change of every key of ``tenant``'s secrets that is not deleted (in
+        ``environment``, or in all), by environment, name and key."""
+        last = (
+            select(func.max(tables.SecretChange.id))
+            .where(tables.SecretChange.tenant == tenant)
+            .group_by(
+                tables.SecretChange.environment, tables.SecretChange.name, tables.SecretChange.key
+            )
+        )
+        if environment is not None:
+            last = last.where(tables.SecretChange.environment == environment)
+        query = (
+            select(tables.SecretChange)
+            .where(tables.SecretChange.id.in_(last), tables.SecretChange.action != "delete")
+            .order_by(
+                tables.SecretChange.environment, tables.SecretChange.name, tables.SecretChange.key
+            )
+        )
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def secret_version(self, *, tenant: str, environment: str, name: str, key: str) -> int:
+        """The version of a key's last change (0: never set)."""
+        with self.session() as session:
+            found = session.scalar(
+                select(func.max(tables.SecretChange.version)).where(
+                    tables.SecretChange.tenant == tenant,
+                    tables.SecretChange.environment == environment,
+                    tables.SecretChange.name == name,
+                    tables.SecretChange.key == key,
+                )
+            )
+        return int(found or 0)
+
     # --- canaries and failovers ----------------------------------------------------
 
     def canary(self, tenant: str, service: str) -> tables.Canary | None:

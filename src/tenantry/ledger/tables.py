@@ -226,3 +226,25 @@ class DeployRequest(Base):
     lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     open_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class SecretChange(Base):
+    """One change to a key of a tenant's secret in one environment, and where it was
+    written: who set or deleted it (the verified identity), the key's version after
+    it, and per cluster whether it landed. Never the value: that lives only in the
+    environment's clusters (`tenantry.secrets`)."""
+
+    __tablename__ = "secret_changes"
+    __table_args__ = (Index("ix_secret_changes_key", "tenant", "environment", "name", "key", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tenant: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(16))  # set | delete
+    version: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(255))
+    # "cluster: written" / "cluster: failed: why", one line per cluster.
+    clusters: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(String(16))  # done | failed

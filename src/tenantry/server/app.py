@@ -32,7 +32,15 @@ from starlette.exceptions import HTTPException
 import tenantry
 from tenantry import errors
 from tenantry.ledger import Ledger, now, tables
-from tenantry.server import actions, dashboard, helmrepo, reads, registry_events, retries
+from tenantry.server import (
+    actions,
+    dashboard,
+    helmrepo,
+    reads,
+    registry_events,
+    retries,
+    tenant_secrets,
+)
 from tenantry.server.context import ApiError, Server
 
 # Shared with the dashboard, which shows the same refusals as pages.
@@ -125,6 +133,7 @@ def create_app(srv: Server) -> FastAPI:
     app.include_router(actions.router)
     app.include_router(retries.router)
     app.include_router(registry_events.router)
+    app.include_router(tenant_secrets.router)
     dashboard.install(app)  # the pages at /, built on the same reads and actions
     helmrepo.install(app)  # each tenant's Helm repository at /helm/{tenant}
     app.add_exception_handler(errors.TenantryError, _tenantry_error)

@@ -14,6 +14,8 @@ the only way to grant or take a right, and it is reviewed like any other change.
     pause/resume/abort  - yes     yes    a canary in progress
     retry         -       yes     yes    deploy a published version to staging again
                                          (after its cause is fixed; unparks it)
+    secrets       -       yes     yes    set and delete keys of the tenant's secrets
+                                         (members list names, keys and versions: read)
     audit         -        -      yes    the server's whole audit log
     redrive       -        -      yes    the staging queue's dead-letter queue (list, redrive)
 
@@ -30,7 +32,7 @@ from tenantry.spec import models
 
 Right = Literal[
     "read", "request", "cancel", "approve", "reject", "rollback", "pause", "resume", "abort",
-    "retry", "audit", "redrive",
+    "retry", "secrets", "audit", "redrive",
 ]  # fmt: skip
 RIGHTS: tuple[Right, ...] = get_args(Right)
 

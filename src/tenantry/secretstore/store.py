@@ -1,0 +1,226 @@
+"""Set, delete and list the keys of a tenant's secrets (``store: tenantry``).
+
+A key is written into every cluster of the environment as the tenant's deployer (the
+identity that deploys the tenant's services there, impersonated: the platform needs no
+right of its own on the tenant's Secrets), one cluster after another; the ledger gets
+one row per change with the verified identity, the key's new version and what happened
+in each cluster. The value exists only in the request and in the clusters' Secrets.
+
+A Secret Tenantry writes carries the label ``tenantry.dev/secret: "true"``; one of the
+same name that it did not write (a team's own chart made it) is never overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lightkube.resources.core_v1 import Secret
+
+from tenantry import errors
+from tenantry.kube.client import Identity, Kube
+from tenantry.ledger import Ledger, now, tables
+from tenantry.spec import models
+from tenantry.spec.repository import Repository
+from tenantry.spec.services import SECRET_KEY_PATTERN
+from tenantry.tenancy import objects, reconcile
+
+MANAGED_LABEL = "tenantry.dev/secret"
+# Kubernetes keeps a whole Secret under 1 MiB; one key stays well inside it.
+MAX_VALUE_BYTES = 64 * 1024
+
+
+class SecretWriteError(errors.TenantryError):
+    """A change reached some of the environment's clusters but not all (the ledger row
+    says which); setting or deleting the key again converges."""
+
+
+class SecretConflictError(errors.TenantryError):
+    """A Secret of that name exists in the tenant's namespace and Tenantry did not make it."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a set or delete did: the ledger row (no value in it)."""
+
+    row: tables.SecretChange
+
+    @property
+    def failed(self) -> bool:
+        return self.row.result != "done"
+
+
+def check_key(tenant: models.Tenant, environment: str, name: str, key: str) -> None:
+    """Refuse a key that cannot be stored, naming the part and the fix (`UsageError`)."""
+    if environment not in tenant.environments:
+        raise errors.UsageError(
+            f"tenant {tenant.name} does not deploy to environment {environment!r}",
+            fix=f"use one of: {', '.join(tenant.environments)}",
+        )
+    if (problem := models.dns_label_problem(name)) is not None:
+        raise errors.UsageError(f"secret name {name!r}: {problem}",
+                                fix="name it with a DNS label, e.g. db")  # fmt: skip
+    if not re.fullmatch(SECRET_KEY_PATTERN, key):
+        raise errors.UsageError(
+            f"secret key {key!r} is not a Kubernetes Secret key",
+            fix="use letters, digits, '-', '_' and '.', at most 253 (e.g. password)",
+        )
+
+
+def check_value(value: bytes) -> None:
+    """Refuse an empty or oversized value (without ever showing it)."""
+    if not value:
+        raise errors.UsageError("the value is empty", fix="give the value on stdin or in a file")
+    if len(value) > MAX_VALUE_BYTES:
+        raise errors.UsageError(
+            f"the value has {len(value)} bytes; a key holds at most {MAX_VALUE_BYTES}",
+            fix="keep large files (certificates bundles, archives) out of secrets",
+        )
+
+
+def set_key(
+    repo: Repository,
+    ledger: Ledger,
+    *,
+    tenant: models.Tenant,
+    environment: str,
+    name: str,
+    key: str,
+    value: bytes,
+    actor: str,
+) -> Change:
+    """Write ``key`` of secret ``name`` into every cluster of ``environment``."""
+    check_key(tenant, environment, name, key)
+    check_value(value)
+    return _change(repo, ledger, tenant, environment, name, key, value, actor)
+
+
+def delete_key(
+    repo: Repository,
+    ledger: Ledger,
+    *,
+    tenant: models.Tenant,
+    environment: str,
+    name: str,
+    key: str,
+    actor: str,
+) -> Change:
+    """Remove ``key`` from secret ``name`` in every cluster of ``environment`` (the Secret
+    itself with its last key); `UsageError` if it was never set."""
+    check_key(tenant, environment, name, key)
+    known = {(r.name, r.key) for r in ledger.secret_keys(tenant=tenant.name,
+                                                          environment=environment)}  # fmt: skip
+    if (name, key) not in known:
+        raise errors.UsageError(
+            f"{tenant.name} has no key {name}/{key} in {environment}",
+            fix=f"list the keys: tenantry secrets list {tenant.name} --env {environment}",
+        )
+    return _change(repo, ledger, tenant, environment, name, key, None, actor)
+
+
+def _change(
+    repo: Repository,
+    ledger: Ledger,
+    tenant: models.Tenant,
+    environment: str,
+    name: str,
+    key: str,
+    value: bytes | None,
+    actor: str,
+) -> Change:
+    clusters = repo.platform.environment(environment).clusters
+    outcomes = []
+    for cluster in clusters:
+        target = reconcile.resolve(cluster, environment, repo.root)
+        try:
+            _write(target, tenant.name, name, key, value)
+        except errors.TenantryError as e:
+            outcomes.append((cluster.name, f"failed: {e.message}"))
+        else:
+            outcomes.append((cluster.name, "written" if value is not None else "deleted"))
+    done = all(not outcome.startswith("failed") for _, outcome in outcomes)
+    version = ledger.secret_version(tenant=tenant.name, environment=environment, name=name,
+                                    key=key) + 1  # fmt: skip
+    row = ledger.add(
+        tables.SecretChange(
+            at=now(), tenant=tenant.name, environment=environment, name=name, key=key,
+            action="set" if value is not None else "delete", version=version, actor=actor,
+            clusters="\n".join(f"{c}: {o}" for c, o in outcomes),
+            result="done" if done else "failed",
+        )
+    )  # fmt: skip
+    if not done:
+        failed = [f"{c} ({o.removeprefix('failed: ')})" for c, o in outcomes if o != "written"
+                  and o != "deleted"]  # fmt: skip
+        raise SecretWriteError(
+            f"{name}/{key} (version {version}) was not written to every cluster of "
+            f"{environment}: {'; '.join(failed)}",
+            fix="run the same command again once those clusters answer (the others "
+            "already have it)",
+        )
+    return Change(row)
+
+
+def _write(
+    target: reconcile.ClusterTarget, tenant: str, name: str, key: str, value: bytes | None
+) -> None:
+    """Set (or with None remove) one key, touching no other: concurrent changes of other
+    keys of the same Secret both land, and this process never reads another value."""
+    deployer = Identity.service_account(tenant, objects.DEPLOYER_SA)
+    where = f"Secret {tenant}/{name} in cluster {target.name}"
+    encoded = base64.b64encode(value).decode() if value is not None else None
+    with Kube.connect(target.kubeconfig, context=target.context, as_identity=deployer) as kube:
+        try:
+            current = kube.get(Secret, name, namespace=tenant)
+        except errors.NotFoundError:
+            if encoded is None:
+                return
+            try:
+                kube.create({
+                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": tenant, "labels": {
+                        **objects.MANAGED_BY, objects.TENANT_LABEL: tenant,
+                        MANAGED_LABEL: "true"}},
+                    "data": {key: encoded},
+                })  # fmt: skip
+                return
+            except errors.ConflictError:
+                current = kube.get(Secret, name, namespace=tenant)  # made meanwhile
+        labels = (current.metadata.labels if current.metadata else None) or {}
+        if labels.get(MANAGED_LABEL) != "true":
+            raise SecretConflictError(
+                f"{where} exists and Tenantry did not make it",
+                fix="rename the secret in the service's descriptor, or delete that Secret "
+                "(kubectl delete secret) if nothing else uses it",
+            )
+        patched = kube.merge_patch(Secret, name, {"data": {key: encoded}}, namespace=tenant)
+        if encoded is None and not patched.data:
+            kube.delete(Secret, name, namespace=tenant)
+
+
+def keys(ledger: Ledger, *, tenant: str, environment: str | None = None) -> list[dict[str, object]]:
+    """Every key of ``tenant``'s secrets: environment, name, key, version, who changed it
+    when, whether every cluster has it. Never a value."""
+    return [
+        {
+            "environment": row.environment,
+            "name": row.name,
+            "key": row.key,
+            "version": row.version,
+            "changedBy": row.actor,
+            "changedAt": row.at.isoformat(timespec="seconds"),
+            "result": row.result,
+            "clusters": row.clusters,
+        }
+        for row in ledger.secret_keys(tenant=tenant, environment=environment)
+    ]
+
+
+def missing(
+    ledger: Ledger, *, tenant: str, environment: str, refs: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The ``name/key`` of each reference that has no value in ``environment``."""
+    have = {(r.name, r.key) for r in ledger.secret_keys(tenant=tenant, environment=environment)}
+    return [f"{name}/{key}" for name, key in refs if (name, key) not in have]
