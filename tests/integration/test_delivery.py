@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
 
 from tenantry import aws, errors, helm
@@ -22,6 +23,7 @@ from tenantry.deploy import deployer as deploying
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
+from tenantry.secretstore import store as secret_store
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
 from tests.conftest import CHARTS
@@ -473,3 +475,36 @@ def test_the_clusters_not_the_ledger_say_what_runs(
     )
     assert [(o.result, o.reason) for o in drain(d, until=1)] == [("deployed", "first release")]
     assert released(cluster)["chart"] == "web-1.0.0"
+
+
+def test_a_service_reading_a_secret_key_without_a_value_waits_for_one_then_deploys(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    path = platform.root / "services" / "echo" / "web" / "service.yaml"
+    described = yaml.safe_load(path.read_text())
+    described["secrets"] = {"DB_PASSWORD": {"name": "db", "key": "password"}}
+    path.write_text(yaml.safe_dump(described))
+    platform.commit("web reads db/password")
+    publish(platform, ledger)
+    d = worker(platform, ledger)
+
+    (failed,) = drain(d, until=1)
+    assert failed.result == "failed"
+    assert "echo/web reads db/password, which has no value in staging" in failed.reason
+    assert "tenantry secrets set echo/db password --env staging" in failed.reason
+    assert helm.list_releases(helm.Target(kubeconfig=cluster.kubeconfig, namespace="echo")) == []
+
+    repo = platform.load()
+    secret_store.set_key(repo, ledger, tenant=repo.tenant("echo"), environment="staging",
+                         name="db", key="password", value=b"pw", actor="e")  # fmt: skip
+    # The same message, delivered again after its visibility timeout, now deploys.
+    assert [o.result for o in drain(d, until=1, attempts=80)] == ["deployed"]
+    with Kube.connect(cluster.kubeconfig) as admin:
+        deployment = admin.get(Deployment, "web", namespace="echo")
+    template = deployment.spec.template  # type: ignore[union-attr]
+    annotations = template.metadata.annotations  # type: ignore[union-attr]
+    assert annotations["tenantry.dev/secret-versions"] == "db/password=1"
+    (env,) = [e for e in template.spec.containers[0].env or []  # type: ignore[union-attr]
+              if e.name == "DB_PASSWORD"]  # fmt: skip
+    assert env.valueFrom.secretKeyRef.name == "db"  # type: ignore[union-attr]
+    assert env.valueFrom.secretKeyRef.key == "password"  # type: ignore[union-attr]

@@ -49,6 +49,7 @@ CASES: dict[str, dict[str, Any]] = {
     "oom": {"args": ["-eat-memory"], "memory": "64Mi"},
     "tested": {"helmTest": {"env": {}}},
     "test-fails": {"helmTest": {"env": {"APP_READY": "false"}}},
+    "reads-secret": {"secretEnv": [{"env": "DB_PASSWORD", "name": "db", "key": "password"}]},
 }
 
 
@@ -311,3 +312,30 @@ def test_a_warm_cluster_made_without_a_real_node_is_replaced_by_one_with_it(
             assert localcluster.real_node_names(warm.local) == [f"{name}-real-0"]
     finally:
         localcluster.delete(name)
+
+
+def test_a_service_reading_a_secret_runs_on_placeholders_and_fails_where_a_key_is_missing(
+    repo: repository.Repository, cluster: verification.Cluster
+) -> None:
+    # The real value lives only in each environment's clusters; the pods run here all the
+    # same, on a made-up one (a missing Secret would keep them from starting at all).
+    passed = verify(repo, cluster, "reads-secret")
+    assert passed.passed, passed
+    assert "placeholder values for secret db" in check(passed, "dry-run").detail
+    assert check(passed, "secrets").status == "skipped"
+    assert "reads db (password); not checked: no Tenantry server" in check(passed, "secrets").detail
+
+    # Asked where values are set: one environment lacks the key, and nothing is installed.
+    known = verification.Options(timeout_s=60, known_keys=lambda tenant: {"staging": set()})
+    failed = verify(repo, cluster, "reads-secret", options=known)
+    secrets_check = check(failed, "secrets")
+    assert secrets_check.status == "failed"
+    assert "no value in the environment for db/password in staging" in secrets_check.detail
+    assert "tenantry secrets set alpha/db password --env staging" in secrets_check.detail
+    assert check(failed, "install").status == "skipped"
+    assert_namespace_gone(cluster)
+
+    found = verification.Options(
+        timeout_s=60, known_keys=lambda tenant: {"staging": {("db", "password")}}
+    )
+    assert check(verify(repo, cluster, "reads-secret", options=found), "secrets").status == "passed"

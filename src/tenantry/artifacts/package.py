@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,22 @@ def chart_metadata(text: str, *, file: str) -> dict[str, Any]:
     return data
 
 
+SECRET_KEYS_ANNOTATION = "tenantry.dev/secret-keys"  # noqa: S105 (an annotation's name)
+
+
+def secret_keys(archive: Path) -> list[tuple[str, str]]:
+    """The ``(secret, key)`` pairs a packaged chart's pods read, as `package` noted them
+    in its Chart.yaml (none for a team's own chart: Tenantry does not know)."""
+    with tarfile.open(archive) as tar:
+        charts = [m for m in tar.getmembers() if m.name.count("/") == 1
+                  and m.name.endswith("/Chart.yaml")]  # fmt: skip
+        member = charts[0] if charts else None
+        extracted = tar.extractfile(member) if member is not None else None
+        chart = yaml.safe_load(extracted.read()) if extracted is not None else None
+    noted = ((chart or {}).get("annotations") or {}).get(SECRET_KEYS_ANNOTATION, "")
+    return [(name, key) for name, _, key in (ref.partition("/") for ref in noted.split(",") if ref)]
+
+
 def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) -> Package:
     """Build ``service``'s chart archive in ``workdir``."""
     refuse_chart_links([service])
@@ -131,6 +148,10 @@ def package(service: ServiceSource, *, provenance: Provenance, workdir: Path) ->
         "tenantry.dev/published-at": provenance.time,
         "tenantry.dev/content-digest": digest_of_content,
     }
+    if service.descriptor is not None and service.descriptor.secrets:
+        # What the pods read, for the deployer to check before helm runs.
+        chart["annotations"][SECRET_KEYS_ANNOTATION] = ",".join(sorted(
+            f"{ref.name}/{ref.key}" for ref in service.descriptor.secrets.values()))  # fmt: skip
     chart_file.write_text(yaml.safe_dump(chart, sort_keys=False))
     archive = helm.package(chart_dir, destination=workdir / service.tenant)
     return Package(

@@ -12,7 +12,7 @@ import typer
 
 from tenantry import errors, gitrepo, helm
 from tenantry.charts import render, scaffold
-from tenantry.cli import output, warm
+from tenantry.cli import client, output, warm
 from tenantry.cli.tenants import RepoOption
 from tenantry.spec import repository
 from tenantry.verify import changes, junit
@@ -161,8 +161,10 @@ def lint_cmd(
     """
     loaded = repository.load(repo.resolve())
     reports = []
+    known_keys = _known_keys()
     for service in _services_at(loaded, list(paths or [])):
-        checks, _ = verification.static_checks(loaded, service, namespace=service.tenant)
+        checks, _ = verification.static_checks(loaded, service, namespace=service.tenant,
+                                               known_keys=known_keys)  # fmt: skip
         reports.append(ServiceReport(service.ref, tuple(checks)))
     _print_reports(reports, ctx.obj.output)
     if not all(r.passed for r in reports):
@@ -244,7 +246,7 @@ def verify_cmd(
             chosen,
             cluster=cluster,
             jobs=jobs,
-            options=verification.Options(timeout_s=timeout),
+            options=verification.Options(timeout_s=timeout, known_keys=_known_keys()),
             on_done=lambda r: output.err_console.print(
                 f"{r.ref}: {'passed' if r.passed else 'FAILED'} in {r.seconds:.1f}s"
             ),
@@ -256,6 +258,24 @@ def verify_cmd(
         junit_file.write_text(junit.to_xml(reports))
     if not all(r.passed for r in reports):
         raise typer.Exit(1)
+
+
+def _known_keys() -> verification.KnownKeys | None:
+    """Which secret keys have values where, asked of the Tenantry server when one is
+    configured (`tenantry login`); None when there is none to ask."""
+    try:
+        api = client.Client.from_environment()
+    except errors.TenantryError:
+        return None
+
+    def lookup(tenant: str) -> dict[str, set[tuple[str, str]]]:
+        keys: dict[str, set[tuple[str, str]]] = {}
+        for item in api.call("GET", f"/tenants/{tenant}/secrets")["items"]:
+            if item["result"] == "done":  # written to every cluster of the environment
+                keys.setdefault(item["environment"], set()).add((item["name"], item["key"]))
+        return keys
+
+    return lookup
 
 
 def _keep_warm(cluster_dir: Path) -> None:

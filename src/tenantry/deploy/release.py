@@ -32,6 +32,7 @@ from lightkube import operators
 from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 
 from tenantry import errors, faults, helm
+from tenantry.artifacts import package
 from tenantry.charts import images as chart_images
 from tenantry.charts import manifests
 from tenantry.helm.sdk import Helmd
@@ -71,6 +72,16 @@ def deploy(
     Through ``helmd`` (Helm's SDK in a helper process) when given, else the helm CLI."""
     upgrade_install = helmd.upgrade_install if helmd is not None else helm.upgrade_install
     tenant = repo.tenant(artifact.tenant)
+    try:
+        values = secret_values(ledger, artifact, environment)
+    except MissingSecretError as e:
+        if clusters:  # recorded where it would have gone first; nothing was installed
+            ledger.finish_deployment(ledger.add(tables.Deployment(
+                tenant=artifact.tenant, service=artifact.service, version=artifact.version,
+                digest=artifact.digest, environment=environment, cluster=clusters[0].name,
+                actor=actor, result="running", reason="", started=now(),
+            )).id, result="failed", reason=str(e))  # fmt: skip
+        return f"{environment}: {e}"
     for cluster in clusters:
         target = reconcile.resolve(cluster, environment, repo.root)
         guard()
@@ -102,6 +113,7 @@ def deploy(
                 helm_target,
                 release=artifact.service,
                 chart=artifact.path,
+                values=values or None,
                 wait=True,
                 rollback_on_failure=True,
                 timeout_s=timeout_s,
@@ -119,6 +131,33 @@ def deploy(
         faults.point("deploy.after-helm")
         ledger.finish_deployment(row.id, result="succeeded", reason=recovered or "")
     return None
+
+
+class MissingSecretError(errors.TenantryError):
+    """The chart's pods read a secret key that has no value in the environment."""
+
+
+def secret_values(ledger: Ledger, artifact: Artifact, environment: str) -> dict[str, str]:
+    """For a chart whose pods read secret keys (`package.secret_keys`): refuse, before
+    helm runs, when one has no value in ``environment`` (its pods could never start);
+    else the keys' versions, which the base chart puts in the pods' annotations so a
+    deploy after a rotation rolls them."""
+    refs = package.secret_keys(artifact.path)
+    if not refs:
+        return {}
+    versions = {(r.name, r.key): r.version
+                for r in ledger.secret_keys(tenant=artifact.tenant, environment=environment)
+                if r.result == "done"}  # fmt: skip
+    missing = [(name, key) for name, key in refs if (name, key) not in versions]
+    if missing:
+        name, key = missing[0]
+        raise MissingSecretError(
+            f"{artifact.tenant}/{artifact.service} reads "
+            f"{', '.join(f'{n}/{k}' for n, k in missing)}, which has no value in {environment}",
+            fix=f"an owner sets it (printf %s VALUE | tenantry secrets set "
+            f"{artifact.tenant}/{name} {key} --env {environment}), then deploys again",
+        )
+    return {"secretVersions": ",".join(f"{n}/{k}={versions[(n, k)]}" for n, k in refs)}
 
 
 def left_pending(connect: Callable[[], Kube], namespace: str, release: str) -> bool:

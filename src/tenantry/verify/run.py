@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,9 +51,10 @@ from lightkube.resources.apps_v1 import ReplicaSet, StatefulSet
 from lightkube.resources.core_v1 import Namespace, Node, Pod
 
 from tenantry import errors, helm
-from tenantry.charts import images, manifests, policy, render
+from tenantry.charts import images, manifests, policy, render, secret_refs
 from tenantry.kube import localcluster, realnode, realnodes, waits
 from tenantry.kube.client import Identity, Kube, translate
+from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.tenancy import objects
 from tenantry.verify import diagnosis, pods
@@ -114,11 +116,22 @@ class Cluster:
         )  # fmt: skip
 
 
+# tenant -> {environment: {(secret, key), ...}} of the keys that have values there.
+KnownKeys = Callable[[str], Mapping[str, AbstractSet[tuple[str, str]]]]
+
+
+class MissingSecretKeyError(errors.TenantryError):
+    """The chart reads a secret key that has no value in an environment it deploys to."""
+
+
 @dataclass(frozen=True)
 class Options:
     """How to verify."""
 
     timeout_s: float = 120.0
+    # Which secret keys have values, per environment, for a tenant (the Tenantry
+    # server knows); None: nobody to ask, and the check says so.
+    known_keys: KnownKeys | None = None
     # Called with the namespace once the rollout is ready, before the chart's tests and
     # the cleanup: a caller's own checks of the running service (the tests reach the
     # pods on their IPs).
@@ -170,9 +183,15 @@ def _summary(result: object) -> str:
 
 
 def static_checks(
-    repo: Repository, service: ServiceSource, *, namespace: str, steps: _Steps | None = None
+    repo: Repository,
+    service: ServiceSource,
+    *,
+    namespace: str,
+    steps: _Steps | None = None,
+    known_keys: KnownKeys | None = None,
 ) -> tuple[list[Check], list[manifests.Rendered] | None]:
-    """helm lint, render and policy: no cluster needed (`tenantry lint`)."""
+    """helm lint, render, policy and the secret keys it reads: no cluster needed
+    (`tenantry lint`)."""
     steps = steps or _Steps()
     source = render.chart_input(service)
     # helm lint and helm template are two processes that need nothing of each other.
@@ -184,6 +203,7 @@ def static_checks(
     steps.checks += linting.checks + rendering.checks
     if rendered is None:
         steps.skip("policy", "nothing rendered")
+        steps.skip("secrets", "nothing rendered")
         return steps.checks, None
     tenant = repo.tenant(service.tenant)
     context = policy.Context(
@@ -200,7 +220,42 @@ def static_checks(
             Check("policy", "passed", round(time.monotonic() - started, 3),
                   f"{len(rendered)} objects")
         )  # fmt: skip
+    _check_secret_keys(steps, tenant, rendered, known_keys)
     return steps.checks, rendered
+
+
+def _check_secret_keys(
+    steps: _Steps,
+    tenant: models.Tenant,
+    rendered: list[manifests.Rendered],
+    known_keys: KnownKeys | None,
+) -> None:
+    """Every key the pods read has a value in every environment the tenant deploys to:
+    else the deploy there would start pods that cannot run."""
+    refs = secret_refs.references(rendered)
+    if not refs:
+        steps.skip("secrets", "the chart reads no secrets")
+        return
+    read = ", ".join(f"{name} ({', '.join(sorted(keys)) or 'all keys'})"
+                     for name, keys in sorted(refs.items()))  # fmt: skip
+    if known_keys is None:
+        steps.skip("secrets", f"reads {read}; not checked: no Tenantry server to ask "
+                   "(tenantry login, or TENANTRY_SERVER and TENANTRY_TOKEN)")  # fmt: skip
+        return
+
+    def check() -> str:
+        missing = secret_refs.missing(refs, known_keys(tenant.name), tenant.environments)
+        if missing:
+            environment, name, key = missing[0]
+            raise MissingSecretKeyError(
+                "no value in the environment for "
+                + "; ".join(f"{n}/{k} in {e}" for e, n, k in missing),
+                fix=f"an owner sets it: printf %s VALUE | tenantry secrets set {tenant.name}/"
+                f"{name} {key if key != '*' else 'KEY'} --env {environment}",
+            )
+        return f"reads {read}: set in {', '.join(tenant.environments)}"
+
+    steps.run("secrets", check)
 
 
 def _lint(source: render.ChartInput) -> str:
@@ -231,7 +286,8 @@ def verify_service(
             onboarding.run, "onboard", lambda: _onboard(admin, repo, service, namespace=namespace)
         )
         try:
-            _, rendered = static_checks(repo, service, namespace=namespace, steps=steps)
+            _, rendered = static_checks(repo, service, namespace=namespace, steps=steps,
+                                        known_keys=options.known_keys)  # fmt: skip
             if rendered is not None and not steps.failed:
                 loaded = pool.submit(_images, loading, repo, service, rendered, where)
             onboarded.result()
@@ -269,7 +325,8 @@ def _in_cluster(
         return
     deployer = Identity.service_account(namespace, objects.DEPLOYER_SA)
     with cluster.connect(as_identity=deployer) as as_tenant:
-        steps.run("dry-run", lambda: _dry_run(as_tenant, rendered, namespace=namespace))
+        steps.run("dry-run", lambda: _placeholders(as_tenant, rendered, namespace=namespace)
+                  + _dry_run(as_tenant, rendered, namespace=namespace))  # fmt: skip
     loaded, loading = images
     if loaded is None:  # not started: an earlier check failed
         for name in later[1:]:
@@ -365,6 +422,23 @@ def _onboard(admin: Kube, repo: Repository, service: ServiceSource, *, namespace
             manifest["metadata"]["labels"][VERIFICATION_LABEL] = "true"
         admin.apply(manifest)
     return namespace
+
+
+def _placeholders(kube: Kube, rendered: list[manifests.Rendered], *, namespace: str) -> str:
+    """The Secrets the pods read, with made-up values, in the throwaway namespace (as the
+    tenant): the real values live only in each environment's clusters, and the pods
+    must start here all the same."""
+    refs = secret_refs.references(rendered)
+    for name, keys in sorted(refs.items()):
+        kube.apply({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {VERIFICATION_LABEL: "placeholder"}},
+            "stringData": {key: f"placeholder-{secrets.token_hex(8)}" for key in sorted(keys)},
+        })  # fmt: skip
+    if not refs:
+        return ""
+    return f"placeholder values for secret {', '.join(sorted(refs))}; "
 
 
 def _dry_run(kube: Kube, rendered: list[manifests.Rendered], *, namespace: str) -> str:
