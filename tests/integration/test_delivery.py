@@ -508,3 +508,19 @@ def test_a_service_reading_a_secret_key_without_a_value_waits_for_one_then_deplo
               if e.name == "DB_PASSWORD"]  # fmt: skip
     assert env.valueFrom.secretKeyRef.name == "db"  # type: ignore[union-attr]
     assert env.valueFrom.secretKeyRef.key == "password"  # type: ignore[union-attr]
+
+    # Rotation: the same version is deployed again, and the Deployment rolls its pods.
+    rotated = secret_store.set_key(repo, ledger, tenant=repo.tenant("echo"),
+                                   environment="staging", name="db", key="password",
+                                   value=b"pw2", actor="e")  # fmt: skip
+    assert rotated.redeploys == ("echo/web 1.0.0: queued",)
+    outcomes: list[deploying.Outcome] = []
+    d.on_outcome = outcomes.append
+    assert d.request_once()
+    assert [(o.result, o.reason) for o in outcomes] == [
+        ("deployed", "1.0.0 again: a secret key it reads changed")]  # fmt: skip
+    with Kube.connect(cluster.kubeconfig) as admin:
+        rolled = admin.get(Deployment, "web", namespace="echo")
+    assert rolled.spec.template.metadata.annotations[  # type: ignore[union-attr]
+        "tenantry.dev/secret-versions"] == "db/password=2"  # fmt: skip
+    assert rolled.metadata.generation > deployment.metadata.generation  # type: ignore[union-attr,operator]

@@ -120,6 +120,8 @@ def set_cmd(
     change = api.call("PUT", f"/tenants/{tenant}/secrets/{env}/{name}/{key}",
                       body={"value": base64.b64encode(value).decode()})  # fmt: skip
     output.err_console.print(f"{ref} {key}: version {change['version']} in {env}")
+    for redeploy in change["redeploys"]:
+        output.err_console.print(f"deploying again so its pods roll: {redeploy}")
     output.emit(change, ctx.obj.output, title="secret key")
 
 

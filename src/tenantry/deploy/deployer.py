@@ -86,6 +86,9 @@ from tenantry.tenancy import reconcile
 from tenantry.traffic import wiring as traffic_wiring
 
 STAGING = "staging"
+# A deploy request's source when a secret key a staging release reads was set or
+# deleted: the release is deployed again (same version) so its pods roll.
+ROTATION_SOURCE = "secret-rotation"
 # How long to hide a message whose release another worker kept busy for too long.
 _BUSY_DELAY_S = 2
 # How often a waiting worker asks whether the release's lease is free.
@@ -176,6 +179,9 @@ class Wanted:
     key: str  # what records name it by: the store's key
     digest: str = ""  # the sha256 the request expects; "" when it named none
     uploaded: str = ""  # when the store got it (ISO 8601), for the lag metric
+    # Deploy even what staging already runs: a secret key it reads changed
+    # (`ROTATION_SOURCE`), and only a new deploy rolls the pods onto the new value.
+    again: bool = False
 
 
 @dataclass(frozen=True)
@@ -517,7 +523,8 @@ class Deployer:
                           renew=lambda: self.ledger.renew_request(
                               row.id, token=token, ttl_s=options.lease_ttl_s))  # fmt: skip
         with held:
-            wanted = Wanted(row.tenant, row.service, row.version, key, digest=row.digest)
+            wanted = Wanted(row.tenant, row.service, row.version, key, digest=row.digest,
+                            again=row.source == ROTATION_SOURCE)  # fmt: skip
             done = self._release(wanted, _RequestKeeper(held))
         if done.result == "abandoned":
             return self._record_event(message_id, key, "abandoned", done.reason)
@@ -694,6 +701,14 @@ class Deployer:
                     # What runs came from this store, whose versions are immutable.
                     released_digest=fetched.digest if running == wanted.version else None,
                 )
+        if (
+            decision.action == "skip"
+            and wanted.again
+            and recorded is not None
+            and (recorded.version == wanted.version and recorded.digest == fetched.digest)
+        ):
+            decision = decide.Decision("deploy", f"{wanted.version} again: a secret key it "
+                                       "reads changed")  # fmt: skip
         if decision.action == "skip":
             self.metrics.deploys.labels("skipped", wanted.tenant, wanted.service).inc()
             return Result("skipped", decision.reason)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from lightkube.resources.core_v1 import Secret
 
 from tenantry import errors
+from tenantry.deploy.deployer import ROTATION_SOURCE, STAGING
 from tenantry.kube.client import Identity, Kube
 from tenantry.ledger import Ledger, now, tables
 from tenantry.spec import models
@@ -43,9 +44,11 @@ class SecretConflictError(errors.TenantryError):
 
 @dataclass(frozen=True)
 class Change:
-    """What a set or delete did: the ledger row (no value in it)."""
+    """What a set or delete did: the ledger row (no value in it), and the staging
+    releases queued to deploy again so their pods roll (``service version: outcome``)."""
 
     row: tables.SecretChange
+    redeploys: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -160,7 +163,34 @@ def _change(
             fix="run the same command again once those clusters answer (the others "
             "already have it)",
         )
-    return Change(row)
+    redeploys = _roll(repo, ledger, tenant, name, key, actor) if environment == STAGING else ()
+    return Change(row, redeploys)
+
+
+def _roll(
+    repo: Repository, ledger: Ledger, tenant: models.Tenant, name: str, key: str, actor: str
+) -> tuple[str, ...]:
+    """Queue what staging runs of each service that reads the key to deploy again (the
+    same version): pods read a Secret when they start, so only new pods see a new value.
+    Which services read it, the platform repository's descriptors say."""
+    readers = {
+        s.name
+        for s in repo.services
+        if s.tenant == tenant.name
+        and s.descriptor is not None
+        and (name, key) in {(r.name, r.key) for r in s.descriptor.secrets.values()}
+    }
+    queued = []
+    for service in sorted(readers):
+        running = ledger.released(tenant=tenant.name, service=service, environment=STAGING)
+        if running is None:
+            continue
+        requested = ledger.request_deploy(
+            tenant=tenant.name, service=service, version=running.version,
+            digest=running.digest, source=ROTATION_SOURCE, requested_by=actor,
+        )  # fmt: skip
+        queued.append(f"{tenant.name}/{service} {running.version}: {requested.outcome}")
+    return tuple(queued)
 
 
 def _write(

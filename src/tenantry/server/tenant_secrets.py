@@ -61,7 +61,8 @@ def _view(change: store.Change) -> dict[str, Any]:
     return {"tenant": row.tenant, "environment": row.environment, "name": row.name,
             "key": row.key, "action": row.action, "version": row.version,
             "changedBy": row.actor, "changedAt": row.at.isoformat(timespec="seconds"),
-            "result": row.result, "clusters": row.clusters}  # fmt: skip
+            "result": row.result, "clusters": row.clusters,
+            "redeploys": list(change.redeploys)}  # fmt: skip
 
 
 @router.get("/tenants/{tenant}/secrets", summary="A tenant's secret keys, never their values")
