@@ -27,9 +27,14 @@ import pytest
 import yaml
 from lightkube.resources.core_v1 import Namespace, Node, Pod
 
+from tenantry import helm
 from tenantry.images import build as images
 from tenantry.kube import localcluster, realnode
+from tenantry.kube.client import Identity
+from tenantry.ledger import Ledger
+from tenantry.secretstore import store
 from tenantry.spec import repository
+from tenantry.tenancy import objects, reconcile
 from tenantry.verify import run as verification
 from tenantry.verify.results import Check, ServiceReport
 from tests import real_nodes
@@ -339,3 +344,42 @@ def test_a_service_reading_a_secret_runs_on_placeholders_and_fails_where_a_key_i
         timeout_s=60, known_keys=lambda tenant: {"staging": {("db", "password")}}
     )
     assert check(verify(repo, cluster, "reads-secret", options=found), "secrets").status == "passed"
+
+
+def test_an_owners_value_reaches_the_environment_of_pods_on_a_real_node(
+    cluster: verification.Cluster, tmp_path: Path
+) -> None:
+    """The verification cluster's real node as a platform's staging environment: the value
+    an owner sets is in the running container's environment (the app answers with its
+    APP_VERSION, here read from the Secret)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _write_repo(root, {"app": {"secretEnv": [
+        {"env": "APP_VERSION", "name": "db", "key": "password"}]}})  # fmt: skip
+    platform = yaml.safe_load((root / "platform.yaml").read_text())
+    platform["environments"][0]["clusters"] = [{"name": cluster.name, "local": cluster.name}]
+    (root / "platform.yaml").write_text(yaml.safe_dump(platform))
+    repo = repository.load(root)
+    reconcile.apply_all(repo)
+    assert cluster.local is not None
+    value = f"v-{secrets.token_hex(8)}"
+    target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="alpha",
+                         identity=Identity.service_account("alpha", objects.DEPLOYER_SA))  # fmt: skip
+    try:
+        with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+            store.set_key(repo, ledger, tenant=repo.tenant("alpha"), environment="staging",
+                          name="db", key="password", value=value.encode(), actor="a")  # fmt: skip
+        localcluster.load_images(cluster.local, ["registry.acme.example/alpha/app:1.0.0"])
+        helm.upgrade_install(target, release="app", chart=root / "services/alpha/app/chart",
+                             wait=True, timeout_s=60)  # fmt: skip
+        with cluster.connect() as admin:
+            (pod,) = admin.list(Pod, namespace="alpha")
+        assert pod.spec is not None and pod.status is not None
+        assert pod.spec.nodeName == f"{cluster.name}-real-0"
+        url = f"http://{pod.status.podIP}:{images.APP_PORT}/"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.read().decode().startswith(f"app {value} on app-")
+    finally:
+        helm.uninstall(target, release="app")
+        with cluster.connect() as admin:
+            admin.delete(Namespace, "alpha")
