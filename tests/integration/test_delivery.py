@@ -3,6 +3,7 @@ real Helm, and the ledger."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.core_v1 import Namespace, Secret
 
 from tenantry import aws, errors, helm
 from tenantry.artifacts import index, package, publishing, store
@@ -524,3 +525,54 @@ def test_a_service_reading_a_secret_key_without_a_value_waits_for_one_then_deplo
     assert rolled.spec.template.metadata.annotations[  # type: ignore[union-attr]
         "tenantry.dev/secret-versions"] == "db/password=2"  # fmt: skip
     assert rolled.metadata.generation > deployment.metadata.generation  # type: ignore[union-attr,operator]
+
+
+def _secret(cluster: localcluster.LocalCluster, name: str) -> dict[str, bytes] | None:
+    with Kube.connect(cluster.kubeconfig) as admin:
+        try:
+            found = admin.get(Secret, name, namespace="echo")
+        except errors.NotFoundError:
+            return None
+    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
+
+
+def test_values_kept_in_aws_secrets_manager_are_written_there_first_and_synced_to_clusters(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    prefix = f"t-{secrets.token_hex(3)}/"
+    data = yaml.safe_load((platform.root / "platform.yaml").read_text())
+    data["environments"][0]["secrets"] = {"store": "aws-secrets-manager", "endpoint": "local",
+                                          "prefix": prefix}  # fmt: skip
+    (platform.root / "platform.yaml").write_text(yaml.safe_dump(data))
+    repo = platform.load()
+    echo = repo.tenant("echo")
+    sm = aws.secrets_manager(repo.platform.environment("staging").secrets, field="test")
+    kept = f"{prefix}echo/staging/api"
+
+    secret_store.set_key(repo, ledger, tenant=echo, environment="staging", name="api",
+                         key="token", value=b"first", actor="e")  # fmt: skip
+    assert json.loads(sm.get_secret_value(SecretId=kept)["SecretString"]) == {"token": "first"}
+    assert _secret(cluster, "api") == {"token": b"first"}
+
+    # AWS's rotation (or a person with access to Secrets Manager) changes it there.
+    sm.put_secret_value(SecretId=kept, SecretString=json.dumps({"token": "rotated",
+                                                                "url": "https://db"}))  # fmt: skip
+    synced = secret_store.sync(repo, ledger, tenant=echo, environment="staging", actor="e")
+    assert [(c.row.name, c.row.key, c.row.action, c.row.version) for c in synced] == [
+        ("api", "token", "sync", 2), ("api", "url", "sync", 1)]  # fmt: skip
+    assert _secret(cluster, "api") == {"token": b"rotated", "url": b"https://db"}
+    assert secret_store.sync(repo, ledger, tenant=echo, environment="staging", actor="e") == []
+
+    # Bytes that are not text: Secrets Manager keeps text, so nothing is written anywhere.
+    with pytest.raises(errors.UsageError, match="not UTF-8 text"):
+        secret_store.set_key(repo, ledger, tenant=echo, environment="staging", name="api",
+                             key="token", value=b"\xff\xfe", actor="e")  # fmt: skip
+    assert _secret(cluster, "api") == {"token": b"rotated", "url": b"https://db"}
+
+    # Gone from Secrets Manager: gone from the cluster at the next sync.
+    sm.delete_secret(SecretId=kept, ForceDeleteWithoutRecovery=True)
+    removed = secret_store.sync(repo, ledger, tenant=echo, environment="staging", actor="e")
+    assert {(c.row.key, c.row.action) for c in removed} == {
+        ("token", "sync-delete"), ("url", "sync-delete")}  # fmt: skip
+    assert _secret(cluster, "api") is None
+    assert all(r.name != "api" for r in ledger.secret_keys(tenant="echo", environment="staging"))

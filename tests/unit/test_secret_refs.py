@@ -84,3 +84,18 @@ def test_a_key_without_a_value_is_missing_in_each_environment_that_lacks_it() ->
         ("qa", "db", "user"),
     ]
     assert secret_refs.missing({}, {}, ["staging"]) == []
+
+
+def test_an_environment_keeps_its_values_in_its_clusters_unless_it_names_secrets_manager() -> None:
+    from tenantry.spec import models
+
+    cluster = {"name": "c", "local": "c"}
+    default = models.Environment.model_validate({"name": "staging", "clusters": [cluster]})
+    assert default.secrets.store == "tenantry"
+    aws = models.Environment.model_validate({"name": "production", "clusters": [cluster],
+        "secrets": {"store": "aws-secrets-manager", "prefix": "acme/tenantry/"}})  # fmt: skip
+    assert (aws.secrets.store, aws.secrets.prefix) == ("aws-secrets-manager", "acme/tenantry/")
+    for bad in ({"store": "vault"}, {"prefix": "has space/"}):
+        with pytest.raises(ValidationError):
+            models.Environment.model_validate({"name": "x", "clusters": [cluster],
+                                               "secrets": bad})  # fmt: skip

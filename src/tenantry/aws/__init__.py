@@ -96,23 +96,39 @@ def register_endpoint(name: str, resolve: EndpointResolver) -> None:
 
 def endpoint_for(artifacts: models.Artifacts) -> str | None:
     """The endpoint URL to use, resolving a named endpoint (``local``) to its server."""
-    if artifacts.endpoint is None or "://" in artifacts.endpoint:
-        return artifacts.endpoint
-    resolve = _resolvers.get(artifacts.endpoint)
+    return _resolve(artifacts.endpoint, field="artifacts.endpoint")
+
+
+def _resolve(endpoint: str | None, *, field: str) -> str | None:
+    if endpoint is None or "://" in endpoint:
+        return endpoint
+    resolve = _resolvers.get(endpoint)
     if resolve is None:
         raise errors.TenantryError(
-            f"platform.yaml says artifacts.endpoint: {artifacts.endpoint}, which nothing here "
-            "resolves",
-            fix="run it through the tenantry command, or set artifacts.endpoint to a URL",
+            f"platform.yaml says {field}: {endpoint}, which nothing here resolves",
+            fix=f"run it through the tenantry command, or set {field} to a URL",
         )
     url = resolve()
     if url is None:
         raise errors.TenantryError(
-            f"platform.yaml says artifacts.endpoint: {artifacts.endpoint}, "
-            "but that S3/SQS server is not running",
+            f"platform.yaml says {field}: {endpoint}, but that server is not running",
             fix="start the local platform: tenantry up",
         )
     return url
+
+
+def secrets_manager(store: models.SecretsStore, *, field: str) -> Any:
+    """A Secrets Manager client for an environment's ``secrets`` store."""
+    import boto3
+
+    endpoint = _resolve(store.endpoint, field=field)
+    kwargs: dict[str, Any] = {"region_name": store.region, "config": _config()}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    if store.endpoint == LOCAL:
+        # The local server accepts any credentials; these never leave the machine.
+        kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+    return boto3.client("secretsmanager", **kwargs)
 
 
 def clients(platform: models.Platform) -> Clients:

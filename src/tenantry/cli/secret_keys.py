@@ -141,3 +141,22 @@ def delete_cmd(
     api = client.Client.from_environment()
     change = api.call("DELETE", f"/tenants/{tenant}/secrets/{env}/{name}/{key}")
     output.emit(change, ctx.obj.output, title="secret key")
+
+
+@app.command("sync")
+def sync_cmd(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="The tenant.")],
+    env: EnvOption,
+) -> None:
+    """Copy the tenant's secrets of an environment that keeps them in AWS Secrets Manager
+    (platform.yaml: secrets: {store: aws-secrets-manager}) into its clusters (owners):
+    every key that changed there — AWS's rotation, a person with access to it — is written
+    and recorded; one that is gone is removed.
+
+    Example: tenantry secrets sync payments --env production
+    """
+    api = client.Client.from_environment()
+    found = api.call("POST", f"/tenants/{tenant}/secrets/{env}/sync")
+    output.err_console.print(f"{len(found['items'])} key(s) changed in {env}")
+    output.emit(found["items"], ctx.obj.output, title="synced keys")

@@ -720,7 +720,10 @@ class Ledger:
             last = last.where(tables.SecretChange.environment == environment)
         query = (
             select(tables.SecretChange)
-            .where(tables.SecretChange.id.in_(last), tables.SecretChange.action != "delete")
+            .where(
+                tables.SecretChange.id.in_(last),
+                tables.SecretChange.action.not_in(("delete", "sync-delete")),
+            )
             .order_by(
                 tables.SecretChange.environment, tables.SecretChange.name, tables.SecretChange.key
             )

@@ -242,7 +242,9 @@ class SecretChange(Base):
     environment: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(63))
     key: Mapped[str] = mapped_column(String(253))
-    action: Mapped[str] = mapped_column(String(16))  # set | delete
+    # set | delete (a person, through the server) | sync | sync-delete (copied from AWS
+    # Secrets Manager: a key changed or gone there)
+    action: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(255))
     # "cluster: written" / "cluster: failed: why", one line per cluster.

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from lightkube.resources.core_v1 import Secret
 
-from tenantry import errors
+from tenantry import aws, errors
 from tenantry.deploy.deployer import ROTATION_SOURCE, STAGING
 from tenantry.kube.client import Identity, Kube
 from tenantry.ledger import Ledger, now, tables
+from tenantry.secretstore import aws_store
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
 from tenantry.spec.services import SECRET_KEY_PATTERN
@@ -97,6 +98,7 @@ def set_key(
     """Write ``key`` of secret ``name`` into every cluster of ``environment``."""
     check_key(tenant, environment, name, key)
     check_value(value)
+    _keep_in_aws(repo, tenant.name, environment, name, key, value)
     return _change(repo, ledger, tenant, environment, name, key, value, actor)
 
 
@@ -120,7 +122,70 @@ def delete_key(
             f"{tenant.name} has no key {name}/{key} in {environment}",
             fix=f"list the keys: tenantry secrets list {tenant.name} --env {environment}",
         )
+    _keep_in_aws(repo, tenant.name, environment, name, key, None)
     return _change(repo, ledger, tenant, environment, name, key, None, actor)
+
+
+def _keep_in_aws(
+    repo: Repository, tenant: str, environment: str, name: str, key: str, value: bytes | None
+) -> None:
+    """Where the environment keeps its values in AWS Secrets Manager, write there first:
+    it is the record the clusters are copied from, so nothing reaches a cluster that it
+    does not hold (a refusal here writes nothing anywhere)."""
+    store = repo.platform.environment(environment).secrets
+    if store.store != "aws-secrets-manager":
+        return
+    client = aws.secrets_manager(store, field=f"environments.{environment}.secrets.endpoint")
+    aws_store.put_key(client, aws_store.secret_id(store, tenant, environment, name), key, value)
+
+
+def sync(
+    repo: Repository, ledger: Ledger, *, tenant: models.Tenant, environment: str, actor: str
+) -> list[Change]:
+    """Copy ``tenant``'s secrets of ``environment`` from AWS Secrets Manager into every
+    cluster of it: each key that differs from what a cluster holds, or that Secrets
+    Manager no longer has, is written (or removed) everywhere and recorded as a ``sync``.
+    What changed there — AWS's rotation, a person with access to it — reaches the pods."""
+    if environment not in tenant.environments:
+        raise errors.UsageError(
+            f"tenant {tenant.name} does not deploy to environment {environment!r}",
+            fix=f"use one of: {', '.join(tenant.environments)}",
+        )
+    store = repo.platform.environment(environment).secrets
+    if store.store != "aws-secrets-manager":
+        raise errors.UsageError(
+            f"environment {environment} keeps its secrets in its clusters (store: "
+            f"{store.store}): there is nothing to copy from",
+            fix="set values with tenantry secrets set; or give the environment "
+            "secrets: {store: aws-secrets-manager} in platform.yaml",
+        )
+    client = aws.secrets_manager(store, field=f"environments.{environment}.secrets.endpoint")
+    wanted = aws_store.read_all(client, store, tenant.name, environment)
+    differs: set[tuple[str, str]] = set()
+    for cluster in repo.platform.environment(environment).clusters:
+        held = _managed(reconcile.resolve(cluster, environment, repo.root), tenant.name)
+        for name in wanted.keys() | held.keys():
+            have, want = held.get(name, {}), wanted.get(name, {})
+            differs |= {(name, k) for k in have.keys() | want.keys() if have.get(k) != want.get(k)}
+    changes = []
+    for name, key in sorted(differs):
+        value = wanted.get(name, {}).get(key)
+        changes.append(_change(repo, ledger, tenant, environment, name, key, value, actor,
+                               action="sync"))  # fmt: skip
+    return changes
+
+
+def _managed(target: reconcile.ClusterTarget, tenant: str) -> dict[str, dict[str, bytes]]:
+    """The Secrets Tenantry wrote in the tenant's namespace of one cluster (read as the
+    tenant's deployer): name → key → value."""
+    deployer = Identity.service_account(tenant, objects.DEPLOYER_SA)
+    with Kube.connect(target.kubeconfig, context=target.context, as_identity=deployer) as kube:
+        found = kube.list(Secret, namespace=tenant, labels={MANAGED_LABEL: "true"})
+    return {
+        s.metadata.name: {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
+        for s in found
+        if s.metadata is not None and s.metadata.name
+    }
 
 
 def _change(
@@ -132,6 +197,8 @@ def _change(
     key: str,
     value: bytes | None,
     actor: str,
+    *,
+    action: str = "",
 ) -> Change:
     clusters = repo.platform.environment(environment).clusters
     outcomes = []
@@ -149,7 +216,9 @@ def _change(
     row = ledger.add(
         tables.SecretChange(
             at=now(), tenant=tenant.name, environment=environment, name=name, key=key,
-            action="set" if value is not None else "delete", version=version, actor=actor,
+            action=f"{action}{'' if value is not None else '-delete'}" if action
+            else ("set" if value is not None else "delete"), version=version,
+            actor=actor,
             clusters="\n".join(f"{c}: {o}" for c, o in outcomes),
             result="done" if done else "failed",
         )

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenantry import errors
+from tenantry import aws, errors
 from tenantry.secretstore import store
 from tenantry.server.context import ApiError, Caller, Server, caller, server
 from tenantry.spec.services import SECRET_KEY_PATTERN
@@ -49,7 +49,7 @@ def _decoded(body: SecretValue) -> bytes:
 
 
 def _refused(e: errors.TenantryError) -> ApiError:
-    if isinstance(e, store.SecretWriteError):
+    if isinstance(e, store.SecretWriteError | aws.AwsError):
         return ApiError(502, e.message, fix=e.fix)
     if isinstance(e, errors.UsageError):
         return ApiError(422, e.message, fix=e.fix)
@@ -127,3 +127,21 @@ def delete_key(
     except errors.TenantryError as e:
         raise _refused(e) from e
     return _view(change)
+
+
+@router.post(
+    "/tenants/{tenant}/secrets/{environment}/sync",
+    summary="Copy a tenant's secrets from AWS Secrets Manager into an environment (owners)",
+)
+def sync(
+    tenant: Tenant, environment: Environment, who: CallerDep, srv: ServerDep, request: Request
+) -> dict[str, Any]:
+    request.state.tenant = tenant
+    found = who.tenant(tenant)
+    who.require("secrets", found)
+    try:
+        changes = store.sync(srv.repo, srv.ledger, tenant=found, environment=environment,
+                             actor=who.person.username)  # fmt: skip
+    except errors.TenantryError as e:
+        raise _refused(e) from e
+    return {"items": [_view(change) for change in changes]}

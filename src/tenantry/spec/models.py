@@ -180,11 +180,29 @@ class ClusterRef(Model):
         return self
 
 
+class SecretsStore(Model):
+    """Where an environment's secret values are kept.
+
+    ``tenantry`` (the default): only in the environment's clusters, set through the
+    Tenantry server. ``aws-secrets-manager``: in AWS Secrets Manager, one secret per
+    tenant's secret named ``<prefix><tenant>/<environment>/<name>`` holding its keys as
+    JSON; set through the server or by AWS itself (rotation), copied into the clusters
+    by `tenantry secrets sync`. ``endpoint`` as for artifacts (``local``: the local
+    S3/SQS server, which answers for Secrets Manager too; unset: AWS).
+    """
+
+    store: Literal["tenantry", "aws-secrets-manager"] = "tenantry"
+    prefix: str = Field(default="tenantry/", pattern=r"^[A-Za-z0-9/_+=.@-]{0,200}$")
+    endpoint: str | None = None
+    region: str = "us-east-1"
+
+
 class Environment(Model):
     """A stage of delivery (staging, production) and the clusters that serve it."""
 
     name: DnsLabel
     clusters: tuple[ClusterRef, ...] = Field(min_length=1)
+    secrets: SecretsStore = SecretsStore()
     # Whether a tenant's owners and members may write in its namespaces here with their
     # own identity. Unset: yes, except in production, where only the tenant's deployer
     # ServiceAccount (used by the platform) writes, so nobody goes around the approval.
