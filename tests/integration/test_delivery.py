@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Secret
 
@@ -24,6 +25,7 @@ from tenantry.deploy import deployer as deploying
 from tenantry.kube import localcluster
 from tenantry.kube.client import Kube
 from tenantry.ledger import Ledger
+from tenantry.secretstore import external
 from tenantry.secretstore import store as secret_store
 from tenantry.spec import repository
 from tenantry.tenancy import reconcile
@@ -576,3 +578,48 @@ def test_values_kept_in_aws_secrets_manager_are_written_there_first_and_synced_t
         ("token", "sync-delete"), ("url", "sync-delete")}  # fmt: skip
     assert _secret(cluster, "api") is None
     assert all(r.name != "api" for r in ledger.secret_keys(tenant="echo", environment="staging"))
+
+
+def test_where_the_operator_runs_an_external_secret_is_made_and_checked_against_its_crd(
+    platform: Platform, ledger: Ledger, cluster: localcluster.LocalCluster
+) -> None:
+    prefix = f"t-{secrets.token_hex(3)}/"
+    data = yaml.safe_load((platform.root / "platform.yaml").read_text())
+    staging = data["environments"][0]
+    staging["secrets"] = {"store": "aws-secrets-manager", "endpoint": "local", "prefix": prefix}
+    staging["clusters"][0]["externalSecrets"] = {"name": "aws", "refreshInterval": "5m"}
+    (platform.root / "platform.yaml").write_text(yaml.safe_dump(data))
+    repo = platform.load()
+    echo = repo.tenant("echo")
+    crd = external.crd()
+
+    def set_token() -> secret_store.Change:
+        return secret_store.set_key(repo, ledger, tenant=echo, environment="staging",
+                                    name="api", key="token", value=b"t", actor="e")  # fmt: skip
+
+    # The cluster does not serve ExternalSecret (no operator): said, naming the cluster.
+    with pytest.raises(secret_store.SecretWriteError, match="does not serve ExternalSecret"):
+        set_token()
+    with Kube.connect(cluster.kubeconfig) as admin:
+        admin.apply(crd)
+        wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in (
+            admin.get(CustomResourceDefinition, crd["metadata"]["name"]).status.conditions  # type: ignore[union-attr]
+            or [])), "the ExternalSecret CRD to be served")  # fmt: skip
+    try:
+        assert "ExternalSecret applied" in set_token().row.clusters
+        with Kube.connect(cluster.kubeconfig) as admin:
+            made = admin.get(external.kind(), "api", namespace="echo")
+            (source,) = made.spec["dataFrom"]  # defaults filled in by the CRD's schema
+            assert source["extract"]["key"] == f"{prefix}echo/staging/api"
+            assert made.spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "aws"}
+            assert made.spec["refreshInterval"] == "5m"
+        assert _secret(cluster, "api") is None  # the operator's to write, not Tenantry's
+
+        gone = secret_store.delete_key(repo, ledger, tenant=echo, environment="staging",
+                                       name="api", key="token", actor="e")  # fmt: skip
+        assert "ExternalSecret deleted" in gone.row.clusters
+        with Kube.connect(cluster.kubeconfig) as admin:
+            assert external.names(admin, tenant="echo") == []
+    finally:
+        with Kube.connect(cluster.kubeconfig) as admin:
+            admin.delete(CustomResourceDefinition, crd["metadata"]["name"])

@@ -99,3 +99,29 @@ def test_an_environment_keeps_its_values_in_its_clusters_unless_it_names_secrets
         with pytest.raises(ValidationError):
             models.Environment.model_validate({"name": "x", "clusters": [cluster],
                                                "secrets": bad})  # fmt: skip
+
+
+def test_a_tenants_chart_may_not_bring_an_external_secret_or_a_store() -> None:
+    from tenantry.charts import policy
+
+    context = policy.Context(tenant="payments", namespace="payments", registries=())
+    for kind in ("ExternalSecret", "SecretStore", "PushSecret"):
+        obj = manifests.Rendered(
+            source="templates/es.yaml",
+            manifest={
+                "apiVersion": "external-secrets.io/v1",
+                "kind": kind,
+                "metadata": {"name": "x"},
+            },
+        )
+        rules = {f.rule for f in policy.check([obj], context)}
+        assert "platform-secrets-only" in rules, kind
+    other = manifests.Rendered(
+        source="templates/x.yaml",
+        manifest={
+            "apiVersion": "example.com/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": "x"},
+        },
+    )
+    assert "platform-secrets-only" not in {f.rule for f in policy.check([other], context)}

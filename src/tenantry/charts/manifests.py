@@ -35,6 +35,12 @@ class Rendered:
         return str(self.manifest.get("metadata", {}).get("name", ""))
 
     @property
+    def api_group(self) -> str:
+        """The group of the object's apiVersion ("" for the core group)."""
+        group, slash, _ = str(self.manifest.get("apiVersion", "")).rpartition("/")
+        return group if slash else ""
+
+    @property
     def ref(self) -> str:
         """``Kind/name``, as findings and errors show it."""
         return f"{self.kind}/{self.name}"

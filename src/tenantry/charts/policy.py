@@ -85,6 +85,22 @@ def namespaced_only(obj: Rendered, context: Context) -> Iterator[Finding]:
         )  # fmt: skip
 
 
+# The External Secrets Operator's kinds read from (or write to) a store every tenant's
+# secrets share: only the platform makes them, each naming the tenant's own secret.
+PLATFORM_SECRET_KINDS = frozenset({"ExternalSecret", "SecretStore", "PushSecret"})
+
+
+def no_secret_stores(obj: Rendered, context: Context) -> Iterator[Finding]:
+    """No ExternalSecret, SecretStore or PushSecret in a tenant's chart."""
+    if obj.kind in PLATFORM_SECRET_KINDS and obj.api_group == "external-secrets.io":
+        yield _finding(
+            obj, "platform-secrets-only", "kind",
+            f"{obj.kind} reads the store every tenant's secrets are in",
+            "name the keys in the descriptor's secrets: (or a secretKeyRef) and set them "
+            "with tenantry secrets set; the platform makes the ExternalSecret",
+        )  # fmt: skip
+
+
 def own_namespace(obj: Rendered, context: Context) -> Iterator[Finding]:
     """No object in another namespace than the tenant's."""
     namespace = obj.manifest.get("metadata", {}).get("namespace")
@@ -200,6 +216,7 @@ def standard_labels(obj: Rendered, context: Context) -> Iterator[Finding]:
 
 _RULES = (
     namespaced_only,
+    no_secret_stores,
     own_namespace,
     allowed_images,
     resources_set,

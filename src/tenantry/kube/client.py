@@ -153,6 +153,14 @@ def translate(action: str) -> Iterator[None]:
         yield
     except ApiError as e:
         raise from_api_error(e, action) from e
+    except httpx2.HTTPStatusError as e:
+        # No Status object in the answer: the path itself is unknown, as for a kind the
+        # API server does not serve (a CustomResourceDefinition not installed).
+        status = e.response.status_code
+        error = errors.NotFoundError if status == 404 else errors.KubeError
+        raise error(f"{action}: the API server answered HTTP {status}"
+                    + (" (it does not serve this kind)" if status == 404 else ""),
+                    code=status) from e  # fmt: skip
     except httpx2.TransportError as e:
         raise errors.KubeUnavailableError(
             f"{action}: the API server did not answer: {e}",

@@ -23,9 +23,9 @@ def secret_id(store: models.SecretsStore, tenant: str, environment: str, name: s
     return f"{store.prefix}{tenant}/{environment}/{name}"
 
 
-def put_key(client: Any, secret: str, key: str, value: bytes | None) -> None:
+def put_key(client: Any, secret: str, key: str, value: bytes | None) -> bool:
     """Set (or with None remove) ``key`` of ``secret``; the secret is created with its first
-    key and deleted with its last."""
+    key and deleted with its last. Whether it still exists."""
     if value is not None:
         try:
             text = value.decode("utf-8")
@@ -38,7 +38,7 @@ def put_key(client: Any, secret: str, key: str, value: bytes | None) -> None:
     keys = dict(current or {})
     if value is None:
         if key not in keys:
-            return
+            return bool(keys)
         del keys[key]
     else:
         keys[key] = text
@@ -49,6 +49,7 @@ def put_key(client: Any, secret: str, key: str, value: bytes | None) -> None:
             client.create_secret(Name=secret, SecretString=json.dumps(keys))
         else:
             client.put_secret_value(SecretId=secret, SecretString=json.dumps(keys))
+    return bool(keys)
 
 
 def read_all(

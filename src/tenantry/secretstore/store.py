@@ -23,13 +23,16 @@ from tenantry import aws, errors
 from tenantry.deploy.deployer import ROTATION_SOURCE, STAGING
 from tenantry.kube.client import Identity, Kube
 from tenantry.ledger import Ledger, now, tables
-from tenantry.secretstore import aws_store
+from tenantry.secretstore import aws_store, external
 from tenantry.spec import models
 from tenantry.spec.repository import Repository
 from tenantry.spec.services import SECRET_KEY_PATTERN
 from tenantry.tenancy import objects, reconcile
 
 MANAGED_LABEL = "tenantry.dev/secret"
+# Which store the values came from: a sync from AWS Secrets Manager touches only the
+# Secrets it wrote, never those set before in the clusters alone.
+STORE_LABEL = "tenantry.dev/secret-store"
 # Kubernetes keeps a whole Secret under 1 MiB; one key stays well inside it.
 MAX_VALUE_BYTES = 64 * 1024
 
@@ -99,7 +102,7 @@ def set_key(
     check_key(tenant, environment, name, key)
     check_value(value)
     _keep_in_aws(repo, tenant.name, environment, name, key, value)
-    return _change(repo, ledger, tenant, environment, name, key, value, actor)
+    return _change(repo, ledger, tenant, environment, name, key, value, actor, present=True)
 
 
 def delete_key(
@@ -122,21 +125,23 @@ def delete_key(
             f"{tenant.name} has no key {name}/{key} in {environment}",
             fix=f"list the keys: tenantry secrets list {tenant.name} --env {environment}",
         )
-    _keep_in_aws(repo, tenant.name, environment, name, key, None)
-    return _change(repo, ledger, tenant, environment, name, key, None, actor)
+    present = _keep_in_aws(repo, tenant.name, environment, name, key, None)
+    return _change(repo, ledger, tenant, environment, name, key, None, actor, present=present)
 
 
 def _keep_in_aws(
     repo: Repository, tenant: str, environment: str, name: str, key: str, value: bytes | None
-) -> None:
+) -> bool:
     """Where the environment keeps its values in AWS Secrets Manager, write there first:
     it is the record the clusters are copied from, so nothing reaches a cluster that it
-    does not hold (a refusal here writes nothing anywhere)."""
+    does not hold (a refusal here writes nothing anywhere). Whether the secret still has
+    a key after the change (elsewhere: always, as far as this can tell)."""
     store = repo.platform.environment(environment).secrets
     if store.store != "aws-secrets-manager":
-        return
+        return True
     client = aws.secrets_manager(store, field=f"environments.{environment}.secrets.endpoint")
-    aws_store.put_key(client, aws_store.secret_id(store, tenant, environment, name), key, value)
+    path = aws_store.secret_id(store, tenant, environment, name)
+    return aws_store.put_key(client, path, key, value)
 
 
 def sync(
@@ -163,6 +168,10 @@ def sync(
     wanted = aws_store.read_all(client, store, tenant.name, environment)
     differs: set[tuple[str, str]] = set()
     for cluster in repo.platform.environment(environment).clusters:
+        if cluster.external_secrets is not None:
+            _externals(reconcile.resolve(cluster, environment, repo.root), cluster, store,
+                       tenant.name, environment, set(wanted))  # fmt: skip
+            continue
         held = _managed(reconcile.resolve(cluster, environment, repo.root), tenant.name)
         for name in wanted.keys() | held.keys():
             have, want = held.get(name, {}), wanted.get(name, {})
@@ -171,16 +180,38 @@ def sync(
     for name, key in sorted(differs):
         value = wanted.get(name, {}).get(key)
         changes.append(_change(repo, ledger, tenant, environment, name, key, value, actor,
-                               action="sync"))  # fmt: skip
+                               action="sync", present=name in wanted))  # fmt: skip
     return changes
 
 
+def _externals(
+    target: reconcile.ClusterTarget,
+    cluster: models.ClusterRef,
+    store: models.SecretsStore,
+    tenant: str,
+    environment: str,
+    names: set[str],
+) -> None:
+    """Where the operator copies the values, an ExternalSecret for each secret Secrets
+    Manager holds and none for one it no longer does."""
+    assert cluster.external_secrets is not None
+    with target.connect() as kube:
+        for name in external.names(kube, tenant=tenant):
+            if name not in names:
+                external.remove(kube, tenant=tenant, name=name)
+        for name in sorted(names):
+            path = aws_store.secret_id(store, tenant, environment, name)
+            external.apply(kube, external.manifest(cluster.external_secrets, path, tenant=tenant,
+                                                   name=name), cluster=cluster.name)  # fmt: skip
+
+
 def _managed(target: reconcile.ClusterTarget, tenant: str) -> dict[str, dict[str, bytes]]:
-    """The Secrets Tenantry wrote in the tenant's namespace of one cluster (read as the
-    tenant's deployer): name → key → value."""
+    """The Secrets Tenantry copied from AWS Secrets Manager into the tenant's namespace of
+    one cluster (read as the tenant's deployer): name → key → value."""
     deployer = Identity.service_account(tenant, objects.DEPLOYER_SA)
     with Kube.connect(target.kubeconfig, context=target.context, as_identity=deployer) as kube:
-        found = kube.list(Secret, namespace=tenant, labels={MANAGED_LABEL: "true"})
+        found = kube.list(Secret, namespace=tenant, labels={
+            MANAGED_LABEL: "true", STORE_LABEL: "aws-secrets-manager"})  # fmt: skip
     return {
         s.metadata.name: {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
         for s in found
@@ -199,17 +230,25 @@ def _change(
     actor: str,
     *,
     action: str = "",
+    present: bool,
 ) -> Change:
-    clusters = repo.platform.environment(environment).clusters
+    """Write the change into every cluster; ``present``: whether the secret still has a
+    key afterwards (an ExternalSecret is kept while it does)."""
+    env = repo.platform.environment(environment)
     outcomes = []
-    for cluster in clusters:
+    for cluster in env.clusters:
         target = reconcile.resolve(cluster, environment, repo.root)
         try:
-            _write(target, tenant.name, name, key, value)
+            if cluster.external_secrets is not None and env.secrets.store != "tenantry":
+                outcome = _external(target, cluster, env.secrets, tenant.name, environment,
+                                    name, present=present)  # fmt: skip
+            else:
+                _write(target, tenant.name, name, key, value, store=env.secrets.store)
+                outcome = "written" if value is not None else "deleted"
         except errors.TenantryError as e:
             outcomes.append((cluster.name, f"failed: {e.message}"))
         else:
-            outcomes.append((cluster.name, "written" if value is not None else "deleted"))
+            outcomes.append((cluster.name, outcome))
     done = all(not outcome.startswith("failed") for _, outcome in outcomes)
     version = ledger.secret_version(tenant=tenant.name, environment=environment, name=name,
                                     key=key) + 1  # fmt: skip
@@ -224,8 +263,8 @@ def _change(
         )
     )  # fmt: skip
     if not done:
-        failed = [f"{c} ({o.removeprefix('failed: ')})" for c, o in outcomes if o != "written"
-                  and o != "deleted"]  # fmt: skip
+        failed = [f"{c} ({o.removeprefix('failed: ')})" for c, o in outcomes
+                  if o.startswith("failed: ")]  # fmt: skip
         raise SecretWriteError(
             f"{name}/{key} (version {version}) was not written to every cluster of "
             f"{environment}: {'; '.join(failed)}",
@@ -262,8 +301,37 @@ def _roll(
     return tuple(queued)
 
 
+def _external(
+    target: reconcile.ClusterTarget,
+    cluster: models.ClusterRef,
+    store: models.SecretsStore,
+    tenant: str,
+    environment: str,
+    name: str,
+    *,
+    present: bool,
+) -> str:
+    """The cluster's operator copies the values: keep its ExternalSecret while the secret
+    exists in Secrets Manager, delete it with the secret."""
+    assert cluster.external_secrets is not None
+    with target.connect() as kube:
+        if not present:
+            external.remove(kube, tenant=tenant, name=name)
+            return "ExternalSecret deleted"
+        path = aws_store.secret_id(store, tenant, environment, name)
+        external.apply(kube, external.manifest(cluster.external_secrets, path, tenant=tenant,
+                                               name=name), cluster=cluster.name)  # fmt: skip
+    return "ExternalSecret applied (the operator copies the value)"
+
+
 def _write(
-    target: reconcile.ClusterTarget, tenant: str, name: str, key: str, value: bytes | None
+    target: reconcile.ClusterTarget,
+    tenant: str,
+    name: str,
+    key: str,
+    value: bytes | None,
+    *,
+    store: str,
 ) -> None:
     """Set (or with None remove) one key, touching no other: concurrent changes of other
     keys of the same Secret both land, and this process never reads another value."""
@@ -281,7 +349,7 @@ def _write(
                     "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": name, "namespace": tenant, "labels": {
                         **objects.MANAGED_BY, objects.TENANT_LABEL: tenant,
-                        MANAGED_LABEL: "true"}},
+                        MANAGED_LABEL: "true", STORE_LABEL: store}},
                     "data": {key: encoded},
                 })  # fmt: skip
                 return
@@ -294,7 +362,8 @@ def _write(
                 fix="rename the secret in the service's descriptor, or delete that Secret "
                 "(kubectl delete secret) if nothing else uses it",
             )
-        patched = kube.merge_patch(Secret, name, {"data": {key: encoded}}, namespace=tenant)
+        change = {"metadata": {"labels": {STORE_LABEL: store}}, "data": {key: encoded}}
+        patched = kube.merge_patch(Secret, name, change, namespace=tenant)
         if encoded is None and not patched.data:
             kube.delete(Secret, name, namespace=tenant)
 

@@ -156,6 +156,17 @@ class Quota(Model):
         return Quota.model_validate({**default.as_dict(), **self.as_dict()})
 
 
+class ExternalSecretsStore(Model):
+    """The External Secrets Operator runs in the cluster and reads AWS Secrets Manager
+    through this store: tenants' secrets of an environment that keeps them there become
+    ExternalSecret objects, which the operator turns into Secrets, instead of Secrets
+    Tenantry writes itself."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    kind: Literal["ClusterSecretStore", "SecretStore"] = "ClusterSecretStore"
+    refresh_interval: str = Field(default="1h", pattern=r"^\d+(s|m|h)$")
+
+
 class ClusterRef(Model):
     """One cluster of an environment: a local cluster or a kubeconfig context."""
 
@@ -170,6 +181,7 @@ class ClusterRef(Model):
     # A local cluster's real nodes (a kubelet with containerd: pods really run), made by
     # `tenantry up`. Unset: one where this machine can run containers, none elsewhere.
     real_nodes: int | None = Field(default=None, ge=0, le=4)
+    external_secrets: ExternalSecretsStore | None = None
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ClusterRef:

@@ -342,6 +342,16 @@ PROMETHEUS_OPERATOR = GoTool(
     ),
 )
 
+# No binary: only the ExternalSecret CRD, for clusters that run the External Secrets
+# Operator (their tenants' secrets kept in AWS Secrets Manager become ExternalSecrets).
+EXTERNAL_SECRETS = GoTool(
+    name="external-secrets",
+    module="github.com/external-secrets/external-secrets",
+    purpose="the CRD schema of ExternalSecret (the External Secrets Operator)",
+    binaries=(),
+    data_files=("config/crds/bases/external-secrets.io_externalsecrets.yaml",),
+)
+
 _DISTRIBUTION_MODULE = "github.com/distribution/distribution/v3"
 
 # The CNCF Distribution registry: the OCI registry the local platform runs for
@@ -370,8 +380,8 @@ REGISTRY = GoTool(
 # Build order: cheapest first, so a missing Go toolchain or proxy fails fast; ocb
 # before the collector it generates.
 GO_TOOLS: tuple[GoTool, ...] = (
-    HELM, KWOK, ETCD, REGISTRY, PROMETHEUS_OPERATOR, OCB, OTELCOL, PROMETHEUS, KUBERNETES,
-    CONTAINERD, KUBELET,
+    HELM, KWOK, ETCD, REGISTRY, PROMETHEUS_OPERATOR, EXTERNAL_SECRETS, OCB, OTELCOL,
+    PROMETHEUS, KUBERNETES, CONTAINERD, KUBELET,
 )  # fmt: skip
 
 # The tools only real nodes need; a kwok-only cluster runs without them.
