@@ -32,6 +32,8 @@ def register(root: typer.Typer) -> None:
 
 
 EnvOption = Annotated[str, typer.Option("--env", help="The environment, e.g. production.")]
+RefArgument = Annotated[str, typer.Argument(help="TENANT/SECRET, e.g. payments/db.")]
+KeyArgument = Annotated[str, typer.Argument(help="The key, e.g. password.")]
 
 
 def _split(ref: str, key: str) -> tuple[str, str]:
@@ -93,8 +95,8 @@ def list_cmd(
 @app.command("set")
 def set_cmd(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="TENANT/SECRET, e.g. payments/db.")],
-    key: Annotated[str, typer.Argument(help="The key, e.g. password.")],
+    ref: RefArgument,
+    key: KeyArgument,
     env: EnvOption,
     extra: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
     from_file: Annotated[
@@ -107,7 +109,8 @@ def set_cmd(
     The value comes from stdin (one trailing newline dropped; a hidden prompt on a
     terminal) or --from-file, never from an argument. The platform writes it into the
     tenant's namespace as the tenant's deployer; the ledger records who set which key
-    and its version, never the value. Pods read it on their next start.
+    and its version, never the value. In staging, what runs there is deployed again so
+    its pods roll; elsewhere pods read the new value from the next deploy on.
 
     Example: printf %s "$DB_PASSWORD" | tenantry secrets set payments/db password --env production
     """
@@ -128,8 +131,8 @@ def set_cmd(
 @app.command("delete")
 def delete_cmd(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="TENANT/SECRET, e.g. payments/db.")],
-    key: Annotated[str, typer.Argument(help="The key, e.g. password.")],
+    ref: RefArgument,
+    key: KeyArgument,
     env: EnvOption,
 ) -> None:
     """Delete one key of a tenant's secret in every cluster of an environment (owners); the

@@ -59,13 +59,17 @@ class Change:
         return self.row.result != "done"
 
 
-def check_key(tenant: models.Tenant, environment: str, name: str, key: str) -> None:
-    """Refuse a key that cannot be stored, naming the part and the fix (`UsageError`)."""
+def _check_environment(tenant: models.Tenant, environment: str) -> None:
     if environment not in tenant.environments:
         raise errors.UsageError(
             f"tenant {tenant.name} does not deploy to environment {environment!r}",
             fix=f"use one of: {', '.join(tenant.environments)}",
         )
+
+
+def check_key(tenant: models.Tenant, environment: str, name: str, key: str) -> None:
+    """Refuse a key that cannot be stored, naming the part and the fix (`UsageError`)."""
+    _check_environment(tenant, environment)
     if (problem := models.dns_label_problem(name)) is not None:
         raise errors.UsageError(f"secret name {name!r}: {problem}",
                                 fix="name it with a DNS label, e.g. db")  # fmt: skip
@@ -151,11 +155,7 @@ def sync(
     cluster of it: each key that differs from what a cluster holds, or that Secrets
     Manager no longer has, is written (or removed) everywhere and recorded as a ``sync``.
     What changed there — AWS's rotation, a person with access to it — reaches the pods."""
-    if environment not in tenant.environments:
-        raise errors.UsageError(
-            f"tenant {tenant.name} does not deploy to environment {environment!r}",
-            fix=f"use one of: {', '.join(tenant.environments)}",
-        )
+    _check_environment(tenant, environment)
     store = repo.platform.environment(environment).secrets
     if store.store != "aws-secrets-manager":
         raise errors.UsageError(

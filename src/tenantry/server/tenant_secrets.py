@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenantry import aws, errors
 from tenantry.secretstore import store
 from tenantry.server.context import ApiError, Caller, Server, caller, server
+from tenantry.spec import models
 from tenantry.spec.services import SECRET_KEY_PATTERN
 
 router = APIRouter(prefix="/api/v1")
@@ -48,12 +51,27 @@ def _decoded(body: SecretValue) -> bytes:
         raise ApiError(422, "value is not base64", fix="send the value base64-encoded") from None
 
 
-def _refused(e: errors.TenantryError) -> ApiError:
-    if isinstance(e, store.SecretWriteError | aws.AwsError):
-        return ApiError(502, e.message, fix=e.fix)
-    if isinstance(e, errors.UsageError):
-        return ApiError(422, e.message, fix=e.fix)
-    return ApiError(409, e.message, fix=e.fix)
+def _owned(who: Caller, request: Request, tenant: str) -> models.Tenant:
+    """The tenant, once the caller is proven to hold the right to change its secrets
+    (404 for one they may not see, 403 naming the right and its holders)."""
+    request.state.tenant = tenant
+    found = who.tenant(tenant)
+    who.require("secrets", found)
+    return found
+
+
+@contextmanager
+def _answered() -> Iterator[None]:
+    """A refusal as its status: 422 bad input, 409 a Secret Tenantry did not make, 502 a
+    cluster or AWS that did not take the change."""
+    try:
+        yield
+    except (store.SecretWriteError, aws.AwsError) as e:
+        raise ApiError(502, e.message, fix=e.fix) from e
+    except errors.UsageError as e:
+        raise ApiError(422, e.message, fix=e.fix) from e
+    except errors.TenantryError as e:
+        raise ApiError(409, e.message, fix=e.fix) from e
 
 
 def _view(change: store.Change) -> dict[str, Any]:
@@ -92,16 +110,12 @@ def set_key(
     srv: ServerDep,
     request: Request,
 ) -> dict[str, Any]:
-    request.state.tenant = tenant
-    found = who.tenant(tenant)
-    who.require("secrets", found)
+    found = _owned(who, request, tenant)
     value = _decoded(body)
-    try:
+    with _answered():
         change = store.set_key(srv.repo, srv.ledger, tenant=found, environment=environment,
                                name=name, key=key, value=value,
                                actor=who.person.username)  # fmt: skip
-    except errors.TenantryError as e:
-        raise _refused(e) from e
     return _view(change)
 
 
@@ -118,14 +132,10 @@ def delete_key(
     srv: ServerDep,
     request: Request,
 ) -> dict[str, Any]:
-    request.state.tenant = tenant
-    found = who.tenant(tenant)
-    who.require("secrets", found)
-    try:
+    found = _owned(who, request, tenant)
+    with _answered():
         change = store.delete_key(srv.repo, srv.ledger, tenant=found, environment=environment,
                                   name=name, key=key, actor=who.person.username)  # fmt: skip
-    except errors.TenantryError as e:
-        raise _refused(e) from e
     return _view(change)
 
 
@@ -136,12 +146,8 @@ def delete_key(
 def sync(
     tenant: Tenant, environment: Environment, who: CallerDep, srv: ServerDep, request: Request
 ) -> dict[str, Any]:
-    request.state.tenant = tenant
-    found = who.tenant(tenant)
-    who.require("secrets", found)
-    try:
+    found = _owned(who, request, tenant)
+    with _answered():
         changes = store.sync(srv.repo, srv.ledger, tenant=found, environment=environment,
                              actor=who.person.username)  # fmt: skip
-    except errors.TenantryError as e:
-        raise _refused(e) from e
     return {"items": [_view(change) for change in changes]}
