@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +17,7 @@ from tenantry.charts import render, scaffold
 from tenantry.cli import client, output, warm
 from tenantry.cli.tenants import RepoOption
 from tenantry.spec import repository
-from tenantry.verify import changes, junit
+from tenantry.verify import changes, ci, junit
 from tenantry.verify import run as verification
 from tenantry.verify.results import ServiceReport
 
@@ -33,12 +35,41 @@ def register(app: typer.Typer) -> None:
 def select(
     loaded: repository.Repository, *, all_services: bool, base: str | None, head: str, verb: str
 ) -> list[repository.ServiceSource]:
-    """The services ``--all`` or ``--base/--head`` name (shared by verify and publish)."""
+    """The services ``--all`` or ``--base/--head`` name (shared by verify and publish); in
+    a CI without either, the change the CI's own variables name (`tenantry.verify.ci`)."""
     if all_services:
         return list(loaded.services)
     if base:
         return changes.affected(gitrepo.changed_paths(loaded.root, base=base, head=head), loaded)
-    raise errors.UsageError(f"say what to {verb}", fix="pass --all, or --base REF [--head REF]")
+    found = ci.from_environment(os.environ, event=_github_event())
+    if found is None:
+        raise errors.UsageError(f"say what to {verb}",
+                                fix="pass --all, or --base REF [--head REF]")  # fmt: skip
+    output.err_console.print(f"{verb}: {found.describe()}")
+    try:
+        paths = gitrepo.changed_paths(loaded.root, base=found.base, head=found.head)
+    except errors.UsageError as e:
+        raise errors.UsageError(
+            f"{found.ci} names {found.base}...{found.head} ({found.said_by}), which git "
+            f"cannot compare here: {e.message}",
+            fix="fetch the history the comparison needs (GitHub: actions/checkout with "
+            "fetch-depth: 0; GitLab: GIT_DEPTH: 0; Jenkins: a full clone, or git fetch "
+            "origin <target branch>)",
+        ) from e
+    return changes.affected(paths, loaded)
+
+
+def _github_event() -> dict[str, Any] | None:
+    """The payload of the GitHub Actions event, from the file GITHUB_EVENT_PATH names."""
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if not path or os.environ.get("GITHUB_ACTIONS") != "true":
+        return None
+    try:
+        event = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise errors.UsageError(f"GITHUB_EVENT_PATH names {path}, which is not a readable "
+                                f"event: {e}", fix="pass --base REF (or --all)") from e  # fmt: skip
+    return event if isinstance(event, dict) else None
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
