@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHARTS
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "platform-repo"
 
 
@@ -90,3 +92,20 @@ def test_what_a_ci_cannot_tell_is_refused_with_the_variable_and_the_fix(
     assert nowhere.returncode == 2 and "say what to verify" in nowhere.stderr
     for done in (shallow, new_branch, nowhere):
         assert "Traceback" not in done.stderr
+
+
+def test_in_github_actions_a_failed_check_is_an_annotation_on_the_services_file(
+    clone: Path,
+) -> None:
+    chart = clone / "services" / "payments" / "odd" / "chart"
+    shutil.copytree(CHARTS / "app", chart)  # its image is another tenant's (alpha's)
+    done = subprocess.run(
+        [sys.executable, "-m", "tenantry", "-o", "json", "lint", "services/payments/odd",
+         "--repo", str(clone)],
+        env={**os.environ, "GITHUB_ACTIONS": "true"}, cwd=clone,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert json.loads(done.stdout)  # stdout stays what -o json asked for
+    assert "::error file=services/payments/odd/chart,title=tenantry policy%3A payments/odd::" in (
+        done.stderr)  # fmt: skip

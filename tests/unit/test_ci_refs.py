@@ -67,3 +67,10 @@ def test_a_ci_that_names_no_change_is_refused_with_the_variable_and_the_fix(
         ci.from_environment(env, event=event)
     assert says in refused.value.message
     assert refused.value.fix and "--base REF" in refused.value.fix
+
+
+def test_a_github_annotation_escapes_what_would_end_its_command_early() -> None:
+    line = ci.github_annotation("services/a,b/service.yaml", "tenantry policy: a/b",
+                                "100% wrong:\nline two\r")  # fmt: skip
+    assert line == ("::error file=services/a%2Cb/service.yaml,title=tenantry policy%3A a/b::"
+                    "100%25 wrong:%0Aline two%0D")  # fmt: skip

@@ -131,6 +131,23 @@ def render_cmd(
     )
 
 
+def _annotate(loaded: repository.Repository, reports: list[ServiceReport]) -> None:
+    """In GitHub Actions, each failed check is also an error annotation on the service's
+    file (its descriptor, or its chart) in the pull request."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for report in reports:
+        service = loaded.service(report.ref)
+        where = service.own_chart or (service.directory / "service.yaml")
+        file = str(where.relative_to(loaded.root)) if where.is_relative_to(loaded.root) else ""
+        for check in report.checks:
+            if check.status == "failed":
+                # On stderr, which GitHub reads for workflow commands too: stdout stays
+                # what --output asked for.
+                sys.stderr.write(ci.github_annotation(
+                    file, f"tenantry {check.name}: {report.ref}", check.detail) + "\n")  # fmt: skip
+
+
 def _print_reports(reports: list[ServiceReport], fmt: output.Format) -> None:
     rows = [
         {
@@ -198,6 +215,7 @@ def lint_cmd(
                                                known_keys=known_keys)  # fmt: skip
         reports.append(ServiceReport(service.ref, tuple(checks)))
     _print_reports(reports, ctx.obj.output)
+    _annotate(loaded, reports)
     if not all(r.passed for r in reports):
         raise typer.Exit(1)
 
@@ -285,6 +303,7 @@ def verify_cmd(
     if cluster.local is not None and not fresh_cluster:
         _keep_warm(cluster.local.workdir)
     _print_reports(reports, ctx.obj.output)
+    _annotate(loaded, reports)
     if junit_file:
         junit_file.write_text(junit.to_xml(reports))
     if not all(r.passed for r in reports):

@@ -122,3 +122,16 @@ def _required(env: Mapping[str, str], name: str, ci: str, what: str) -> str:
         raise UnknownChangeError(f"{ci}: {name} is empty in {what}",
                                  fix="pass --base REF (or --all)")  # fmt: skip
     return value
+
+
+def github_annotation(file: str, title: str, message: str) -> str:
+    """A GitHub Actions workflow command that shows ``message`` as an error on ``file`` in
+    the pull request (its data and properties escaped as GitHub documents)."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    return f"::error file={prop(file)},title={prop(title)}::{data(message)}"
