@@ -107,5 +107,9 @@ def test_in_github_actions_a_failed_check_is_an_annotation_on_the_services_file(
     )  # fmt: skip
     assert done.returncode == 1
     assert json.loads(done.stdout)  # stdout stays what -o json asked for
-    assert "::error file=services/payments/odd/chart,title=tenantry policy%3A payments/odd::" in (
-        done.stderr)  # fmt: skip
+    # The finding's template and the line that sets the refused field.
+    template = chart / "templates" / "deployment.yaml"
+    line = next(n for n, text in enumerate(template.read_text().splitlines(), start=1)
+                if text.lstrip(" -").startswith("image:"))  # fmt: skip
+    assert (f"::error file=services/payments/odd/chart/templates/deployment.yaml,line={line},"
+            "title=tenantry policy%3A payments/odd::") in done.stderr  # fmt: skip

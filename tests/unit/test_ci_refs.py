@@ -74,3 +74,13 @@ def test_a_github_annotation_escapes_what_would_end_its_command_early() -> None:
                                 "100% wrong:\nline two\r")  # fmt: skip
     assert line == ("::error file=services/a%2Cb/service.yaml,title=tenantry policy%3A a/b::"
                     "100%25 wrong:%0Aline two%0D")  # fmt: skip
+
+
+def test_a_findings_line_is_where_its_template_sets_the_fields_last_key() -> None:
+    template = "spec:\n  containers:\n    - name: app\n      image: {{ .Values.image }}\n"
+    assert ci.line_of(template, "spec.template.spec.containers[0].image") == 4
+    assert ci.line_of(template, "spec.template.spec.containers[0].resources") is None
+    assert ci.line_of(template, "(document)") is None
+    assert (
+        ci.github_annotation("a.yaml", "t", "m", line=4) == "::error file=a.yaml,line=4,title=t::m"
+    )

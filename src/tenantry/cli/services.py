@@ -19,7 +19,7 @@ from tenantry.cli.tenants import RepoOption
 from tenantry.spec import repository
 from tenantry.verify import changes, ci, junit
 from tenantry.verify import run as verification
-from tenantry.verify.results import ServiceReport
+from tenantry.verify.results import Check, ServiceReport
 
 new_app = typer.Typer(help="Scaffold new things in the platform repository.", no_args_is_help=True)
 
@@ -138,14 +138,36 @@ def _annotate(loaded: repository.Repository, reports: list[ServiceReport]) -> No
         return
     for report in reports:
         service = loaded.service(report.ref)
-        where = service.own_chart or (service.directory / "service.yaml")
-        file = str(where.relative_to(loaded.root)) if where.is_relative_to(loaded.root) else ""
         for check in report.checks:
-            if check.status == "failed":
-                # On stderr, which GitHub reads for workflow commands too: stdout stays
-                # what --output asked for.
-                sys.stderr.write(ci.github_annotation(
-                    file, f"tenantry {check.name}: {report.ref}", check.detail) + "\n")  # fmt: skip
+            if check.status != "failed":
+                continue
+            title = f"tenantry {check.name}: {report.ref}"
+            # On stderr, which GitHub reads for workflow commands too: stdout stays what
+            # --output asked for.
+            for file, line, message in _places(loaded, service, check):
+                sys.stderr.write(ci.github_annotation(file, title, message, line=line) + "\n")
+
+
+def _places(
+    loaded: repository.Repository, service: repository.ServiceSource, check: Check
+) -> list[tuple[str, int | None, str]]:
+    """Where a failed check points in the repository: each finding's template and line in
+    a team's own chart; else the service's descriptor (the base chart is not in it)."""
+    whole = service.own_chart or (service.directory / "service.yaml")
+    fallback: list[tuple[str, int | None, str]] = [
+        (str(whole.relative_to(loaded.root)), None, check.detail)
+    ]
+    if service.own_chart is None or not check.places:
+        return fallback
+    found = []
+    for place in check.places:
+        path = service.own_chart / place.template.partition("/")[2]  # helm prefixes the chart
+        try:
+            line = ci.line_of(path.read_text(), place.field)
+        except (OSError, UnicodeDecodeError):
+            path, line = service.own_chart, None
+        found.append((str(path.relative_to(loaded.root)), line, place.message))
+    return found
 
 
 def _print_reports(reports: list[ServiceReport], fmt: output.Format) -> None:

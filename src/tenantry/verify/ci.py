@@ -124,9 +124,10 @@ def _required(env: Mapping[str, str], name: str, ci: str, what: str) -> str:
     return value
 
 
-def github_annotation(file: str, title: str, message: str) -> str:
-    """A GitHub Actions workflow command that shows ``message`` as an error on ``file`` in
-    the pull request (its data and properties escaped as GitHub documents)."""
+def github_annotation(file: str, title: str, message: str, *, line: int | None = None) -> str:
+    """A GitHub Actions workflow command that shows ``message`` as an error on ``file``
+    (at ``line``) in the pull request (its data and properties escaped as GitHub
+    documents)."""
 
     def data(text: str) -> str:
         return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -134,4 +135,19 @@ def github_annotation(file: str, title: str, message: str) -> str:
     def prop(text: str) -> str:
         return data(text).replace(":", "%3A").replace(",", "%2C")
 
-    return f"::error file={prop(file)},title={prop(title)}::{data(message)}"
+    at = f",line={line}" if line is not None else ""
+    return f"::error file={prop(file)}{at},title={prop(title)}::{data(message)}"
+
+
+def line_of(template_text: str, field: str) -> int | None:
+    """The line of a template where ``field`` (a rendered object's dotted path, such as
+    ``spec.template.spec.containers[0].image``) is most likely written: the first line
+    that sets its last key. None when no line does (a value from a helper, say)."""
+    key = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    if not key or key == "(document)":
+        return None
+    for number, line in enumerate(template_text.splitlines(), start=1):
+        stripped = line.lstrip(" -")
+        if stripped.startswith((f"{key}:", f'"{key}":')):
+            return number
+    return None

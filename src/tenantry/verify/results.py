@@ -9,6 +9,16 @@ Status = Literal["passed", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where in a chart one finding of a check is: the template (as helm names it,
+    ``<chart>/templates/x.yaml``), the field, and what is wrong there."""
+
+    template: str
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Check:
     """One step of verifying one service."""
 
@@ -16,6 +26,7 @@ class Check:
     status: Status
     seconds: float
     detail: str = ""
+    places: tuple[Place, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from tenantry.spec import models
 from tenantry.spec.repository import Repository, ServiceSource
 from tenantry.tenancy import objects
 from tenantry.verify import diagnosis, pods
-from tenantry.verify.results import Check, ServiceReport, Status
+from tenantry.verify.results import Check, Place, ServiceReport, Status
 
 T = TypeVar("T")
 
@@ -153,19 +153,21 @@ class _Steps:
         try:
             result = action()
         except errors.TenantryError as e:
-            self._add(name, "failed", started, _reason(e))
+            self.add(name, "failed", started, _reason(e))
             return None
-        self._add(name, "passed", started, _summary(result))
+        self.add(name, "passed", started, _summary(result))
         return result
-
-    def fail(self, name: str, started: float, detail: str) -> None:
-        self._add(name, "failed", started, detail)
 
     def skip(self, name: str, why: str) -> None:
         self.checks.append(Check(name, "skipped", 0.0, why))
 
-    def _add(self, name: str, status: Status, started: float, detail: str) -> None:
-        self.checks.append(Check(name, status, round(time.monotonic() - started, 3), detail))
+    def add(
+        self, name: str, status: Status, started: float, detail: str,
+        places: tuple[Place, ...] = (),
+    ) -> None:  # fmt: skip
+        self.checks.append(
+            Check(name, status, round(time.monotonic() - started, 3), detail, places)
+        )
 
 
 def _reason(e: errors.TenantryError) -> str:
@@ -214,12 +216,10 @@ def static_checks(
     started = time.monotonic()
     findings = policy.check(rendered, context)
     if findings:
-        steps.fail("policy", started, "\n".join(str(f) for f in findings))
+        steps.add("policy", "failed", started, "\n".join(str(f) for f in findings),
+                   tuple(Place(f.file, f.field, str(f)) for f in findings))  # fmt: skip
     else:
-        steps.checks.append(
-            Check("policy", "passed", round(time.monotonic() - started, 3),
-                  f"{len(rendered)} objects")
-        )  # fmt: skip
+        steps.add("policy", "passed", started, f"{len(rendered)} objects")
     _check_secret_keys(steps, tenant, rendered, known_keys)
     return steps.checks, rendered
 
