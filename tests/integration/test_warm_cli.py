@@ -107,10 +107,17 @@ def _blocked_on_fifo(warm: Warm, tmp_path: Path) -> tuple[subprocess.Popen[str],
     if not fifo.exists():
         os.mkfifo(fifo)
     before = len(warm.served())
-    caller = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "lint", "--repo", str(repo)],
-        env=warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # The caller must take Ctrl-C as a terminal's process does, even when this test runs
+    # with SIGINT ignored (a CI job started in the background): a signal this process
+    # handles is the default again in a program it starts; an ignored one stays ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        caller = subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "lint", "--repo", str(repo)],
+            env=warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
     def reader_waiting() -> int | None:
         try:
