@@ -144,23 +144,31 @@ def test_ctrl_c_reaches_the_command_and_a_caller_that_dies_ends_it(
     warm: Warm, tmp_path: Path
 ) -> None:
     caller, child, writer = _blocked_on_fifo(warm, tmp_path)
-    try:
+    with _ended(caller, writer):
         caller.send_signal(signal.SIGINT)
         _, stderr = caller.communicate(timeout=60)
-    finally:
-        os.close(writer)
     assert caller.returncode == 130, stderr  # as an interrupted `tenantry` exits
     assert "Traceback" not in stderr
     wait_for(lambda: _gone(child), "the interrupted command to exit")
 
     caller, child, writer = _blocked_on_fifo(warm, tmp_path)
-    try:
+    with _ended(caller, writer):
         caller.kill()
         caller.communicate(timeout=60)
         wait_for(lambda: _gone(child), "the command of a killed caller to exit")
+    assert warm.process.poll() is None  # the warm process itself serves on
+
+
+@contextlib.contextmanager
+def _ended(caller: subprocess.Popen[str], writer: int) -> Iterator[None]:
+    """Whatever the test found, the caller is gone and the FIFO closed after it."""
+    try:
+        yield
     finally:
         os.close(writer)
-    assert warm.process.poll() is None  # the warm process itself serves on
+        if caller.poll() is None:
+            caller.kill()
+        caller.communicate()
 
 
 def test_after_a_module_it_imported_changed_it_refuses_and_stops(warm: Warm) -> None:
