@@ -1,10 +1,14 @@
-"""Set, delete and list the keys of a tenant's secrets (``store: tenantry``).
+"""Set, delete, list and sync the keys of a tenant's secrets.
 
-A key is written into every cluster of the environment as the tenant's deployer (the
-identity that deploys the tenant's services there, impersonated: the platform needs no
-right of its own on the tenant's Secrets), one cluster after another; the ledger gets
+Where the environment keeps its values in AWS Secrets Manager (``store:
+aws-secrets-manager``), a change is written there first (`aws_store`). Then a key is
+written into every cluster of the environment, one after another, as the tenant's
+deployer (the identity that deploys the tenant's services there, impersonated: the
+platform needs no right of its own on the tenant's Secrets) — or, where a cluster runs
+the External Secrets Operator, its ExternalSecret is kept (`external`). The ledger gets
 one row per change with the verified identity, the key's new version and what happened
-in each cluster. The value exists only in the request and in the clusters' Secrets.
+in each cluster. The value exists only in the request, in Secrets Manager and in the
+clusters' Secrets.
 
 A Secret Tenantry writes carries the label ``tenantry.dev/secret: "true"``; one of the
 same name that it did not write (a team's own chart made it) is never overwritten.
@@ -29,7 +33,7 @@ from tenantry.spec.repository import Repository
 from tenantry.spec.services import SECRET_KEY_PATTERN
 from tenantry.tenancy import objects, reconcile
 
-MANAGED_LABEL = "tenantry.dev/secret"
+MANAGED_LABEL = external.MANAGED_LABEL
 # Which store the values came from: a sync from AWS Secrets Manager touches only the
 # Secrets it wrote, never those set before in the clusters alone.
 STORE_LABEL = "tenantry.dev/secret-store"
@@ -53,10 +57,6 @@ class Change:
 
     row: tables.SecretChange
     redeploys: tuple[str, ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return self.row.result != "done"
 
 
 def _check_environment(tenant: models.Tenant, environment: str) -> None:
