@@ -87,8 +87,9 @@ def test_a_good_chart_passes_every_check_and_is_cleaned_up(
     assert statuses == {
         "helm lint": "passed", "render": "passed", "policy": "passed", "onboard": "passed",
         "dry-run": "passed", "images": "skipped", "install": "passed", "rollout": "passed",
-        "helm test": "skipped", "cleanup": "passed",
+        "helm test": "skipped", "cleanup": "passed", "secrets": "skipped",
     }  # fmt: skip
+    assert check(report, "secrets").detail == "the chart reads no secrets"
     assert "Deployment/good 1/1 ready" in check(report, "rollout").detail
     # The session's cluster has kwok nodes only: the report says its pods did not run.
     assert "pods were simulated by kwok" in check(report, "rollout").detail

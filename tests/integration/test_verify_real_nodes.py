@@ -34,7 +34,7 @@ from tenantry.kube.client import Identity
 from tenantry.ledger import Ledger
 from tenantry.secretstore import store
 from tenantry.spec import repository
-from tenantry.tenancy import objects, reconcile
+from tenantry.tenancy import objects
 from tenantry.verify import run as verification
 from tenantry.verify.results import Check, ServiceReport
 from tests import real_nodes
@@ -360,7 +360,13 @@ def test_an_owners_value_reaches_the_environment_of_pods_on_a_real_node(
     platform["environments"][0]["clusters"] = [{"name": cluster.name, "local": cluster.name}]
     (root / "platform.yaml").write_text(yaml.safe_dump(platform))
     repo = repository.load(root)
-    reconcile.apply_all(repo)
+    # Onboarded as `tenants apply` would, without its pruning: this cluster also holds
+    # other tests' throwaway verification namespaces of the same tenant.
+    alpha = repo.tenant("alpha")
+    with cluster.connect() as admin:
+        for manifest in (*objects.platform_objects(repo.platform),
+                         *objects.tenant_objects(alpha, repo.platform, environment="staging")):  # fmt: skip
+            admin.apply(manifest)
     assert cluster.local is not None
     value = f"v-{secrets.token_hex(8)}"
     target = helm.Target(kubeconfig=cluster.kubeconfig, namespace="alpha",
