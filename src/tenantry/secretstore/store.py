@@ -168,11 +168,11 @@ def sync(
     wanted = aws_store.read_all(client, store, tenant.name, environment)
     differs: set[tuple[str, str]] = set()
     for cluster in repo.platform.environment(environment).clusters:
+        target = reconcile.resolve(cluster, environment, repo.root)
         if cluster.external_secrets is not None:
-            _externals(reconcile.resolve(cluster, environment, repo.root), cluster, store,
-                       tenant.name, environment, set(wanted))  # fmt: skip
+            _externals(target, cluster, store, tenant.name, environment, set(wanted))
             continue
-        held = _managed(reconcile.resolve(cluster, environment, repo.root), tenant.name)
+        held = _managed(target, tenant.name)
         for name in wanted.keys() | held.keys():
             have, want = held.get(name, {}), wanted.get(name, {})
             differs |= {(name, k) for k in have.keys() | want.keys() if have.get(k) != want.get(k)}
