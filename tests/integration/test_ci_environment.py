@@ -41,11 +41,11 @@ def clone(tmp_path: Path) -> Path:
     return root
 
 
-def verify(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def verify(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     ci_free = {k: v for k, v in os.environ.items()
                if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "JENKINS_", "CHANGE_", "GIT_"))}  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "tenantry", "verify", "--repo", str(root)],
+        [sys.executable, "-m", "tenantry", "verify", "--repo", str(root), *args],
         env={**ci_free, **env}, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -113,3 +113,33 @@ def test_in_github_actions_a_failed_check_is_an_annotation_on_the_services_file(
                 if text.lstrip(" -").startswith("image:"))  # fmt: skip
     assert (f"::error file=services/payments/odd/chart/templates/deployment.yaml,line={line},"
             "title=tenantry policy%3A payments/odd::") in done.stderr  # fmt: skip
+
+
+def test_a_forks_pull_request_without_the_kubeconfig_secret_is_told_why_and_what_to_do(
+    clone: Path, tmp_path: Path
+) -> None:
+    """GitHub gives a fork's pull request none of the repository's secrets: the kubeconfig
+    a workflow writes from one is empty there."""
+    (clone / "services" / "payments" / "api" / "service.yaml").write_text(
+        (EXAMPLE / "services" / "payments" / "api" / "service.yaml").read_text()
+        .replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))  # fmt: skip
+    git(clone, "commit", "-q", "-am", "debug logs")
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text("")  # echo "$KUBECONFIG_SECRET" > kubeconfig.yaml
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"head": {"repo": {
+        "full_name": "octo/platform", "fork": True}}}}))  # fmt: skip
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
+              "GITHUB_BASE_REF": "main", "GITHUB_SHA": git(clone, "rev-parse", "HEAD"),
+              "GITHUB_EVENT_PATH": str(event)}  # fmt: skip
+    done = verify(clone, github, "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 2, done.stderr
+    assert (f"kubeconfig {kubeconfig} is empty; this run is a pull request from the fork "
+            "octo/platform") in done.stderr  # fmt: skip
+    assert "drop --kubeconfig" in done.stderr and "Traceback" not in done.stderr
+
+    event.write_text(json.dumps({"pull_request": {"head": {"repo": {
+        "full_name": "acme/platform", "fork": False}}}}))  # fmt: skip
+    ours = verify(clone, github, "--kubeconfig", str(kubeconfig))
+    assert ours.returncode == 2 and f"kubeconfig {kubeconfig} is empty" in ours.stderr
+    assert "pull request from the fork" not in ours.stderr

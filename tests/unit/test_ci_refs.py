@@ -84,3 +84,28 @@ def test_a_findings_line_is_where_its_template_sets_the_fields_last_key() -> Non
     assert (
         ci.github_annotation("a.yaml", "t", "m", line=4) == "::error file=a.yaml,line=4,title=t::m"
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "event", "fork"),
+    [
+        ({"GITHUB_ACTIONS": "true"},
+         {"pull_request": {"head": {"repo": {"full_name": "octo/platform", "fork": True}}}},
+         "octo/platform"),
+        ({"GITHUB_ACTIONS": "true"},
+         {"pull_request": {"head": {"repo": {"full_name": "acme/platform", "fork": False}}}}, None),
+        ({"GITHUB_ACTIONS": "true"}, {"before": "abc"}, None),  # a push
+        ({"GITLAB_CI": "true", "CI_MERGE_REQUEST_PROJECT_ID": "1",
+          "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "9",
+          "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": "octo/platform"}, None, "octo/platform"),
+        ({"GITLAB_CI": "true", "CI_MERGE_REQUEST_PROJECT_ID": "1",
+          "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "1"}, None, None),
+        ({"JENKINS_URL": "http://j/", "CHANGE_ID": "7", "CHANGE_FORK": "octo"}, None, "octo"),
+        ({"JENKINS_URL": "http://j/", "CHANGE_ID": "7"}, None, None),
+        ({"CHANGE_FORK": "octo"}, None, None),  # not in a CI Tenantry knows
+    ],
+)  # fmt: skip
+def test_a_forks_pull_request_is_told_apart(
+    env: dict[str, str], event: dict[str, Any] | None, fork: str | None
+) -> None:
+    assert ci.fork(env, event=event) == fork

@@ -304,7 +304,7 @@ def verify_cmd(
         return
     where: contextlib.AbstractContextManager[verification.Cluster]
     if kubeconfig is not None:
-        where = contextlib.nullcontext(verification.external_cluster(kubeconfig, context=context))
+        where = contextlib.nullcontext(_external_cluster(kubeconfig, context))
     else:
         where = verification.verification_cluster(
             fresh=fresh_cluster, on_progress=lambda line: output.err_console.print(line)
@@ -330,6 +330,23 @@ def verify_cmd(
         junit_file.write_text(junit.to_xml(reports))
     if not all(r.passed for r in reports):
         raise typer.Exit(1)
+
+
+def _external_cluster(kubeconfig: Path, context: str | None) -> verification.Cluster:
+    """The cluster of --kubeconfig. A CI keeps that kubeconfig in a secret, which it
+    withholds from a fork's pull request: when it is missing there, say so."""
+    try:
+        return verification.external_cluster(kubeconfig, context=context)
+    except errors.UsageError as e:
+        fork = ci.fork(os.environ, event=_github_event())
+        if fork is None:
+            raise
+        raise errors.UsageError(
+            f"{e.message}; this run is a pull request from the fork {fork}, and the CI gives "
+            "such runs none of the repository's secrets",
+            fix="verify pull requests in a local cluster (drop --kubeconfig, as the pipelines "
+            "in examples/ci do), or have a maintainer push the branch to this repository",
+        ) from e
 
 
 def _known_keys() -> verification.KnownKeys | None:

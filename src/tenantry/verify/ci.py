@@ -16,6 +16,10 @@ differently; when neither ``--base`` nor ``--all`` is given, these are read:
 
 A CI that names no change (a push that created the branch, a scheduled run) is refused
 with the variable that was missing and what to pass instead.
+
+A pull request from a fork gets none of the repository's secrets on any of the three
+(`fork` says whether the run is one), so a kubeconfig or token kept in a secret is empty
+there; verify in a local cluster needs neither.
 """
 
 from __future__ import annotations
@@ -122,6 +126,23 @@ def _required(env: Mapping[str, str], name: str, ci: str, what: str) -> str:
         raise UnknownChangeError(f"{ci}: {name} is empty in {what}",
                                  fix="pass --base REF (or --all)")  # fmt: skip
     return value
+
+
+def fork(env: Mapping[str, str], *, event: Mapping[str, Any] | None = None) -> str | None:
+    """Which fork the pull request of this CI run comes from (as the CI names it), None
+    when it is not a fork's pull request or the CI does not say."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        head = ((event or {}).get("pull_request") or {}).get("head") or {}
+        repo = head.get("repo") or {}
+        return str(repo.get("full_name") or "a fork") if repo.get("fork") else None
+    if env.get("GITLAB_CI") == "true":
+        source = env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_ID")
+        if source and source != env.get("CI_MERGE_REQUEST_PROJECT_ID"):
+            return env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH") or f"project {source}"
+        return None
+    if env.get("JENKINS_URL") and env.get("CHANGE_FORK"):
+        return env["CHANGE_FORK"]
+    return None
 
 
 def github_annotation(file: str, title: str, message: str, *, line: int | None = None) -> str:

@@ -671,6 +671,11 @@ def external_cluster(kubeconfig: Path, *, context: str | None = None) -> Cluster
         raise errors.UsageError(
             f"kubeconfig {path} is not YAML: {e}", fix="pass a kubeconfig file"
         ) from e
+    if config is None:
+        raise errors.UsageError(
+            f"kubeconfig {path} is empty",
+            fix="write the cluster's kubeconfig into it (in CI: from the secret that holds it)",
+        )
     if not isinstance(config, dict):
         raise errors.UsageError(f"kubeconfig {path} is not a kubeconfig (no mapping at the top)",
                                 fix="pass a kubeconfig file")  # fmt: skip
