@@ -95,6 +95,8 @@ def test_a_findings_line_is_where_its_template_sets_the_fields_last_key() -> Non
         ({"GITHUB_ACTIONS": "true"},
          {"pull_request": {"head": {"repo": {"full_name": "acme/platform", "fork": False}}}}, None),
         ({"GITHUB_ACTIONS": "true"}, {"before": "abc"}, None),  # a push
+        ({"GITHUB_ACTIONS": "true"}, {"pull_request": ["not", "a", "mapping"]}, None),
+        ({"GITHUB_ACTIONS": "true"}, {"pull_request": {"head": {"repo": {"fork": "yes"}}}}, None),
         ({"GITLAB_CI": "true", "CI_MERGE_REQUEST_PROJECT_ID": "1",
           "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "9",
           "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": "octo/platform"}, None, "octo/platform"),

@@ -338,7 +338,10 @@ def _external_cluster(kubeconfig: Path, context: str | None) -> verification.Clu
     try:
         return verification.external_cluster(kubeconfig, context=context)
     except errors.UsageError as e:
-        fork = ci.fork(os.environ, event=_github_event())
+        try:
+            fork = ci.fork(os.environ, event=_github_event())
+        except errors.UsageError:
+            fork = None  # an unreadable event: the kubeconfig's own error is the one to show
         if fork is None:
             raise
         raise errors.UsageError(

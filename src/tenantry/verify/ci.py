@@ -132,9 +132,8 @@ def fork(env: Mapping[str, str], *, event: Mapping[str, Any] | None = None) -> s
     """Which fork the pull request of this CI run comes from (as the CI names it), None
     when it is not a fork's pull request or the CI does not say."""
     if env.get("GITHUB_ACTIONS") == "true":
-        head = ((event or {}).get("pull_request") or {}).get("head") or {}
-        repo = head.get("repo") or {}
-        return str(repo.get("full_name") or "a fork") if repo.get("fork") else None
+        repo = _field(_field(_field(event, "pull_request"), "head"), "repo")
+        return str(repo.get("full_name") or "a fork") if repo.get("fork") is True else None
     if env.get("GITLAB_CI") == "true":
         source = env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_ID")
         if source and source != env.get("CI_MERGE_REQUEST_PROJECT_ID"):
@@ -143,6 +142,13 @@ def fork(env: Mapping[str, str], *, event: Mapping[str, Any] | None = None) -> s
     if env.get("JENKINS_URL") and env.get("CHANGE_FORK"):
         return env["CHANGE_FORK"]
     return None
+
+
+def _field(mapping: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
+    """``mapping[name]`` when it is a mapping, else an empty one (the event is GitHub's
+    JSON; a field it lacks or holds differently reads as absent, never as an error)."""
+    value = (mapping or {}).get(name)
+    return value if isinstance(value, Mapping) else {}
 
 
 def github_annotation(file: str, title: str, message: str, *, line: int | None = None) -> str:
