@@ -218,9 +218,10 @@ def gitlab_pipeline(tools: ci_tools.Tools, workspace: Path, variables: dict[str,
     # Where gitlab-ci-local reads the project's path from; origin stays the real server.
     git(workspace, "remote", "add", "gcl-origin", "https://gitlab.example.com/acme/platform.git")
     argv = [str(tools.gitlab_ci_local), "--force-shell-executor", "--no-color"]
-    # The runner's tool cache already holds the tools the job's cache would restore.
-    variables = {**variables, "GITLAB_CI": "true", "CI_DEFAULT_BRANCH": "main", "TENANTRY": "tenantry",
-                 "TENANTRY_TOOLS_DIR": str(paths.tools_dir())}  # fmt: skip
+    # GITLAB_CI is "true" on GitLab (gitlab-ci-local says "false" on purpose). The runner's
+    # tool cache already holds the tools the job's cache would restore.
+    variables = {**variables, "GITLAB_CI": "true", "CI_DEFAULT_BRANCH": "main",
+                 "TENANTRY": "tenantry", "TENANTRY_TOOLS_DIR": str(paths.tools_dir())}  # fmt: skip
     for name, value in variables.items():
         argv += ["--variable", f"{name}={value}"]
     for name in unset:
