@@ -143,3 +143,43 @@ def test_a_forks_pull_request_without_the_kubeconfig_secret_is_told_why_and_what
     ours = verify(clone, github, "--kubeconfig", str(kubeconfig))
     assert ours.returncode == 2 and f"kubeconfig {kubeconfig} is empty" in ours.stderr
     assert "pull request from the fork" not in ours.stderr
+
+
+def test_in_a_forks_pull_request_the_secrets_check_says_why_it_could_not_ask(
+    clone: Path, tmp_path: Path
+) -> None:
+    """The server's address is a repository variable, its token a secret: a fork's pull
+    request has the one and not the other."""
+    descriptor = clone / "services" / "payments" / "api" / "service.yaml"
+    descriptor.write_text(descriptor.read_text()
+                          + "secrets:\n  DB_PASSWORD: {name: db, key: password}\n")  # fmt: skip
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"head": {"repo": {
+        "full_name": "octo/platform", "fork": True}}}}))  # fmt: skip
+    ci_free = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GITHUB_", "TENANTRY_TOKEN", "TENANTRY_SERVER"))}  # fmt: skip
+    github = {**ci_free, "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
+              "GITHUB_EVENT_PATH": str(event), "TENANTRY_SERVER": "https://tenantry.acme.example",
+              "XDG_CONFIG_HOME": str(tmp_path / "config")}  # fmt: skip
+
+    def secrets_check(env: dict[str, str]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "tenantry", "-o", "json", "lint", "services/payments/api",
+             "--repo", str(clone)],
+            env=env, cwd=clone, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (row,) = [r for r in json.loads(done.stdout) if r["check"] == "secrets"]
+        assert row["result"] == "skipped"
+        return str(row["detail"])
+
+    assert secrets_check(github) == (
+        "reads db (password); not checked: no token for https://tenantry.acme.example: this "
+        "run is a pull request from the fork octo/platform, which gets none of the "
+        "repository's secrets (a run from a branch of this repository checks them)"
+    )
+    event.write_text(json.dumps({"pull_request": {"head": {"repo": {"fork": False}}}}))
+    assert secrets_check(github) == (
+        "reads db (password); not checked: no token for https://tenantry.acme.example; run "
+        "`tenantry login` (token on stdin), or set TENANTRY_TOKEN"
+    )

@@ -338,10 +338,7 @@ def _external_cluster(kubeconfig: Path, context: str | None) -> verification.Clu
     try:
         return verification.external_cluster(kubeconfig, context=context)
     except errors.UsageError as e:
-        try:
-            fork = ci.fork(os.environ, event=_github_event())
-        except errors.UsageError:
-            fork = None  # an unreadable event: the kubeconfig's own error is the one to show
+        fork = _fork()
         if fork is None:
             raise
         raise errors.UsageError(
@@ -352,13 +349,28 @@ def _external_cluster(kubeconfig: Path, context: str | None) -> verification.Clu
         ) from e
 
 
-def _known_keys() -> verification.KnownKeys | None:
+def _fork() -> str | None:
+    """The fork whose pull request this CI run is, if it is one (`ci.fork`). Asked only to
+    explain another error, so an unreadable GitHub event counts as no fork."""
+    try:
+        return ci.fork(os.environ, event=_github_event())
+    except errors.UsageError:
+        return None
+
+
+def _known_keys() -> verification.KnownKeys | verification.KeysUnknown:
     """Which secret keys have values where, asked of the Tenantry server when one is
-    configured (`tenantry login`); None when there is none to ask."""
+    configured (`tenantry login`); else why nobody can say."""
     try:
         api = client.Client.from_environment()
-    except errors.TenantryError:
-        return None
+    except errors.TenantryError as e:
+        fork = _fork()
+        if fork is None:
+            return verification.KeysUnknown(f"{e.message}; {e.fix}" if e.fix else e.message)
+        return verification.KeysUnknown(
+            f"{e.message}: this run is a pull request from the fork {fork}, which gets none "
+            "of the repository's secrets (a run from a branch of this repository checks them)"
+        )
 
     def lookup(tenant: str) -> dict[str, set[tuple[str, str]]]:
         keys: dict[str, set[tuple[str, str]]] = {}

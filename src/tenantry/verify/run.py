@@ -120,6 +120,18 @@ class Cluster:
 KnownKeys = Callable[[str], Mapping[str, AbstractSet[tuple[str, str]]]]
 
 
+@dataclass(frozen=True)
+class KeysUnknown:
+    """Nobody can say which secret keys have values, and why (the skipped check says it)."""
+
+    reason: str
+
+
+NO_SERVER = KeysUnknown(
+    "no Tenantry server to ask (tenantry login, or TENANTRY_SERVER and TENANTRY_TOKEN)"
+)
+
+
 class MissingSecretKeyError(errors.TenantryError):
     """The chart reads a secret key that has no value in an environment it deploys to."""
 
@@ -130,8 +142,8 @@ class Options:
 
     timeout_s: float = 120.0
     # Which secret keys have values, per environment, for a tenant (the Tenantry
-    # server knows); None: nobody to ask, and the check says so.
-    known_keys: KnownKeys | None = None
+    # server knows); else why nobody can say, and the check says so.
+    known_keys: KnownKeys | KeysUnknown = NO_SERVER
     # Called with the namespace once the rollout is ready, before the chart's tests and
     # the cleanup: a caller's own checks of the running service (the tests reach the
     # pods on their IPs).
@@ -190,7 +202,7 @@ def static_checks(
     *,
     namespace: str,
     steps: _Steps | None = None,
-    known_keys: KnownKeys | None = None,
+    known_keys: KnownKeys | KeysUnknown = NO_SERVER,
 ) -> tuple[list[Check], list[manifests.Rendered] | None]:
     """helm lint, render, policy and the secret keys it reads: no cluster needed
     (`tenantry lint`)."""
@@ -228,7 +240,7 @@ def _check_secret_keys(
     steps: _Steps,
     tenant: models.Tenant,
     rendered: list[manifests.Rendered],
-    known_keys: KnownKeys | None,
+    known_keys: KnownKeys | KeysUnknown,
 ) -> None:
     """Every key the pods read has a value in every environment the tenant deploys to:
     else the deploy there would start pods that cannot run."""
@@ -238,9 +250,8 @@ def _check_secret_keys(
         return
     read = ", ".join(f"{name} ({', '.join(sorted(keys)) or 'all keys'})"
                      for name, keys in sorted(refs.items()))  # fmt: skip
-    if known_keys is None:
-        steps.skip("secrets", f"reads {read}; not checked: no Tenantry server to ask "
-                   "(tenantry login, or TENANTRY_SERVER and TENANTRY_TOKEN)")  # fmt: skip
+    if isinstance(known_keys, KeysUnknown):
+        steps.skip("secrets", f"reads {read}; not checked: {known_keys.reason}")
         return
 
     def check() -> str:
