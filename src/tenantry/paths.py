@@ -16,12 +16,17 @@ def _xdg(var: str, default: str) -> Path:
     return Path(value) if value else Path.home() / default
 
 
+def cache_dir() -> Path:
+    """Tenantry's per-machine cache: ``$XDG_CACHE_HOME/tenantry``."""
+    return _xdg("XDG_CACHE_HOME", ".cache") / "tenantry"
+
+
 def tools_dir() -> Path:
     """The tool cache: ``$TENANTRY_TOOLS_DIR``, else ``$XDG_CACHE_HOME/tenantry/tools``."""
     override = os.environ.get("TENANTRY_TOOLS_DIR")
     if override:
         return Path(override).expanduser().resolve()
-    return _xdg("XDG_CACHE_HOME", ".cache") / "tenantry" / "tools"
+    return cache_dir() / "tools"
 
 
 def state_dir() -> Path:
@@ -34,4 +39,4 @@ def state_dir() -> Path:
 
 def images_dir() -> Path:
     """Images Tenantry builds itself (no registry is reachable): beside the tool cache."""
-    return _xdg("XDG_CACHE_HOME", ".cache") / "tenantry" / "images"
+    return cache_dir() / "images"

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenantry import paths
+
 HERE = Path(__file__).parent
 GROOVY_VERSION = "4.0.33"
 GROOVY_ARTIFACTS = ("groovy", "groovy-json")
@@ -58,11 +60,6 @@ def _digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tenantry" / "ci-tools"
-
-
 def _run(argv: list[str], cwd: Path) -> None:
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
                           timeout=INSTALL_TIMEOUT_S, check=False)  # fmt: skip
@@ -73,7 +70,7 @@ def _run(argv: list[str], cwd: Path) -> None:
 
 def install() -> Tools:
     """Install the pinned tools unless the cache has them; where they are."""
-    target = _cache() / _digest()
+    target = paths.cache_dir() / "ci-tools" / _digest()
     if target.is_dir():
         return Tools(target)
     target.parent.mkdir(parents=True, exist_ok=True)
